@@ -1,0 +1,1 @@
+"""pairforge: contrastive training data (pairs, filtered hard negatives, contrast pairs) as versioned Parquet."""

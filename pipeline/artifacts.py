@@ -1,0 +1,188 @@
+"""Artifact folders: `part-*.parquet` plus `_manifest.json`, written atomically.
+
+A stage builds its whole output folder under a temporary sibling name and swaps it into place only when every
+part and manifest is on disk. A stage killed at any point therefore leaves the previous complete folder (or, if
+it died in the instant between the two renames of the swap, the previous folder under `.NAME.old`, which the
+next read or write puts back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.schema import SCHEMA_VERSION
+
+MANIFEST = "_manifest.json"
+
+
+def _old(path: Path) -> Path:
+    return path.parent / f".{path.name}.old"
+
+
+def recover(path: Path) -> None:
+    """Put back a previous folder that a swap interrupted between its two renames."""
+    path = Path(path)
+    if not path.exists() and _old(path).exists():
+        os.rename(_old(path), path)
+
+
+def params_hash(params: object) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def fingerprint(path: Path) -> str:
+    """Content hash of an artifact folder (from its manifest) or of a plain input file or folder."""
+    path = Path(path)
+    recover(path)
+    if (path / MANIFEST).exists():
+        return json.loads((path / MANIFEST).read_text())["content_hash"]
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(child.relative_to(path)).encode())
+            digest.update(file_fingerprint(child).encode())
+        return digest.hexdigest()[:16]
+    return file_fingerprint(path)
+
+
+class ArtifactWriter:
+    """Writes one stage output folder (holding one or more artifacts) atomically.
+
+    Use as a context manager: parts are written into a temporary sibling folder, and the folder replaces `path`
+    only when the `with` block finishes without an exception.
+    """
+
+    def __init__(
+        self, path: str | Path, params: object = None, inputs: dict[str, str] | None = None, rows_per_part: int = 50_000
+    ):
+        self.path = Path(path)
+        self.rows_per_part = rows_per_part
+        self._buffers: dict[str, list[pa.Table]] = {}
+        self.params_hash = params_hash(params)
+        self.inputs = inputs or {}
+        self.tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}"
+        self._parts: dict[str, int] = {}
+        self._rows: dict[str, int] = {}
+        self._schemas: dict[str, pa.Schema] = {}
+        self._sealed: dict[str, dict] | None = None
+
+    def __enter__(self) -> ArtifactWriter:
+        recover(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in self.path.parent.glob(f".{self.path.name}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        self.tmp.mkdir()
+        return self
+
+    def write(self, name: str, table: pa.Table, schema: pa.Schema | None = None) -> None:
+        """Append rows to artifact `name` (a sub-folder); parts of `rows_per_part` rows are flushed as they fill."""
+        if self._sealed is not None:
+            raise RuntimeError(f"artifact {name!r}: written after seal()")
+        schema = schema or table.schema
+        if name in self._schemas and not self._schemas[name].equals(schema, check_metadata=False):
+            raise ValueError(f"artifact {name!r}: schema {schema} differs from the first rows' {self._schemas[name]}")
+        self._schemas.setdefault(name, schema)
+        self._buffers.setdefault(name, []).append(table.cast(self._schemas[name]))
+        self._rows[name] = self._rows.get(name, 0) + table.num_rows
+        if sum(t.num_rows for t in self._buffers[name]) >= self.rows_per_part:
+            self._flush(name, final=False)
+
+    def _flush(self, name: str, final: bool) -> None:
+        buffered = pa.concat_tables(self._buffers.pop(name, None) or [self._schemas[name].empty_table()])
+        folder = self.tmp / name
+        folder.mkdir(parents=True, exist_ok=True)
+        index = self._parts.get(name, 0)
+        while buffered.num_rows >= self.rows_per_part or (final and buffered.num_rows):
+            pq.write_table(buffered.slice(0, self.rows_per_part), folder / f"part-{index:05d}.parquet")
+            buffered = buffered.slice(self.rows_per_part)
+            index += 1
+        if final and index == 0:  # an empty artifact still gets one empty part, so readers find its schema
+            pq.write_table(buffered, folder / "part-00000.parquet")
+            index = 1
+        self._parts[name] = index
+        if buffered.num_rows:
+            self._buffers[name] = [buffered]
+
+    def write_text(self, relpath: str, text: str) -> None:
+        target = self.tmp / relpath
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+
+    def rows(self, name: str) -> int:
+        return self._rows.get(name, 0)
+
+    def _manifest(self, name: str) -> dict:
+        folder = self.tmp / name
+        digest = hashlib.sha256()
+        for part in sorted(folder.glob("part-*.parquet")):
+            digest.update(part.name.encode())
+            digest.update(file_fingerprint(part).encode())
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "rows": self._rows[name],
+            "parts": self._parts[name],
+            "columns": self._schemas[name].names,
+            "params_hash": self.params_hash,
+            "inputs": self.inputs,
+            "content_hash": digest.hexdigest()[:16],
+        }
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        return manifest
+
+    def seal(self) -> dict[str, dict]:
+        """Flush every artifact and write its manifest (before the swap); returns the manifests by name."""
+        if self._sealed is None:
+            self._sealed = {}
+            for name in self._schemas:
+                self._flush(name, final=True)
+                self._sealed[name] = self._manifest(name)
+        return self._sealed
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        self.seal()
+        old = _old(self.path)
+        shutil.rmtree(old, ignore_errors=True)
+        if self.path.exists():
+            os.rename(self.path, old)
+        os.rename(self.tmp, self.path)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """The whole artifact as one table (parts in order; the manifest's schema metadata kept)."""
+    path = Path(path)
+    recover(path.parent if not path.exists() else path)
+    parts = sorted(path.glob("part-*.parquet"))
+    if not parts:
+        raise FileNotFoundError(f"{path}: no artifact here (run the stage that writes it first)")
+    return pa.concat_tables(pq.read_table(part, columns=columns) for part in parts)
+
+
+def iter_batches(path: str | Path, batch_size: int, columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """Stream an artifact without holding it whole."""
+    for part in sorted(Path(path).glob("part-*.parquet")):
+        for batch in pq.ParquetFile(part).iter_batches(batch_size=batch_size, columns=columns):
+            yield pa.Table.from_batches([batch])
+
+
+def manifest(path: str | Path) -> dict:
+    return json.loads((Path(path) / MANIFEST).read_text())

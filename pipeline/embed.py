@@ -1,0 +1,49 @@
+"""Embedding: texts in, L2-normalised float32 vectors out, keyed by id."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.models.encoder import Encoder
+
+
+def length_sorted(table: pa.Table) -> pa.Table:
+    """Longest texts first (ties by id), so that each batch holds texts of similar length and pads little.
+
+    The order is a pure function of the texts, so the embeddings artifact is the same bytes on every run.
+    """
+    lengths = pc.utf8_length(table.column("text"))
+    return (
+        table.append_column("_length", lengths)
+        .sort_by([("_length", "descending"), ("id", "ascending")])
+        .drop(["_length"])
+    )
+
+
+def vectors_column(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+
+
+def to_numpy(column: pa.ChunkedArray | pa.FixedSizeListArray) -> np.ndarray:
+    """Vectors column -> (rows, dim) float32 array without a per-row Python loop."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    dim = column.type.list_size
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+
+
+class EmbedBatch:
+    """Actor body: loads the encoder once, then turns tables of (id, text[, kind]) into (id, vector[, kind])."""
+
+    def __init__(self, model: str, max_length: int, batch_size: int, device: str):
+        self.encoder = Encoder(model, max_length=max_length, batch_size=batch_size, device=device)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        vectors, truncated = self.encoder.encode(batch.column("text").to_pylist())
+        out = {"id": batch.column("id"), "vector": vectors_column(vectors), "truncated": pa.array(truncated)}
+        if "kind" in batch.column_names:
+            out["kind"] = batch.column("kind")
+        return pa.table(out)

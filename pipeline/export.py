@@ -1,0 +1,197 @@
+"""Export: trainer-ready tables in sentence-transformers' formats, and the dataset card.
+
+Text columns come first (`anchor`, `positive`, `negative...` / `document`, `label`); metadata columns follow
+(ids, scores, kind, topic). Trainers that take every column as an input want
+`dataset.select_columns(TEXT_COLUMNS[format])`; the card says so.
+"""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pyarrow as pa
+
+TEXT_COLUMNS = {
+    "triplet": ["anchor", "positive", "negative"],
+    "labeled-pair": ["anchor", "document", "label"],
+}
+
+
+def to_arrow(frame: pl.DataFrame) -> pa.Table:
+    """Polars -> Arrow with plain (not large) strings and lists, the types every reader expects."""
+    table = frame.to_arrow()
+
+    def plain(dtype: pa.DataType) -> pa.DataType:
+        if pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype):
+            return pa.string()
+        if pa.types.is_large_list(dtype) or pa.types.is_list(dtype):
+            return pa.list_(plain(dtype.value_type))
+        return dtype
+
+    return table.cast(pa.schema([pa.field(f.name, plain(f.type)) for f in table.schema]))
+
+
+def triplet_frame(
+    corpus: pa.Table, queries: pa.Table, positives: pa.Table, negatives: pa.Table, topics: pa.Table
+) -> pl.DataFrame:
+    """One row per (query, positive, negative), in query order, then positive order, then negative rank.
+
+    `positives` holds each (query, positive) pair with its model similarity in `score`.
+    """
+    docs = pl.from_arrow(corpus).select("doc_id", "text")
+    query_topics = pl.from_arrow(topics).select(pl.col("id").alias("query_id"), "topic")
+    frame = (
+        pl.from_arrow(queries)
+        .with_row_index("q_order")
+        .rename({"text": "anchor"})
+        .join(query_topics, on="query_id", how="left")
+        .join(
+            pl.from_arrow(positives).with_row_index("p_order").rename({"doc_id": "positive_id", "score": "pos_score"}),
+            on="query_id",
+        )
+        .join(
+            pl.from_arrow(negatives).select(
+                "query_id", pl.col("doc_id").alias("negative_id"), "rank", pl.col("score").alias("neg_score")
+            ),
+            on="query_id",
+        )
+        .join(docs.rename({"doc_id": "positive_id", "text": "positive"}), on="positive_id", how="left")
+        .join(docs.rename({"doc_id": "negative_id", "text": "negative"}), on="negative_id", how="left")
+        .sort("q_order", "p_order", "rank")
+    )
+    return frame.with_columns(pl.lit("mined").alias("negative_kind"))
+
+
+def triplet(frame: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
+    return frame.select(
+        "anchor",
+        "positive",
+        "negative",
+        "query_id",
+        "positive_id",
+        "negative_id",
+        "negative_kind",
+        "pos_score",
+        "neg_score",
+        "topic",
+    )
+
+
+def n_tuple(frame: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
+    """One row per (query, positive) with negative_1..n; pairs short of n negatives are left out, as the peer does."""
+    grouped = (
+        frame.group_by("q_order", "p_order", maintain_order=True)
+        .agg(
+            pl.col("anchor", "positive", "query_id", "positive_id", "negative_kind", "pos_score", "topic").first(),
+            pl.col("negative").alias("negatives"),
+            pl.col("negative_id").alias("negative_ids"),
+            pl.col("neg_score").alias("neg_scores"),
+        )
+        .filter(pl.col("negatives").list.len() == num_negatives)
+    )
+    negatives = [pl.col("negatives").list.get(i).alias(f"negative_{i + 1}") for i in range(num_negatives)]
+    return grouped.select(
+        "anchor",
+        "positive",
+        *negatives,
+        "query_id",
+        "positive_id",
+        "negative_ids",
+        "negative_kind",
+        "pos_score",
+        "neg_scores",
+        "topic",
+    )
+
+
+def labeled_pair(frame: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
+    """(anchor, document, label): each query's positives (label 1), then its negatives (label 0)."""
+    common = ["anchor", "query_id", "q_order", "topic"]
+    positives = frame.unique(["q_order", "p_order"], maintain_order=True).select(
+        *common,
+        pl.col("positive").alias("document"),
+        pl.lit(1, pl.Int64).alias("label"),
+        pl.col("positive_id").alias("doc_id"),
+        pl.lit("positive").alias("kind"),
+        pl.col("pos_score").alias("score"),
+        pl.lit(0).alias("group"),
+        pl.col("p_order").cast(pl.Int64).alias("order"),
+    )
+    negatives = frame.unique(["q_order", "negative_id"], maintain_order=True).select(
+        *common,
+        pl.col("negative").alias("document"),
+        pl.lit(0, pl.Int64).alias("label"),
+        pl.col("negative_id").alias("doc_id"),
+        pl.col("negative_kind").alias("kind"),
+        pl.col("neg_score").alias("score"),
+        pl.lit(1).alias("group"),
+        pl.col("rank").cast(pl.Int64).alias("order"),
+    )
+    both = pl.concat([positives, negatives]).sort("q_order", "group", "order")
+    return both.select("anchor", "document", "label", "query_id", "doc_id", "kind", "score", "topic")
+
+
+FORMATS = {"triplet": triplet, "n-tuple": n_tuple, "labeled-pair": labeled_pair}
+
+
+def text_columns(fmt: str, table: pa.Table) -> list[str]:
+    if fmt == "n-tuple":
+        return ["anchor", "positive", *[c for c in table.column_names if c.startswith("negative_") and c[-1].isdigit()]]
+    return TEXT_COLUMNS[fmt]
+
+
+def _feature(dtype: pa.DataType) -> object:
+    if pa.types.is_list(dtype):
+        return {"list": _feature(dtype.value_type)}
+    names = {pa.string(): "string", pa.int64(): "int64", pa.int32(): "int32", pa.float32(): "float32"}
+    return {"dtype": names.get(dtype, str(dtype))}
+
+
+def card(name: str, version: str, tables: dict[str, pa.Table], manifest: dict) -> str:
+    """Dataset card: Hugging Face YAML front matter (configs, features, sizes) and a readable summary."""
+    import yaml
+
+    front = {
+        "pretty_name": name,
+        "tags": ["sentence-transformers", "hard-negatives", "pairforge"],
+        "configs": [
+            {"config_name": fmt, "data_files": [{"split": "train", "path": f"{fmt}/part-*.parquet"}]} for fmt in tables
+        ],
+        "dataset_info": [
+            {
+                "config_name": fmt,
+                "features": [{"name": f.name, **_feature(f.type)} for f in table.schema],
+                "splits": [{"name": "train", "num_examples": table.num_rows}],
+            }
+            for fmt, table in tables.items()
+        ],
+    }
+    lines = [
+        "---",
+        yaml.safe_dump(front, sort_keys=False).rstrip(),
+        "---",
+        f"# {name}",
+        "",
+        f"Version `{version}` (content hash of every Parquet part), built by pairforge.",
+        "",
+        "| format | rows | text columns for a trainer |",
+        "| --- | --- | --- |",
+        *[f"| {fmt} | {t.num_rows} | `{', '.join(text_columns(fmt, t))}` |" for fmt, t in tables.items()],
+        "",
+        "Load one format and keep the columns a sentence-transformers trainer reads:",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        f'ds = load_dataset("parquet", data_files="{next(iter(tables), "triplet")}/part-*.parquet", split="train")',
+        f"ds = ds.select_columns({text_columns(next(iter(tables)), next(iter(tables.values())))!r})" if tables else "",
+        "```",
+        "",
+        "## Provenance",
+        "",
+        "```json",
+        json.dumps(manifest, indent=2, sort_keys=True),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

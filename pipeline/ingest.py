@@ -1,0 +1,245 @@
+"""Ingest: the user's corpora (BEIR folders, pair files; JSONL, CSV/TSV, Parquet) into corpus / queries / positives.
+
+Every record is checked as it is read, so an error names the file, the line (JSONL, CSV: the physical line;
+Parquet: the 1-based row) and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import schema
+from pipeline.params import IngestParams
+from pipeline.schema import InputError
+
+FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
+
+
+def read_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """(row number, record) pairs from a JSONL, CSV, TSV or Parquet file."""
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(path, None, None, f"unknown format {path.suffix!r}; expected one of {sorted(FORMATS)}")
+    if not path.exists():
+        raise InputError(path, None, None, "file not found")
+    if path.stat().st_size == 0:
+        raise InputError(path, None, None, "file is empty")
+    if fmt == "parquet":
+        yield from _parquet_records(path)
+        return
+    with open(path, "rb") as handle:
+        raw_lines = handle.read().splitlines()
+    lines = []
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            lines.append(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
+        except UnicodeDecodeError as err:
+            raise InputError(path, number, None, f"not valid UTF-8 ({err.reason} at byte {err.start})") from err
+    if fmt == "jsonl":
+        yield from _jsonl_records(path, lines)
+    else:
+        yield from _delimited_records(path, lines, "\t" if fmt == "tsv" else ",")
+    if not any(line.strip() for line in lines):
+        raise InputError(path, None, None, "file holds no records")
+
+
+def _jsonl_records(path: Path, lines: list[str]) -> Iterator[tuple[int, dict]]:
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(path, number, None, f"malformed JSON: {err.msg} at column {err.colno}") from err
+        if not isinstance(record, dict):
+            raise InputError(path, number, None, f"expected a JSON object, found {type(record).__name__}")
+        yield number, record
+
+
+def _delimited_records(path: Path, lines: list[str], delimiter: str) -> Iterator[tuple[int, dict]]:
+    reader = csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter)
+    header = next(reader, None)
+    if not header:
+        raise InputError(path, 1, None, "missing header row")
+    for values in reader:
+        number = reader.line_num
+        if not values:
+            continue
+        if len(values) != len(header):
+            raise InputError(path, number, None, f"expected {len(header)} fields ({header}), found {len(values)}")
+        yield number, dict(zip(header, values))
+
+
+def _parquet_records(path: Path) -> Iterator[tuple[int, dict]]:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise InputError(path, None, None, f"not a readable Parquet file: {err}") from err
+    if table.num_rows == 0:
+        raise InputError(path, None, None, "file holds no records")
+    yield from enumerate(table.to_pylist(), start=1)
+
+
+def field(record: dict, name: str, source: Path, row: int, required: bool = True) -> str | None:
+    """A text or id field: ids may be numbers in the file (BEIR does this), and become strings."""
+    if name not in record or record[name] is None:
+        if required:
+            raise InputError(source, row, name, "missing field")
+        return None
+    value = record[name]
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InputError(source, row, name, f"expected a string, found {type(value).__name__}")
+    value = str(value)
+    if required and not value.strip():
+        raise InputError(source, row, name, "text is empty")
+    return value
+
+
+def stable_id(prefix: str, text: str) -> str:
+    return f"{prefix}{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+
+
+@dataclass
+class Collection:
+    """Ids -> texts, with exact duplicate texts collapsed to the first id that carried them."""
+
+    kind: str
+    texts: dict[str, str]
+    titles: dict[str, str | None]
+    by_text: dict[str, str]
+    merged: dict[str, str]  # duplicate id -> kept id
+
+    @classmethod
+    def empty(cls, kind: str) -> Collection:
+        return cls(kind, {}, {}, {}, {})
+
+    def add(self, id_: str, text: str, title: str | None, source: Path, row: int, id_field: str) -> str:
+        if id_ in self.texts or id_ in self.merged:
+            known = self.texts.get(id_, None) or self.texts[self.merged[id_]]
+            if known != text:
+                raise InputError(source, row, id_field, f"duplicate id {id_!r} with a different text")
+            return self.merged.get(id_, id_)
+        if text in self.by_text:
+            self.merged[id_] = self.by_text[text]
+            return self.by_text[text]
+        self.texts[id_], self.titles[id_], self.by_text[text] = text, title, id_
+        return id_
+
+    def canonical(self, id_: str) -> str | None:
+        return id_ if id_ in self.texts else self.merged.get(id_)
+
+    def rejections(self) -> pa.Table:
+        keys = sorted(self.merged)
+        details = [f"same text as {self.merged[k]}" for k in keys]
+        return schema.rejections("ingest", self.kind, keys, "duplicate_text", details)
+
+
+def _joined(text: str, title: str | None, separator: str | None) -> str:
+    return f"{title}{separator}{text}" if title and separator is not None else text
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for suffix in FORMATS:
+        candidate = folder / f"{stem}{suffix}"
+        if candidate.exists():
+            return candidate
+    raise InputError(folder / f"{stem}.jsonl", None, None, f"file not found (looked for {stem}.* in {folder})")
+
+
+def read_beir(params: IngestParams) -> tuple[Collection, Collection, list[tuple[str, str, float]]]:
+    folder = Path(params.source)
+    corpus = Collection.empty("doc")
+    corpus_path = _find(folder, "corpus")
+    for row, record in read_records(corpus_path):
+        id_ = field(record, "_id", corpus_path, row)
+        text = field(record, "text", corpus_path, row)
+        title = field(record, "title", corpus_path, row, required=False) or None
+        corpus.add(id_, _joined(text, title, params.title_separator), title, corpus_path, row, "_id")
+    queries = Collection.empty("query")
+    queries_path = _find(folder, "queries")
+    for row, record in read_records(queries_path):
+        queries.add(
+            field(record, "_id", queries_path, row),
+            field(record, "text", queries_path, row),
+            None,
+            queries_path,
+            row,
+            "_id",
+        )
+    qrels_path = _find(folder / "qrels", params.split)
+    positives = []
+    for row, record in read_records(qrels_path):
+        query_id = queries.canonical(field(record, "query-id", qrels_path, row))
+        if query_id is None:
+            raise InputError(qrels_path, row, "query-id", f"unknown query {record['query-id']!r}")
+        doc_id = corpus.canonical(field(record, "corpus-id", qrels_path, row))
+        if doc_id is None:
+            raise InputError(qrels_path, row, "corpus-id", f"unknown document {record['corpus-id']!r}")
+        try:
+            score = float(record.get("score", 1))
+        except (TypeError, ValueError) as err:
+            raise InputError(qrels_path, row, "score", f"expected a number, found {record.get('score')!r}") from err
+        if score > 0:
+            positives.append((query_id, doc_id, score))
+    return corpus, queries, positives
+
+
+def read_pairs(params: IngestParams) -> tuple[Collection, Collection, list[tuple[str, str, float]]]:
+    path = Path(params.source)
+    corpus, queries = Collection.empty("doc"), Collection.empty("query")
+    positives = []
+    for row, record in read_records(path):
+        anchor = field(record, params.anchor_column, path, row)
+        positive = field(record, params.positive_column, path, row)
+        query_id = queries.add(stable_id("q", anchor), anchor, None, path, row, params.anchor_column)
+        doc_id = corpus.add(stable_id("d", positive), positive, None, path, row, params.positive_column)
+        positives.append((query_id, doc_id, 1.0))
+        if params.negative_column:
+            negative = field(record, params.negative_column, path, row)
+            corpus.add(stable_id("d", negative), negative, None, path, row, params.negative_column)
+    return corpus, queries, positives
+
+
+def ingest(params: IngestParams) -> dict[str, pa.Table]:
+    """Read the configured source; returns the corpus, queries, positives and rejections tables."""
+    corpus, queries, positives = (read_beir if params.format == "beir" else read_pairs)(params)
+    positives = list(dict.fromkeys(positives))  # the same judgement twice (e.g. via merged ids) counts once
+    judged = list(dict.fromkeys(q for q, _, _ in positives))
+    if params.max_queries and len(judged) > params.max_queries:
+        judged = sorted(random.Random(params.seed).sample(judged, params.max_queries), key=judged.index)
+    keep = set(judged)
+    query_ids = [q for q in queries.texts if q in keep]
+    tables = {
+        "corpus": pa.table(
+            {
+                "doc_id": list(corpus.texts),
+                "text": list(corpus.texts.values()),
+                "title": list(corpus.titles.values()),
+            },
+            schema=schema.CORPUS,
+        ),
+        "queries": pa.table(
+            {"query_id": query_ids, "text": [queries.texts[q] for q in query_ids]}, schema=schema.QUERIES
+        ),
+        "positives": pa.table(
+            {
+                "query_id": [q for q, _, _ in positives if q in keep],
+                "doc_id": [d for q, d, _ in positives if q in keep],
+                "score": [s for q, _, s in positives if q in keep],
+            },
+            schema=schema.POSITIVES,
+        ),
+        "rejections": pa.concat_tables([corpus.rejections(), queries.rejections()]),
+    }
+    return tables

@@ -1,0 +1,142 @@
+"""Hard-negative mining with the knobs of sentence-transformers' `mine_hard_negatives`, same meanings.
+
+For each query: search the index, drop its known positives, and walk the remaining candidates in score order.
+`rank` is a candidate's 0-based position in that list (known positives removed). A candidate is kept when
+range_min <= rank < range_max, it passes every score rule, and sampling picks it. Every inspected candidate is
+returned with its decision and a stable reason code, so the dataset can be audited and the rules retuned.
+
+Margins compare against the query's hardest positive (its lowest-scoring one), as the peer does: a negative
+must sit below every positive of its query.
+
+Deliberate differences from the peer (sentence-transformers 6.x), each a case where it departs from its own
+documentation:
+- range_min: the peer skips the first range_min candidates that *survive* the score rules, so with a margin it
+  skips valid negatives well past rank range_min. Here range_min counts retrieval ranks, as documented.
+- range_max: the peer's pool holds range_max + (most positives of any query - this query's positives)
+  candidates, so one query's window depends on other queries. Here it is exactly range_max for every query.
+- sampling "random": the peer draws from Python's global `random`; here each query draws from its own generator
+  seeded by (seed, query id), so results do not depend on batching, actor count or run order.
+With no score rules and range_min = 0 (or no score rules at all), "top" sampling gives the peer's negatives.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import index, schema
+from pipeline.embed import to_numpy
+from pipeline.params import IndexParams, MineParams
+
+KEPT = "kept"
+REJECTED = "rejected"
+
+
+def score_rule_reasons(scores: np.ndarray, pos_score: float, params: MineParams) -> np.ndarray:
+    """Per candidate: the first score rule it breaks, or None."""
+    reasons = np.full(len(scores), None, dtype=object)
+
+    def mark(broken: np.ndarray, code: str) -> None:
+        reasons[broken & (reasons == None)] = code  # noqa: E711 - elementwise comparison on an object array
+
+    if params.absolute_margin is not None:
+        mark(scores + params.absolute_margin > pos_score, "above_absolute_margin")
+    if params.relative_margin is not None:
+        mark(scores > pos_score - abs(pos_score) * params.relative_margin, "above_relative_margin")
+    if params.max_score is not None:
+        mark(scores > params.max_score, "above_max_score")
+    if params.min_score is not None:
+        mark(scores < params.min_score, "below_min_score")
+    return reasons
+
+
+def select(valid: np.ndarray, query_id: str, params: MineParams) -> np.ndarray:
+    """Indices (into the valid candidates, which are in score order) that sampling keeps, in score order."""
+    if params.sampling == "top" or len(valid) <= params.num_negatives:
+        return valid[: params.num_negatives]
+    rng = np.random.default_rng([params.seed, zlib.crc32(query_id.encode())])
+    return np.sort(rng.choice(valid, params.num_negatives, replace=False))
+
+
+def decide_query(
+    query_id: str, rows: np.ndarray, scores: np.ndarray, positive_rows: np.ndarray, pos_score: float, params: MineParams
+) -> tuple[np.ndarray, ...]:
+    """Decisions for one query's retrieved candidates (rows in the index, in score order).
+
+    Returns the found rows and scores, each one's rank (-1 for known positives), the kept mask, the reason
+    codes (None for kept) and the mask of candidates inspected (known positives, and ranks below range_max).
+    """
+    found = rows >= 0
+    rows, scores = rows[found], scores[found]
+    known = np.isin(rows, positive_rows)
+    rank = np.full(len(rows), -1, dtype=np.int32)
+    rank[~known] = np.arange(int((~known).sum()), dtype=np.int32)
+    inspected = known | (rank < params.range_max)
+    reasons = score_rule_reasons(scores, pos_score, params)
+    reasons[known] = "known_positive"
+    below = ~known & (rank < params.range_min)
+    reasons[below & (reasons == None)] = "below_range_min"  # noqa: E711
+    in_window = ~known & (rank >= params.range_min) & (rank < params.range_max)
+    valid = np.flatnonzero(in_window & (reasons == None))  # noqa: E711
+    kept = np.zeros(len(rows), dtype=bool)
+    kept[select(valid, query_id, params)] = True
+    reasons[in_window & (reasons == None) & ~kept] = "not_sampled"  # noqa: E711
+    return rows, scores, rank, kept, reasons, inspected
+
+
+class MineShard:
+    """Actor body: holds the index; turns a table of queries into their inspected candidates."""
+
+    def __init__(self, index_bytes: np.ndarray, doc_ids: list[str], params: MineParams, index_params: IndexParams):
+        self.index = faiss.deserialize_index(index_bytes)
+        index.set_search_params(self.index, index_params)
+        self.doc_ids = np.asarray(doc_ids, dtype=object)
+        self.params = params
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        """batch: query_id, vector, pos_score, positive_rows (index rows of the query's known positives)."""
+        vectors = np.ascontiguousarray(to_numpy(batch.column("vector")))
+        positive_rows = batch.column("positive_rows").to_pylist()
+        depth = self.params.range_max + max(len(p) for p in positive_rows)
+        all_scores, all_rows = self.index.search(vectors, min(depth, self.index.ntotal))
+        columns = {name: [] for name in schema.CANDIDATES.names}
+        for query_id, pos_score, positives, rows, scores in zip(
+            batch.column("query_id").to_pylist(),
+            batch.column("pos_score").to_pylist(),
+            positive_rows,
+            all_rows,
+            all_scores,
+        ):
+            rows, scores, rank, kept, reasons, inspected = decide_query(
+                query_id, rows, scores, np.asarray(positives, dtype=np.int64), pos_score, self.params
+            )
+            n = int(inspected.sum())
+            columns["query_id"].extend([query_id] * n)
+            columns["doc_id"].extend(self.doc_ids[rows[inspected]])
+            columns["rank"].extend(np.where(rank[inspected] >= 0, rank[inspected], None))
+            columns["score"].extend(scores[inspected])
+            columns["pos_score"].extend([pos_score] * n)
+            columns["decision"].extend(np.where(kept[inspected], KEPT, REJECTED))
+            columns["reason"].extend(reasons[inspected])
+        return pa.table(columns, schema=schema.CANDIDATES)
+
+
+def negatives(candidates: pa.Table, doc_topics: dict[str, int]) -> pa.Table:
+    """The kept candidates, with the topic of each negative document."""
+    kept = candidates.filter(pc.equal(candidates.column("decision"), KEPT))
+    topic = [doc_topics.get(d) for d in kept.column("doc_id").to_pylist()]
+    return pa.table(
+        {
+            "query_id": kept.column("query_id"),
+            "doc_id": kept.column("doc_id"),
+            "rank": kept.column("rank"),
+            "score": kept.column("score"),
+            "pos_score": kept.column("pos_score"),
+            "topic": pa.array(topic, type=pa.int32()),
+        },
+        schema=schema.NEGATIVES,
+    )

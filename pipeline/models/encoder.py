@@ -1,0 +1,94 @@
+"""Transformers text encoder: the one place that loads and runs embedding models.
+
+Pooling and length limits follow the model's sentence-transformers config when it has one (so vectors match
+`SentenceTransformer.encode`), and fall back to mean pooling and the tokenizer's limit otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from pipeline import models
+
+
+def _pooling_mode(folder: Path) -> str:
+    modules = folder / "modules.json"
+    if modules.exists():
+        for module in json.loads(modules.read_text()):
+            if module["type"].endswith("Pooling"):
+                config = json.loads((folder / module["path"] / "config.json").read_text())
+                if config.get("pooling_mode_cls_token"):
+                    return "cls"
+                if config.get("pooling_mode_lasttoken"):
+                    return "last"
+                return "mean"
+    return "mean"
+
+
+def _max_length(folder: Path, tokenizer, model_config) -> int:
+    st_config = folder / "sentence_bert_config.json"
+    if st_config.exists():
+        limit = json.loads(st_config.read_text()).get("max_seq_length")
+        if limit:
+            return int(limit)
+    limits = [tokenizer.model_max_length, getattr(model_config, "max_position_embeddings", None)]
+    return int(min(x for x in limits if x and x < 1_000_000))
+
+
+class Encoder:
+    """Loads a model once; `encode(texts)` returns L2-normalised float32 vectors, one row per text."""
+
+    def __init__(self, name: str, max_length: int = 0, batch_size: int = 32, device: str = "auto"):
+        folder = models.resolve(name)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModel.from_pretrained(folder).to(self.device).eval()
+        self.pooling = _pooling_mode(folder)
+        self.max_length = max_length or _max_length(folder, self.tokenizer, self.model.config)
+        self.batch_size = batch_size
+        self.dim = int(self.model.config.hidden_size)
+
+    def token_lengths(self, texts: list[str]) -> np.ndarray:
+        """Token counts, capped at max_length + 1 so that a count above the limit means "will be truncated"."""
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length + 1)["input_ids"]
+        return np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(texts))
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Encode in length-sorted batches (little padding).
+
+        Returns the vectors in the input order and a mask of the texts cut at `max_length` tokens.
+        """
+        lengths = self.token_lengths(texts)
+        order = np.argsort(-lengths, kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            inputs = self.tokenizer(
+                [texts[i] for i in rows],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.device)
+            hidden = self.model(**inputs).last_hidden_state
+            out[rows] = self._pool(hidden, inputs["attention_mask"]).float().cpu().numpy()
+        return out, lengths > self.max_length
+
+    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        elif self.pooling == "last":
+            last = mask.sum(dim=1) - 1
+            pooled = hidden[torch.arange(hidden.size(0), device=hidden.device), last]
+        else:
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, p=2, dim=1)

@@ -1,0 +1,178 @@
+"""Typed params per stage, read from params.yaml. Unknown, missing-type or out-of-range keys are errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from pipeline.schema import InputError
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    source: str = "../shared/datasets/scifact"
+    format: Literal["beir", "pairs"] = "beir"
+    split: str = "train"
+    # Title and text are joined with this separator for embedding; null keeps the title in its own column only.
+    title_separator: str | None = ". "
+    # Column names of a pair file: anchor -> query text, positive -> document text, optional negative.
+    anchor_column: str = "anchor"
+    positive_column: str = "positive"
+    negative_column: str | None = None
+    # Keep only this many queries (with their positives), sampled with `seed`; 0 keeps all.
+    max_queries: int = 0
+    seed: int = 12345
+
+    def check(self) -> None:
+        _at_least(self, "max_queries", 0)
+
+
+@dataclass(frozen=True)
+class EmbedParams:
+    model: str = "packaged:all-MiniLM-L6-v2"
+    batch_size: int = 32
+    # Tokens per text; 0 uses the model's own limit (sentence-transformers' max_seq_length when it has one).
+    max_length: int = 0
+    # Actors in the Ray pool; 0 starts one per `cpus_per_actor` CPUs of the cluster (or one per GPU).
+    actors: int = 0
+    cpus_per_actor: int = 1
+    gpus_per_actor: float = 0.0
+    # auto: GPU when the actor sees one, CPU otherwise.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def check(self) -> None:
+        _at_least(self, "batch_size", 1)
+        _at_least(self, "max_length", 0)
+        _at_least(self, "actors", 0)
+        _at_least(self, "cpus_per_actor", 1)
+        _at_least(self, "gpus_per_actor", 0.0)
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    # Any FAISS index factory string: Flat, HNSW32, IVF256,Flat, IVF256,PQ16, ...
+    factory: str = "Flat"
+    nprobe: int = 16
+    ef_search: int = 128
+    # Vectors used to train IVF / PQ quantisers; 0 trains on all.
+    train_size: int = 0
+    # k-means topics over docs and queries; 0 turns topics off.
+    topics: int = 16
+    kmeans_iterations: int = 20
+    seed: int = 12345
+
+    def check(self) -> None:
+        _at_least(self, "nprobe", 1)
+        _at_least(self, "ef_search", 1)
+        _at_least(self, "train_size", 0)
+        _at_least(self, "topics", 0)
+        _at_least(self, "kmeans_iterations", 1)
+
+
+@dataclass(frozen=True)
+class MineParams:
+    # The knobs of sentence-transformers' mine_hard_negatives, with the same meaning.
+    range_min: int = 0
+    range_max: int = 100
+    num_negatives: int = 3
+    sampling: Literal["top", "random"] = "top"
+    absolute_margin: float | None = None
+    relative_margin: float | None = None
+    max_score: float | None = None
+    min_score: float | None = None
+    seed: int = 12345
+    # Queries searched per batch (streamed through the index).
+    query_batch_size: int = 1024
+
+    def check(self) -> None:
+        _at_least(self, "range_min", 0)
+        _at_least(self, "num_negatives", 1)
+        _at_least(self, "query_batch_size", 1)
+        if self.range_max <= self.range_min:
+            raise InputError("params.yaml", None, "mine.range_max", "must be greater than mine.range_min")
+        if self.relative_margin is not None and not 0 <= self.relative_margin < 1:
+            raise InputError("params.yaml", None, "mine.relative_margin", "must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class ExportParams:
+    formats: list[str] = field(default_factory=lambda: ["triplet", "n-tuple", "labeled-pair"])
+    name: str = "pairforge-dataset"
+    rows_per_part: int = 100_000
+    seed: int = 12345
+
+    def check(self) -> None:
+        _at_least(self, "rows_per_part", 1)
+        known = {"triplet", "n-tuple", "labeled-pair"}
+        for fmt in self.formats:
+            if fmt not in known:
+                raise InputError(
+                    "params.yaml", None, "export.formats", f"unknown format {fmt!r}; known: {sorted(known)}"
+                )
+
+
+SECTIONS = {
+    "ingest": IngestParams,
+    "embed": EmbedParams,
+    "index": IndexParams,
+    "mine": MineParams,
+    "export": ExportParams,
+}
+
+
+def _at_least(params: object, name: str, low: float) -> None:
+    value = getattr(params, name)
+    if value < low:
+        section = next(k for k, v in SECTIONS.items() if isinstance(params, v))
+        raise InputError("params.yaml", None, f"{section}.{name}", f"must be >= {low}, got {value}")
+
+
+def _matches(value: object, hint: object) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return value in typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_matches(v, item) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def parse(section: str, data: dict | None, source: str = "params.yaml"):
+    """Build the typed params of one stage from its params.yaml section."""
+    cls = SECTIONS[section]
+    data = data or {}
+    if not isinstance(data, dict):
+        raise InputError(source, None, section, "must be a mapping of keys to values")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        if key not in names:
+            raise InputError(source, None, f"{section}.{key}", f"unknown key; known: {sorted(names)}")
+        if not _matches(value, hints[key]):
+            raise InputError(source, None, f"{section}.{key}", f"expected {hints[key]}, got {value!r}")
+    params = cls(**{k: (float(v) if hints[k] is float and v is not None else v) for k, v in data.items()})
+    params.check()
+    return params
+
+
+def load(section: str, path: str | Path = "params.yaml"):
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise InputError(str(path), None, None, f"not valid YAML: {err}") from err
+    return parse(section, document.get(section), str(path))

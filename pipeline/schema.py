@@ -1,0 +1,121 @@
+"""One Arrow schema per artifact, and the one error type for bad input.
+
+Every artifact the pipeline writes is checked against its schema here, so a wrong column or type is caught where
+it is made, with the file, row and field named, rather than three stages later inside a library.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+SCHEMA_VERSION = 1
+
+
+class InputError(ValueError):
+    """Bad input: names the file, the row (1-based line or record number) and the field."""
+
+    def __init__(self, source: str, row: int | None, field: str | None, problem: str):
+        self.source, self.row, self.field, self.problem = str(source), row, field, problem
+        where = self.source
+        if row is not None:
+            where += f", row {row}"
+        if field is not None:
+            where += f", field {field!r}"
+        super().__init__(f"{where}: {problem}")
+
+
+CORPUS = pa.schema([("doc_id", pa.string()), ("text", pa.string()), ("title", pa.string())])
+QUERIES = pa.schema([("query_id", pa.string()), ("text", pa.string())])
+POSITIVES = pa.schema([("query_id", pa.string()), ("doc_id", pa.string()), ("score", pa.float32())])
+TOPICS = pa.schema([("id", pa.string()), ("topic", pa.int32()), ("distance", pa.float32())])
+CANDIDATES = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("rank", pa.int32()),
+        ("score", pa.float32()),
+        ("pos_score", pa.float32()),
+        ("decision", pa.string()),
+        ("reason", pa.string()),
+    ]
+)
+NEGATIVES = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("rank", pa.int32()),
+        ("score", pa.float32()),
+        ("pos_score", pa.float32()),
+        ("topic", pa.int32()),
+    ]
+)
+REJECTIONS = pa.schema(
+    [
+        ("stage", pa.string()),
+        ("kind", pa.string()),
+        ("key", pa.string()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        ("scores", pa.map_(pa.string(), pa.float32())),
+    ]
+)
+
+
+def embeddings(dim: int, model: str = "", fingerprint: str = "") -> pa.Schema:
+    """Vectors are fixed-size float32 lists; the model that made them travels in the schema metadata."""
+    schema = pa.schema([("id", pa.string()), ("vector", pa.list_(pa.float32(), dim))])
+    return schema.with_metadata({"model": model, "fingerprint": fingerprint})
+
+
+def empty_rejections() -> pa.Table:
+    return REJECTIONS.empty_table()
+
+
+def rejections(stage: str, kind: str, keys: list[str], reason: str, details: list[str]) -> pa.Table:
+    """Ledger rows for one reason; `scores` stays empty when no score decided the rejection."""
+    return pa.table(
+        {
+            "stage": [stage] * len(keys),
+            "kind": [kind] * len(keys),
+            "key": keys,
+            "reason": [reason] * len(keys),
+            "detail": details,
+            "scores": [[] for _ in keys],
+        },
+        schema=REJECTIONS,
+    )
+
+
+def validate(table: pa.Table, schema: pa.Schema, source: str, required_text: tuple[str, ...] = ()) -> pa.Table:
+    """Check columns and types, and that `required_text` columns hold non-blank strings.
+
+    Returns the table cast to the schema's exact types (e.g. int64 score -> float32), so downstream code can rely
+    on them. Raises InputError naming the first bad row and field.
+    """
+    for field in schema:
+        if field.name not in table.column_names:
+            raise InputError(source, None, field.name, "missing column")
+    table = table.select(schema.names)
+    columns = []
+    for field in schema:
+        column = table.column(field.name)
+        if column.type != field.type:
+            try:
+                column = column.cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+                raise InputError(source, None, field.name, f"expected {field.type}, found {column.type}") from err
+        if not field.nullable or field.name in required_text or field.name.endswith("_id") or field.name == "id":
+            nulls = column.is_null()
+            if column.null_count:
+                row = nulls.to_pylist().index(True) + 1
+                raise InputError(source, row, field.name, "value is missing (null)")
+        columns.append(column)
+    table = pa.Table.from_arrays(columns, schema=schema)
+    for name in required_text:
+        stripped = pc.utf8_trim_whitespace(table.column(name))
+        empty = pc.equal(pc.utf8_length(stripped), 0)
+        if pc.any(empty).as_py():
+            row = empty.to_pylist().index(True) + 1
+            raise InputError(source, row, name, "text is empty")
+    return table

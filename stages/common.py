@@ -1,0 +1,36 @@
+"""What every stage entry point shares: artifact paths, logging, timing, and the error exit."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipeline.schema import InputError
+
+DATA = Path("data")
+INGESTED = DATA / "ingested"
+EMBEDDINGS = DATA / "embeddings"
+INDEX = DATA / "index"
+MINED = DATA / "mined"
+EXPORT = DATA / "export"
+METRICS = Path("metrics")
+
+
+@contextlib.contextmanager
+def stage(name: str) -> Iterator[logging.Logger]:
+    """Log the stage's wall time; turn bad input into one clear line on stderr and exit status 2."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    for noisy in ("ray", "faiss", "transformers", "httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    log = logging.getLogger(f"pairforge.{name}")
+    started = time.perf_counter()
+    try:
+        yield log
+    except InputError as err:
+        log.error("bad input: %s", err)
+        sys.exit(f"pairforge {name}: {err}")
+    log.info("%s finished in %.1f s", name, time.perf_counter() - started)

@@ -1,0 +1,21 @@
+"""DVC stage `ingest`: the configured corpus -> data/ingested/{corpus,queries,positives,rejections}."""
+
+from pipeline import artifacts, ingest, params
+from stages.common import INGESTED, stage
+
+
+def main() -> None:
+    with stage("ingest") as log:
+        config = params.load("ingest")
+        tables = ingest.ingest(config)
+        with artifacts.ArtifactWriter(INGESTED, config, {"source": artifacts.fingerprint(config.source)}) as out:
+            for name, table in tables.items():
+                out.write(name, table)
+        log.info(
+            "corpus %d docs, %d queries, %d positives; %d duplicate texts merged",
+            *(tables[n].num_rows for n in ("corpus", "queries", "positives", "rejections")),
+        )
+
+
+if __name__ == "__main__":
+    main()
