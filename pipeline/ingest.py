@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import random
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from pipeline.params import IngestParams
 from pipeline.schema import InputError
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # the default (128 KiB) rejects long documents
 
 
 def read_records(path: Path) -> Iterator[tuple[int, dict]]:
@@ -47,10 +49,14 @@ def read_records(path: Path) -> Iterator[tuple[int, dict]]:
         except UnicodeDecodeError as err:
             raise InputError(path, number, None, f"not valid UTF-8 ({err.reason} at byte {err.start})") from err
     if fmt == "jsonl":
-        yield from _jsonl_records(path, lines)
+        records = _jsonl_records(path, lines)
     else:
-        yield from _delimited_records(path, lines, "\t" if fmt == "tsv" else ",")
-    if not any(line.strip() for line in lines):
+        records = _delimited_records(path, lines, "\t" if fmt == "tsv" else ",")
+    empty = True
+    for item in records:
+        empty = False
+        yield item
+    if empty:  # blank lines only, or a CSV / TSV header without rows
         raise InputError(path, None, None, "file holds no records")
 
 
@@ -214,10 +220,14 @@ def read_pairs(params: IngestParams) -> tuple[Collection, Collection, list[tuple
 def ingest(params: IngestParams) -> dict[str, pa.Table]:
     """Read the configured source; returns the corpus, queries, positives and rejections tables."""
     corpus, queries, positives = (read_beir if params.format == "beir" else read_pairs)(params)
-    positives = list(dict.fromkeys(positives))  # the same judgement twice (e.g. via merged ids) counts once
+    best: dict[tuple[str, str], float] = {}  # the same judgement twice (e.g. via merged ids) counts once, best score
+    for query_id, doc_id, score in positives:
+        best[query_id, doc_id] = max(score, best.get((query_id, doc_id), score))
+    positives = [(q, d, s) for (q, d), s in best.items()]
     judged = list(dict.fromkeys(q for q, _, _ in positives))
     if params.max_queries and len(judged) > params.max_queries:
-        judged = sorted(random.Random(params.seed).sample(judged, params.max_queries), key=judged.index)
+        position = {query_id: i for i, query_id in enumerate(judged)}
+        judged = sorted(random.Random(params.seed).sample(judged, params.max_queries), key=position.__getitem__)
     keep = set(judged)
     query_ids = [q for q in queries.texts if q in keep]
     tables = {

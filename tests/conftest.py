@@ -1,0 +1,88 @@
+"""Shared fixtures: the real SciFact data (skipped when ../shared/datasets is absent) and a small pipeline run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = Path(os.environ.get("PAIRFORGE_DATASETS", REPO.parent / "shared" / "datasets"))
+SCIFACT = DATASETS / "scifact"
+
+
+@pytest.fixture(scope="session")
+def scifact() -> Path:
+    if not (SCIFACT / "corpus.jsonl").exists():
+        pytest.skip(f"SciFact not found at {SCIFACT}")
+    return SCIFACT
+
+
+def write_beir_sample(scifact: Path, out: Path, queries: int, docs: int) -> Path:
+    """A BEIR folder with the first `queries` train queries, their positives, and other docs up to `docs`."""
+    (out / "qrels").mkdir(parents=True, exist_ok=True)
+    with open(scifact / "qrels" / "train.tsv") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    query_ids = list(dict.fromkeys(r["query-id"] for r in rows))[:queries]
+    rows = [r for r in rows if r["query-id"] in query_ids]
+    positive_ids = {r["corpus-id"] for r in rows}
+    with open(scifact / "corpus.jsonl") as handle:
+        corpus = [json.loads(line) for line in handle]
+    kept = [d for d in corpus if d["_id"] in positive_ids]
+    kept += [d for d in corpus if d["_id"] not in positive_ids][: max(0, docs - len(kept))]
+    (out / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in kept))
+    with open(scifact / "queries.jsonl") as handle:
+        all_queries = [json.loads(line) for line in handle]
+    wanted = set(query_ids)
+    (out / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in all_queries if q["_id"] in wanted))
+    with open(out / "qrels" / "train.tsv", "w") as handle:
+        handle.write("query-id\tcorpus-id\tscore\n")
+        handle.writelines(f"{r['query-id']}\t{r['corpus-id']}\t{r['score']}\n" for r in rows)
+    return out
+
+
+def project_params(source: Path, **overrides: dict) -> dict:
+    """The repo's params.yaml pointed at `source`, with per-section overrides."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["ingest"]["source"] = str(source)
+    for section, values in overrides.items():
+        params[section].update(values)
+    return params
+
+
+def run_stage(workdir: Path, name: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run one stage entry point for real, in its own process, as DVC would."""
+    result = subprocess.run(
+        [sys.executable, "-m", f"stages.{name}"], cwd=workdir, capture_output=True, text=True, timeout=900
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"stage {name} failed:\n{result.stderr[-4000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def sample_beir(scifact: Path, tmp_path_factory) -> Path:
+    return write_beir_sample(scifact, tmp_path_factory.mktemp("beir"), queries=60, docs=400)
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(sample_beir: Path, tmp_path_factory) -> Path:
+    """ingest -> embed -> index -> mine -> export on the sample, through the real stage entry points and Ray."""
+    workdir = tmp_path_factory.mktemp("project")
+    params = project_params(sample_beir, index={"topics": 8}, mine={"range_max": 30})
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    for name in ("ingest", "embed", "index", "mine", "export"):
+        run_stage(workdir, name)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def peer_cache(tmp_path_factory) -> Path:
+    """sentence-transformers' own embedding cache, so the peer encodes the sample once per test session."""
+    return tmp_path_factory.mktemp("peer-cache")
