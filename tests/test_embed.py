@@ -1,0 +1,75 @@
+"""Embedding: vectors equal sentence-transformers' encode, in-process and through the Ray actor pool."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from pipeline import artifacts, embed, models, runtime
+from pipeline.models.encoder import Encoder
+
+MODEL = "packaged:all-MiniLM-L6-v2"
+
+
+@pytest.fixture(scope="module")
+def texts(scifact) -> list[str]:
+    """Real SciFact abstracts (many longer than the model's 256 tokens) and claims (short)."""
+    with open(scifact / "corpus.jsonl") as handle:
+        docs = [json.loads(next(handle)) for _ in range(40)]
+    with open(scifact / "queries.jsonl") as handle:
+        claims = [json.loads(next(handle))["text"] for _ in range(40)]
+    return [f"{d['title']}. {d['text']}" for d in docs] + claims
+
+
+@pytest.fixture(scope="module")
+def reference(texts) -> np.ndarray:
+    model = SentenceTransformer(str(models.resolve(MODEL)), device="cpu")
+    return model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+
+
+def test_vectors_equal_sentence_transformers_encode(texts, reference):
+    vectors, truncated = Encoder(MODEL).encode(texts)
+    assert vectors.dtype == np.float32 and vectors.shape == (len(texts), 384)
+    assert np.abs(vectors - reference).max() < 1e-5
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+    assert 0 < truncated.sum() < len(texts), "long abstracts are cut at the model's limit, claims are not"
+
+
+def test_vectors_through_the_ray_actor_pool_equal_encode(texts, reference):
+    table = pa.table({"id": [str(i) for i in range(len(texts))], "text": texts})
+    args = {"model": MODEL, "max_length": 0, "batch_size": 16, "device": "cpu"}
+    out = pa.concat_tables(
+        runtime.map_batches(table, embed.EmbedBatch, args, runtime.Resources(actors=2), rows_per_task=16)
+    )
+    assert out["id"].to_pylist() == table["id"].to_pylist(), "results come back in input order"
+    assert np.abs(embed.to_numpy(out["vector"]) - reference).max() < 1e-5
+
+
+def test_cls_pooling_follows_the_model_config(texts, tmp_path):
+    folder = tmp_path / "cls-model"
+    shutil.copytree(models.resolve(MODEL), folder)
+    pooling = folder / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text())
+    config.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+    pooling.write_text(json.dumps(config))
+    reference = SentenceTransformer(str(folder), device="cpu").encode(texts[:8], normalize_embeddings=True)
+    vectors, _ = Encoder(str(folder)).encode(texts[:8])
+    assert np.abs(vectors - reference).max() < 1e-5
+    mean_vectors, _ = Encoder(MODEL).encode(texts[:8])
+    assert np.abs(vectors - mean_vectors).max() > 1e-2, "CLS pooling really differs from mean pooling"
+
+
+def test_embeddings_artifact_carries_the_model_and_covers_every_text(pipeline_run):
+    corpus = artifacts.read(pipeline_run / "data/ingested/corpus")
+    vectors = artifacts.read(pipeline_run / "data/embeddings/corpus")
+    assert vectors.schema.field("vector").type == pa.list_(pa.float32(), 384)
+    metadata = {k.decode(): v.decode() for k, v in vectors.schema.metadata.items()}
+    assert metadata["model"] == MODEL
+    assert metadata["fingerprint"] == models.fingerprint(models.resolve(MODEL))
+    assert sorted(vectors["id"].to_pylist()) == sorted(corpus["doc_id"].to_pylist())
+    assert np.allclose(np.linalg.norm(embed.to_numpy(vectors["vector"]), axis=1), 1.0, atol=1e-5)
