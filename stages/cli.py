@@ -1,0 +1,35 @@
+"""The `pairforge` command: run a stage (what dvc.yaml calls), or inspect the rejections ledger."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+import polars as pl
+
+STAGES = ["ingest", "embed", "index", "mine", "export"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="pairforge", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run one stage in the current project (reads ./params.yaml)")
+    run.add_argument("stage", choices=STAGES)
+    audit = commands.add_parser("rejections", help="count rejections by stage and reason, with examples")
+    audit.add_argument("--data", type=Path, default=Path("data"))
+    audit.add_argument("--samples", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        importlib.import_module(f"stages.{args.stage}").main()
+        return
+    from pipeline import ledger
+
+    counts, examples = ledger.summary(args.data, args.samples)
+    with pl.Config(tbl_rows=200, fmt_str_lengths=80, tbl_width_chars=160):
+        print(counts)
+        print(examples)
+
+
+if __name__ == "__main__":
+    main()
