@@ -147,8 +147,12 @@ class Collection:
 
     def rejections(self) -> pa.Table:
         keys = sorted(self.merged)
-        details = [f"same text as {self.merged[k]}" for k in keys]
-        return schema.rejections("ingest", self.kind, keys, "duplicate_text", details)
+        return pa.table(
+            {"stage": ["ingest"] * len(keys), "kind": [self.kind] * len(keys), "key": keys,
+             "reason": ["duplicate_text"] * len(keys), "detail": [f"same text as {self.merged[k]}" for k in keys],
+             "scores": [[] for _ in keys]},
+            schema=schema.REJECTIONS,
+        )
 
 
 def _joined(text: str, title: str | None, separator: str | None) -> str:

@@ -5,32 +5,40 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 
-# Stage outputs whose rows carry a decision; `rejections` artifacts hold rejected rows only.
-LEDGERS = {"ingest": "ingested/rejections", "mine": "mined/candidates"}
+from pipeline import schema
+
+# Each stage that rejects things writes a `rejections` artifact in the ledger's schema.
+LEDGERS = {"ingest": "ingested/rejections", "mine": "mined/rejections", "filter": "filtered/rejections"}
+
+
+def entries(stage: str, kind: str, table: pa.Table, score_columns: tuple[str, ...] = ()) -> pa.Table:
+    """Ledger rows for the rejected (query_id, doc_id) rows of `table`, keyed "query_id/doc_id".
+
+    `table` has `reason`, and optionally `detail` and `scores` (a map) or `score_columns` to put in the map.
+    """
+    keys = [f"{q}/{d}" for q, d in zip(table["query_id"].to_pylist(), table["doc_id"].to_pylist())]
+    if "scores" in table.column_names:
+        scores = table["scores"]
+    else:
+        columns = [table[c].to_pylist() for c in score_columns]
+        scores = [list(zip(score_columns, values)) for values in zip(*columns)] if columns else [[] for _ in keys]
+    detail = table["detail"] if "detail" in table.column_names else [None] * len(keys)
+    return pa.table(
+        {"stage": [stage] * len(keys), "kind": [kind] * len(keys), "key": keys, "reason": table["reason"],
+         "detail": detail, "scores": scores},
+        schema=schema.REJECTIONS,
+    )
 
 
 def rejections(data: Path) -> pl.LazyFrame:
-    """All rejections under a data folder as one lazy frame: stage, kind, key, reason, detail."""
-    frames = []
-    for stage, relative in LEDGERS.items():
-        folder = Path(data) / relative
-        if not folder.exists():
-            continue
-        frame = pl.scan_parquet(folder / "part-*.parquet")
-        if stage == "mine":
-            frame = frame.filter(pl.col("decision") == "rejected").select(
-                pl.lit("mine").alias("stage"),
-                pl.lit("candidate").alias("kind"),
-                (pl.col("query_id") + "/" + pl.col("doc_id")).alias("key"),
-                "reason",
-                pl.format(
-                    "rank {} score {} positive {}", pl.col("rank").cast(pl.String).fill_null("-"), "score", "pos_score"
-                ).alias("detail"),
-            )
-        else:
-            frame = frame.select("stage", "kind", "key", "reason", "detail")
-        frames.append(frame)
+    """All rejections under a data folder as one lazy frame: stage, kind, key, reason, detail, scores."""
+    frames = [
+        pl.scan_parquet(Path(data) / relative / "part-*.parquet")
+        for relative in LEDGERS.values()
+        if (Path(data) / relative).exists()
+    ]
     if not frames:
         raise FileNotFoundError(f"{data}: no stage output with rejections yet (run `dvc repro` first)")
     return pl.concat(frames)
@@ -40,5 +48,5 @@ def summary(data: Path, samples: int = 3) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Counts by (stage, reason), and up to `samples` example rows per reason."""
     frame = rejections(data)
     counts = frame.group_by("stage", "reason").len("rows").sort("stage", "rows", descending=[False, True]).collect()
-    examples = frame.group_by("stage", "reason", maintain_order=True).head(samples).collect()
+    examples = frame.group_by("stage", "reason", maintain_order=True).head(samples).drop("scores").collect()
     return counts, examples

@@ -101,6 +101,50 @@ class MineParams:
 
 
 @dataclass(frozen=True)
+class FilterParams:
+    # Near-duplicates of a positive (cheap rules, always first): normalised-text equality, word 3-shingle Jaccard,
+    # embedding cosine. null turns a rule off.
+    duplicate_text: bool = True
+    duplicate_jaccard: float | None = 0.8
+    duplicate_cosine: float | None = 0.9
+    # Cross-encoder judge (any cross-encoder by HF id or path; null: off). Rejects a negative whose score is above
+    # `ce_absolute`, or above `ce_relative` x its query's hardest positive's score.
+    cross_encoder: str | None = None
+    ce_absolute: float | None = 0.9
+    ce_relative: float | None = 0.95
+    ce_max_length: int = 0
+    # LLM judge: "does this passage answer/support this query?" (none: off).
+    llm_backend: Literal["none", "transformers", "openai", "vllm"] = "none"
+    llm_model: str = "packaged:SmolLM2-135M-Instruct"
+    llm_base_url: str | None = None
+    llm_api_key_env: str = "OPENAI_API_KEY"
+    # Reject when the judge's probability of "relevant" is above this.
+    llm_threshold: float = 0.5
+    # How the expensive judges combine: sequence (early exit), any, all.
+    policy: Literal["sequence", "any", "all"] = "sequence"
+    # Replace rejected negatives with the miner's next candidates, at most this many extra per query.
+    refill: bool = True
+    refill_depth: int = 20
+    batch_size: int = 32
+    actors: int = 0
+    cpus_per_actor: int = 1
+    gpus_per_actor: float = 0.0
+
+    def check(self) -> None:
+        _at_least(self, "refill_depth", 0)
+        _at_least(self, "batch_size", 1)
+        _at_least(self, "ce_max_length", 0)
+        _at_least(self, "actors", 0)
+        _at_least(self, "cpus_per_actor", 1)
+        for name in ("duplicate_jaccard", "duplicate_cosine", "llm_threshold"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise InputError("params.yaml", None, f"filter.{name}", f"must be in [0, 1], got {value}")
+        if self.llm_backend == "openai" and not self.llm_base_url:
+            raise InputError("params.yaml", None, "filter.llm_base_url", "the openai backend needs a base URL")
+
+
+@dataclass(frozen=True)
 class ExportParams:
     formats: list[str] = field(default_factory=lambda: ["triplet", "n-tuple", "labeled-pair"])
     name: str = "pairforge-dataset"
@@ -122,6 +166,7 @@ SECTIONS = {
     "embed": EmbedParams,
     "index": IndexParams,
     "mine": MineParams,
+    "filter": FilterParams,
     "export": ExportParams,
 }
 

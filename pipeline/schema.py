@@ -68,25 +68,6 @@ def embeddings(dim: int, model: str = "", fingerprint: str = "") -> pa.Schema:
     return schema.with_metadata({"model": model, "fingerprint": fingerprint})
 
 
-def empty_rejections() -> pa.Table:
-    return REJECTIONS.empty_table()
-
-
-def rejections(stage: str, kind: str, keys: list[str], reason: str, details: list[str]) -> pa.Table:
-    """Ledger rows for one reason; `scores` stays empty when no score decided the rejection."""
-    return pa.table(
-        {
-            "stage": [stage] * len(keys),
-            "kind": [kind] * len(keys),
-            "key": keys,
-            "reason": [reason] * len(keys),
-            "detail": details,
-            "scores": [[] for _ in keys],
-        },
-        schema=REJECTIONS,
-    )
-
-
 def validate(table: pa.Table, schema: pa.Schema, source: str, required_text: tuple[str, ...] = ()) -> pa.Table:
     """Check columns and types, and that `required_text` columns hold non-blank strings.
 

@@ -16,6 +16,7 @@ INGESTED = DATA / "ingested"
 EMBEDDINGS = DATA / "embeddings"
 INDEX = DATA / "index"
 MINED = DATA / "mined"
+FILTERED = DATA / "filtered"
 EXPORT = DATA / "export"
 METRICS = Path("metrics")
 

@@ -1,11 +1,11 @@
-"""DVC stage `export`: mined negatives -> data/export/<format>/ parts, dataset card, manifest; metrics/export.json."""
+"""DVC stage `export`: filtered negatives -> data/export/<format>/ parts, dataset card, manifest; metrics/export.json."""
 
 import json
 
 import pyarrow.compute as pc
 
 from pipeline import artifacts, export, params, schema
-from stages.common import EXPORT, INDEX, INGESTED, METRICS, MINED, stage
+from stages.common import EXPORT, FILTERED, INDEX, INGESTED, METRICS, MINED, stage
 
 
 def main() -> None:
@@ -18,12 +18,12 @@ def main() -> None:
             artifacts.read(INGESTED / "corpus"),
             artifacts.read(INGESTED / "queries"),
             artifacts.read(MINED / "positive_scores"),
-            artifacts.read(MINED / "negatives"),
+            artifacts.read(FILTERED / "negatives"),
             topics,
         )
         inputs = {
             name: artifacts.fingerprint(path)
-            for name, path in (("ingested", INGESTED), ("index", INDEX), ("mined", MINED))
+            for name, path in (("ingested", INGESTED), ("index", INDEX), ("mined", MINED), ("filtered", FILTERED))
         }
         tables = {fmt: export.to_arrow(export.FORMATS[fmt](frame, num_negatives)) for fmt in config.formats}
         with artifacts.ArtifactWriter(EXPORT, config, inputs, rows_per_part=config.rows_per_part) as out:

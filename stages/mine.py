@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import artifacts, embed, mine, params, runtime
+from pipeline import artifacts, embed, ledger, mine, params, runtime
 from stages.common import EMBEDDINGS, INDEX, INGESTED, MINED, stage
 
 
@@ -65,6 +65,8 @@ def main() -> None:
                 queries, mine.MineShard, worker_args, runtime.Resources(), rows_per_task=config.query_batch_size
             ):
                 out.write("candidates", candidates)
+                rejected = candidates.filter(pc.equal(candidates["decision"], mine.REJECTED))
+                out.write("rejections", ledger.entries("mine", "candidate", rejected, ("score", "pos_score", "rank")))
                 negatives = mine.negatives(candidates, topics)
                 out.write("negatives", negatives)
                 served.update(negatives["query_id"].to_pylist())

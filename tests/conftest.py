@@ -73,11 +73,11 @@ def sample_beir(scifact: Path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def pipeline_run(sample_beir: Path, tmp_path_factory) -> Path:
-    """ingest -> embed -> index -> mine -> export on the sample, through the real stage entry points and Ray."""
+    """ingest -> embed -> index -> mine -> filter -> export on the sample, through the real stage entry points and Ray."""
     workdir = tmp_path_factory.mktemp("project")
     params = project_params(sample_beir, index={"topics": 8}, mine={"range_max": 30})
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-    for name in ("ingest", "embed", "index", "mine", "export"):
+    for name in ("ingest", "embed", "index", "mine", "filter", "export"):
         run_stage(workdir, name)
     return workdir
 

@@ -41,14 +41,18 @@ def test_repro_reruns_only_what_changed(scifact, tmp_path):
     dvc(repo, "config", "core.analytics", "false")
 
     first = dvc(repo, "repro")
-    assert ran(first) == {"ingest", "embed", "index", "mine", "export"}
+    assert ran(first) == {"ingest", "embed", "index", "mine", "filter", "export"}
     version = yaml.safe_load((repo / "metrics/export.json").read_text())["version"]
 
     params["mine"]["num_negatives"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     second = dvc(repo, "repro")
-    assert ran(second) == {"mine", "export"}
+    assert ran(second) == {"mine", "filter", "export"}
     assert yaml.safe_load((repo / "metrics/export.json").read_text())["version"] != version
+
+    params["filter"]["duplicate_cosine"] = 0.5  # retuning a judge does not re-embed or re-mine
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    assert ran(dvc(repo, "repro")) == {"filter", "export"}
 
     third = dvc(repo, "repro")
     assert ran(third) == set()

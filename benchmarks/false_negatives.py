@@ -1,0 +1,213 @@
+"""False-negative rate of mined negatives: pairforge's filter against sentence-transformers' mine_hard_negatives.
+
+    python benchmarks/false_negatives.py DATASET_DIR [--split train,test] [--cross-encoder PATH] [--json OUT]
+
+Takes a BEIR folder whose queries have several judged positives, keeps the first positive of each query and
+hides the others, mines (and filters) negatives, and reports per setting:
+- false-negative rate: the share of kept negatives that are hidden positives (over queries with hidden ones);
+- hardness: mean similarity (the embedding model's cosine) and mean rank of the kept negatives;
+- queries left short of `num_negatives`.
+pairforge runs as users run it (stage processes, Ray); the peer runs in this process on the same vectors
+(seeded into its own embedding cache: both sides' vectors agree to 1e-6, see tests/test_embed.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline import artifacts, embed, models  # noqa: E402
+
+MODEL = "packaged:all-MiniLM-L6-v2"
+
+
+def hide_positives(source: Path, out: Path, splits: list[str]) -> dict[str, set[str]]:
+    """Write a BEIR folder keeping one positive per query; return the hidden positives per query."""
+    (out / "qrels").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for split in splits:
+        with open(source / "qrels" / f"{split}.tsv") as handle:
+            rows += [r for r in csv.DictReader(handle, delimiter="\t") if float(r["score"]) > 0]
+    kept, hidden = {}, {}
+    for row in rows:
+        query, doc = row["query-id"], row["corpus-id"]
+        if query not in kept:
+            kept[query] = doc
+        elif doc != kept[query]:
+            hidden.setdefault(query, set()).add(doc)
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        (out / name).symlink_to(source / name)
+    with open(out / "qrels" / "train.tsv", "w") as handle:
+        handle.write("query-id\tcorpus-id\tscore\n")
+        handle.writelines(f"{q}\t{d}\t1\n" for q, d in kept.items())
+    return hidden
+
+
+def stage(workdir: Path, name: str) -> float:
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=workdir, capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"stage {name} failed:\n{result.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def write_params(workdir: Path, source: Path, mine: dict, filter_: dict) -> None:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["ingest"].update(source=str(source), split="train")
+    params["mine"].update(mine)
+    params["filter"].update(filter_)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def measure(negatives: dict[str, list[tuple[str, float, int]]], hidden: dict[str, set[str]], queries: int, n: int):
+    judged = [(d in hidden[q], s, r) for q in hidden for d, s, r in negatives.get(q, [])]
+    every = [(s, r) for rows in negatives.values() for _, s, r in rows]
+    return {
+        "false_negative_rate": float(np.mean([f for f, _, _ in judged])) if judged else 0.0,
+        "false_negatives": int(sum(f for f, _, _ in judged)),
+        "negatives_judged": len(judged),
+        "mean_score": float(np.mean([s for s, _ in every])) if every else float("nan"),
+        "mean_rank": float(np.mean([r for _, r in every if r is not None])) if every else float("nan"),
+        "queries_short": queries - sum(len(v) >= n for v in negatives.values()),
+    }
+
+
+def pairforge_negatives(workdir: Path, artifact: str) -> dict[str, list[tuple[str, float, int]]]:
+    table = artifacts.read(workdir / "data" / artifact / "negatives")
+    found: dict[str, list[tuple[str, float, int]]] = {}
+    for q, d, s, r in zip(*(table[c].to_pylist() for c in ("query_id", "doc_id", "score", "rank"))):
+        found.setdefault(q, []).append((d, s, r))
+    return found
+
+
+def peer_negatives(workdir: Path, relative_margin: float | None, num_negatives: int, range_max: int, cache: Path):
+    """mine_hard_negatives on pairforge's ingested texts, its cache seeded with pairforge's vectors.
+
+    Scores and ranks of the peer's negatives are looked up in pairforge's candidates (same vectors, same order).
+    """
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.util import mine_hard_negatives
+
+    corpus = artifacts.read(workdir / "data/ingested/corpus")
+    queries = artifacts.read(workdir / "data/ingested/queries")
+    positives = artifacts.read(workdir / "data/ingested/positives")
+    doc_text = dict(zip(corpus["doc_id"].to_pylist(), corpus["text"].to_pylist()))
+    query_text = dict(zip(queries["query_id"].to_pylist(), queries["text"].to_pylist()))
+    anchors = [query_text[q] for q in positives["query_id"].to_pylist()]
+    docs = [doc_text[d] for d in positives["doc_id"].to_pylist()]
+    model = SentenceTransformer(str(models.resolve(MODEL)), device="cpu")
+    all_docs = list(dict.fromkeys(list(doc_text.values()) + docs))
+    seed_peer_cache(workdir, model, list(dict.fromkeys(anchors)), all_docs, query_text, doc_text, cache)
+    mined = mine_hard_negatives(
+        Dataset.from_dict({"anchor": anchors, "positive": docs}),
+        model,
+        corpus=list(doc_text.values()),
+        range_max=range_max,
+        num_negatives=num_negatives,
+        relative_margin=relative_margin,
+        use_faiss=True,
+        output_format="labeled-pair",
+        cache_folder=str(cache),
+        verbose=False,
+    )
+    candidates = artifacts.read(workdir / "data/mined/candidates")
+    lookup = {
+        (q, d): (s, r)
+        for q, d, s, r in zip(*(candidates[c].to_pylist() for c in ("query_id", "doc_id", "score", "rank")))
+    }
+    doc_id = {t: d for d, t in doc_text.items()}
+    query_id = {t: q for q, t in query_text.items()}
+    found: dict[str, list[tuple[str, float, int]]] = {}
+    for anchor, text, label in zip(mined["anchor"], mined["positive"], mined["label"]):
+        if label == 0:
+            q, d = query_id[anchor], doc_id[text]
+            found.setdefault(q, []).append((d, *lookup[q, d]))
+    return found
+
+
+def seed_peer_cache(workdir, model, queries, corpus, query_text, doc_text, cache: Path) -> None:
+    """Write pairforge's vectors where mine_hard_negatives looks for cached embeddings (same hash as it uses)."""
+    vectors = {}
+    for name in ("corpus", "queries"):
+        table = artifacts.read(workdir / "data/embeddings" / name)
+        vectors.update({(name, i): v for i, v in zip(table["id"].to_pylist(), embed.to_numpy(table["vector"]))})
+    by_query_text = {t: vectors["queries", q] for q, t in query_text.items()}
+    by_doc_text = {t: vectors["corpus", d] for d, t in doc_text.items()}
+    name = model.model_card_data.base_model or ""
+    for prefix, texts, lookup in (("query", queries, by_query_text), ("corpus", corpus, by_doc_text)):
+        digest = hashlib.sha256(repr((name, None, None, texts)).encode(), usedforsecurity=False).hexdigest()
+        np.save(cache / f"{prefix}_embeddings_{digest}.npy", np.stack([lookup[t] for t in texts]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("--split", default="train", help="qrels splits to pool, comma-separated")
+    parser.add_argument("--num-negatives", type=int, default=3)
+    parser.add_argument("--range-max", type=int, default=100)
+    parser.add_argument("--cross-encoder", type=Path, help="a cross-encoder folder for the judged setting")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    n = args.num_negatives
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        hidden = hide_positives(args.dataset.resolve(), tmp / "beir", args.split.split(","))
+        workdir = tmp / "project"
+        workdir.mkdir()
+        default_mine = {"num_negatives": n, "range_max": args.range_max}
+        write_params(workdir, tmp / "beir", default_mine, {})
+        setup = {name: stage(workdir, name) for name in ("ingest", "embed", "index")}
+        queries = artifacts.read(workdir / "data/ingested/queries").num_rows
+        results = {}
+        settings = {
+            "pairforge mine only, no margin": ({"relative_margin": None}, None),
+            "pairforge default (margin 0.05 + filter rules)": ({}, {}),
+        }
+        if args.cross_encoder:
+            settings["pairforge default + cross-encoder judge"] = ({}, {"cross_encoder": str(args.cross_encoder)})
+        for label, (mine, filter_) in settings.items():
+            write_params(workdir, tmp / "beir", {**default_mine, **mine}, filter_ or {})
+            seconds = stage(workdir, "mine")
+            artifact = "mined"
+            if filter_ is not None:
+                seconds += stage(workdir, "filter")
+                artifact = "filtered"
+            results[label] = {**measure(pairforge_negatives(workdir, artifact), hidden, queries, n), "seconds": seconds}
+        cache = tmp / "peer-cache"
+        cache.mkdir()
+        for label, margin in (("peer top-k (no margin)", None), ("peer relative_margin=0.05", 0.05)):
+            started = time.perf_counter()
+            found = peer_negatives(workdir, margin, n, args.range_max, cache)
+            results[label] = {**measure(found, hidden, queries, n), "seconds": time.perf_counter() - started}
+    print(
+        f"\n{args.dataset.name}: {queries} queries, {len(hidden)} with hidden positives "
+        f"({sum(map(len, hidden.values()))} hidden), {n} negatives per query; setup {setup}"
+    )
+    print(f"{'setting':50} {'FN rate':>8} {'FN':>5} {'judged':>7} {'mean score':>10} {'mean rank':>9} {'short':>6}")
+    for label, r in results.items():
+        print(
+            f"{label:50} {r['false_negative_rate']:8.3f} {r['false_negatives']:5d} {r['negatives_judged']:7d} "
+            f"{r['mean_score']:10.4f} {r['mean_rank']:9.2f} {r['queries_short']:6d}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps({"dataset": str(args.dataset), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()

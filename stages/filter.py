@@ -1,0 +1,81 @@
+"""DVC stage `filter`: mined candidates -> data/filtered/{negatives,judged,rejections}, false negatives caught."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import artifacts, embed, filter, ledger, params, runtime, schema
+from stages.common import EMBEDDINGS, FILTERED, INDEX, INGESTED, MINED, stage
+
+
+def cross_encoder_judge(config: params.FilterParams, query_text, doc_text, positives: pa.Table) -> filter.Judge:
+    """Scores pairs in a Ray actor pool; the positives are scored once, up front, for the relative threshold."""
+    from pipeline.models.scorer import CrossEncoderBatch
+
+    args = {"model": config.cross_encoder, "max_length": config.ce_max_length, "batch_size": config.batch_size,
+            "device": "auto"}
+    resources = runtime.Resources(config.actors, config.cpus_per_actor, config.gpus_per_actor)
+
+    def score(pairs: pa.Table) -> dict[str, np.ndarray]:
+        table = pa.table({"query": [query_text[q] for q in pairs["query_id"].to_pylist()],
+                          "document": [doc_text[d] for d in pairs["doc_id"].to_pylist()]})
+        out = runtime.map_batches(table, CrossEncoderBatch, args, resources, rows_per_task=config.batch_size * 4)
+        return {"ce": np.concatenate([b["ce_score"].to_numpy() for b in out])}
+
+    positive_scores = score(positives)["ce"]
+    hardest: dict[str, float] = {}
+    for query_id, value in zip(positives["query_id"].to_pylist(), positive_scores):
+        hardest[query_id] = min(float(value), hardest.get(query_id, float(value)))
+    return filter.Judge("cross_encoder", score, filter.cross_encoder_flags(config, hardest))
+
+
+def main() -> None:
+    with stage("filter") as log:
+        config = params.load("filter")
+        num_negatives = params.load("mine").num_negatives
+        corpus = artifacts.read(INGESTED / "corpus", ["doc_id", "text"])
+        doc_text = dict(zip(corpus["doc_id"].to_pylist(), corpus["text"].to_pylist()))
+        queries = artifacts.read(INGESTED / "queries")
+        query_text = dict(zip(queries["query_id"].to_pylist(), queries["text"].to_pylist()))
+        positives = artifacts.read(INGESTED / "positives")
+        candidates = artifacts.read(MINED / "candidates")
+        docs = artifacts.read(EMBEDDINGS / "corpus")
+        doc_vector = dict(zip(docs["id"].to_pylist(), embed.to_numpy(docs["vector"])))
+        pairs = list(zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()))
+        known = filter.Positives.build(pairs, doc_text, doc_vector)
+        judges = []
+        if config.cross_encoder:
+            judges.append(cross_encoder_judge(config, query_text, doc_text, positives))
+        judged = filter.run(candidates, known, doc_text, doc_vector, num_negatives, config, judges,
+                            queries["query_id"].to_pylist())
+        kept = judged.filter(pc.equal(judged["decision"], "kept"))
+        topics = {}
+        if (INDEX / "doc_topics").exists():
+            doc_topics = artifacts.read(INDEX / "doc_topics")
+            topics = dict(zip(doc_topics["id"].to_pylist(), doc_topics["topic"].to_pylist()))
+        negatives = pa.table({
+            "query_id": kept["query_id"], "doc_id": kept["doc_id"], "rank": kept["rank"], "score": kept["score"],
+            "pos_score": kept["pos_score"],
+            "topic": pa.array([topics.get(d) for d in kept["doc_id"].to_pylist()], pa.int32()),
+        }, schema=schema.NEGATIVES)
+        order = {q: i for i, q in enumerate(queries["query_id"].to_pylist())}
+        negatives = negatives.append_column("_q", pa.array([order[q] for q in negatives["query_id"].to_pylist()]))
+        negatives = negatives.sort_by([("_q", "ascending"), ("rank", "ascending")]).drop(["_q"])
+        rejected = judged.filter(pc.equal(judged["decision"], "rejected"))
+        inputs = {name: artifacts.fingerprint(path) for name, path in
+                  (("ingested", INGESTED), ("embeddings", EMBEDDINGS), ("mined", MINED))}
+        with artifacts.ArtifactWriter(FILTERED, config, inputs) as out:
+            out.write("negatives", negatives)
+            out.write("judged", judged)
+            out.write("rejections", ledger.entries("filter", "negative", rejected))
+        served = set(negatives["query_id"].to_pylist())
+        per_query = pc.value_counts(negatives["query_id"])
+        short = sum(1 for c in per_query.field("counts").to_pylist() if c < num_negatives) + len(order) - len(served)
+        reasons = pc.value_counts(rejected["reason"]).to_pylist() if rejected.num_rows else []
+        log.info("judged %d candidates: %d kept, %d rejected (%s); %d queries short of %d negatives",
+                 judged.num_rows, kept.num_rows, rejected.num_rows,
+                 ", ".join(f"{r['values']}: {r['counts']}" for r in reasons), short, num_negatives)
+
+
+if __name__ == "__main__":
+    main()

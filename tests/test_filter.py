@@ -1,0 +1,168 @@
+"""Filter: near-duplicate rules, judge policies, refill from the miner's order, and an audit that reconciles."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from pipeline import artifacts, filter, ledger, schema
+from pipeline.params import FilterParams
+
+RULES_ONLY = FilterParams(duplicate_jaccard=0.6, duplicate_cosine=0.95, refill_depth=5)
+
+
+def unit(*values: float) -> np.ndarray:
+    vector = np.asarray(values, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+DOCS = {
+    "pos": "Aspirin lowers the risk of heart attacks in adults.",
+    "copy": "ASPIRIN lowers the risk of heart-attacks, in adults!",
+    "overlap": "Aspirin lowers the risk of heart attacks in adults over fifty.",
+    "twin": "A different text whose vector is nearly the positive's.",
+    "a": "Statins reduce cholesterol.",
+    "b": "Beta blockers slow the heart rate.",
+    "c": "Vitamin C does not prevent colds.",
+    "d": "Exercise improves sleep quality.",
+}
+VECTORS = {
+    "pos": unit(1, 0, 0),
+    "copy": unit(1, 0.05, 0),
+    "overlap": unit(1, 0.2, 0),
+    "twin": unit(1, 0.01, 0.01),
+    "a": unit(0.6, 1, 0),
+    "b": unit(0.5, 0, 1),
+    "c": unit(0.4, 1, 1),
+    "d": unit(0.3, 1, 0.5),
+}
+
+
+def candidates(rows: list[tuple[str, str, int, str]]) -> pa.Table:
+    """(query, doc, rank, "kept" or a reason code) rows as the mine stage writes them."""
+    return pa.table(
+        {
+            "query_id": [r[0] for r in rows],
+            "doc_id": [r[1] for r in rows],
+            "rank": pa.array([r[2] for r in rows], pa.int32()),
+            "score": pa.array([0.9 - 0.01 * r[2] for r in rows], pa.float32()),
+            "pos_score": pa.array([0.95] * len(rows), pa.float32()),
+            "decision": ["kept" if r[3] == "kept" else "rejected" for r in rows],
+            "reason": [None if r[3] == "kept" else r[3] for r in rows],
+        },
+        schema=schema.CANDIDATES,
+    )
+
+
+def run(table, params=RULES_ONLY, judges=(), num_negatives=3):
+    known = filter.Positives.build([("q1", "pos")], DOCS, VECTORS)
+    return filter.run(table, known, DOCS, VECTORS, num_negatives, params, list(judges), ["q1"])
+
+
+MINED = candidates(
+    [
+        ("q1", "copy", 0, "kept"),
+        ("q1", "overlap", 1, "kept"),
+        ("q1", "a", 2, "kept"),
+        ("q1", "twin", 3, "above_relative_margin"),
+        ("q1", "b", 4, "not_sampled"),
+        ("q1", "c", 5, "not_sampled"),
+        ("q1", "d", 6, "not_sampled"),
+    ]
+)
+
+
+def test_near_duplicates_of_a_positive_are_rejected_with_the_test_that_caught_them():
+    judged = run(MINED)
+    by_doc = {
+        d: (dec, reason, detail)
+        for d, dec, reason, detail in zip(*(judged[c].to_pylist() for c in ("doc_id", "decision", "reason", "detail")))
+    }
+    assert by_doc["copy"] == ("rejected", "near_duplicate", "normalised text equals a positive")
+    assert by_doc["overlap"][1:] == ("near_duplicate", "word-shingle Jaccard with a positive")
+    assert by_doc["a"][0] == "kept"
+
+
+def test_rejected_negatives_are_refilled_in_the_miners_order():
+    judged = run(MINED)
+    kept = judged.filter(pc.equal(judged["decision"], "kept"))
+    assert kept["doc_id"].to_pylist() == ["a", "b", "c"], "refills come from not_sampled candidates, by rank"
+    assert "twin" not in judged["doc_id"].to_pylist(), "candidates the miner rejected by rule are never refills"
+    assert judged["round"].to_pylist() == [0, 0, 0, 1, 1]
+    assert judged.num_rows == kept.num_rows + pc.sum(pc.equal(judged["decision"], "rejected")).as_py()
+
+
+def test_without_refill_the_query_comes_up_short():
+    judged = run(MINED, dataclasses.replace(RULES_ONLY, refill=False))
+    assert judged.filter(pc.equal(judged["decision"], "kept"))["doc_id"].to_pylist() == ["a"]
+
+
+def test_embedding_cosine_catches_a_near_copy_in_other_words():
+    table = candidates([("q1", "twin", 0, "kept"), ("q1", "a", 1, "kept")])
+    judged = run(table, num_negatives=2)
+    assert judged["reason"].to_pylist()[0] == "near_duplicate"
+    assert judged["scores"].to_pylist()[0][0][0] == "cosine"
+
+
+class CountingJudge:
+    """A real judge over a fixed set of 'relevant' docs, counting the rows it was shown."""
+
+    def __init__(self, name: str, relevant: set[str]):
+        self.name, self.relevant, self.seen = name, relevant, 0
+
+    def judge(self) -> filter.Judge:
+        def score(batch):
+            self.seen += batch.num_rows
+            return {"p": np.array([1.0 if d in self.relevant else 0.0 for d in batch["doc_id"].to_pylist()])}
+
+        def flag(batch, scores):
+            return scores["p"] > 0.5, "judge_relevant", ["looks relevant"] * batch.num_rows
+
+        return filter.Judge(self.name, score, flag)
+
+
+ALL_KEPT = candidates([("q1", d, i, "kept") for i, d in enumerate("abcd")])
+
+
+@pytest.mark.parametrize(
+    ("policy", "rejected", "second_sees"),
+    [("sequence", {"a", "b", "c"}, 2), ("any", {"a", "b", "c"}, 4), ("all", {"b"}, 2)],
+)
+def test_judge_policies(policy, rejected, second_sees):
+    first, second = CountingJudge("first", {"a", "b"}), CountingJudge("second", {"b", "c"})
+    params = dataclasses.replace(RULES_ONLY, policy=policy, refill=False)
+    judged = run(ALL_KEPT, params, [first.judge(), second.judge()], num_negatives=4)
+    assert set(judged.filter(pc.equal(judged["decision"], "rejected"))["doc_id"].to_pylist()) == rejected
+    assert second.seen == second_sees
+    reasons = judged.filter(pc.equal(judged["decision"], "rejected"))["reason"].to_pylist()
+    assert set(reasons) == {"judge_relevant"}
+
+
+def test_the_stage_writes_negatives_judged_and_a_ledger_that_reconciles(pipeline_run):
+    judged = artifacts.read(pipeline_run / "data/filtered/judged")
+    negatives = artifacts.read(pipeline_run / "data/filtered/negatives")
+    rejections = artifacts.read(pipeline_run / "data/filtered/rejections")
+    kept = pc.sum(pc.equal(judged["decision"], "kept")).as_py()
+    assert judged.num_rows == kept + rejections.num_rows
+    assert negatives.num_rows == kept
+    candidates = artifacts.read(pipeline_run / "data/mined/candidates")
+    mine_rejections = artifacts.read(pipeline_run / "data/mined/rejections")
+    assert candidates.num_rows == pc.sum(pc.equal(candidates["decision"], "kept")).as_py() + mine_rejections.num_rows
+    counts, examples = ledger.summary(pipeline_run / "data")
+    assert {"mine"} <= set(counts["stage"].to_list())
+    assert (
+        counts["rows"].sum()
+        == mine_rejections.num_rows
+        + rejections.num_rows
+        + artifacts.read(pipeline_run / "data/ingested/rejections").num_rows
+    )
+    printed = subprocess.run(
+        [sys.executable, "-m", "stages.cli", "rejections"], cwd=pipeline_run, capture_output=True, text=True
+    )
+    assert printed.returncode == 0 and "known_positive" in printed.stdout
