@@ -99,7 +99,8 @@ def near_duplicates(batch: pa.Table, positives: Positives, doc_text: dict[str, s
         if params.duplicate_jaccard is not None:
             best = max(jaccard(shingles(text), s) for s in positives.shingles[query_id])
             if best >= params.duplicate_jaccard:
-                flagged[row], details[row], scores[row] = True, "word-shingle Jaccard with a positive", {"jaccard": best}
+                why = "word-shingle Jaccard with a positive"
+                flagged[row], details[row], scores[row] = True, why, {"jaccard": best}
                 continue
         if params.duplicate_cosine is not None:
             cosine = float(np.max(positives.vectors[query_id] @ doc_vector[doc_id]))
@@ -117,8 +118,10 @@ def cross_encoder_flags(params: FilterParams, positive_ce: dict[str, float]):
         scores["ce_positive"] = pos
         absolute = ce > params.ce_absolute if params.ce_absolute is not None else np.zeros(len(ce), bool)
         relative = ce > params.ce_relative * pos if params.ce_relative is not None else np.zeros(len(ce), bool)
-        details = ["cross-encoder above absolute threshold" if a else "cross-encoder above relative threshold"
-                   for a in absolute]
+        details = [
+            "cross-encoder above absolute threshold" if a else "cross-encoder above relative threshold"
+            for a in absolute
+        ]
         return absolute | relative, "judge_relevant", details
 
     return flag
@@ -172,8 +175,16 @@ def _queues(pool: pa.Table, params: FilterParams) -> dict[str, list[int]]:
     return queues
 
 
-def run(candidates: pa.Table, positives: Positives, doc_text: dict[str, str], doc_vector, num_negatives: int,
-        params: FilterParams, judges: list[Judge], query_order: list[str]) -> pa.Table:
+def run(
+    candidates: pa.Table,
+    positives: Positives,
+    doc_text: dict[str, str],
+    doc_vector,
+    num_negatives: int,
+    params: FilterParams,
+    judges: list[Judge],
+    query_order: list[str],
+) -> pa.Table:
     """Judge the miner's negatives, refilling from its next candidates; returns every judged row (JUDGED schema).
 
     `candidates` is the mine stage's artifact: kept rows are the first choice, `not_sampled` ones the refills.

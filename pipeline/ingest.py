@@ -148,9 +148,14 @@ class Collection:
     def rejections(self) -> pa.Table:
         keys = sorted(self.merged)
         return pa.table(
-            {"stage": ["ingest"] * len(keys), "kind": [self.kind] * len(keys), "key": keys,
-             "reason": ["duplicate_text"] * len(keys), "detail": [f"same text as {self.merged[k]}" for k in keys],
-             "scores": [[] for _ in keys]},
+            {
+                "stage": ["ingest"] * len(keys),
+                "kind": [self.kind] * len(keys),
+                "key": keys,
+                "reason": ["duplicate_text"] * len(keys),
+                "detail": [f"same text as {self.merged[k]}" for k in keys],
+                "scores": [[] for _ in keys],
+            },
             schema=schema.REJECTIONS,
         )
 

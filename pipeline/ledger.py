@@ -26,8 +26,14 @@ def entries(stage: str, kind: str, table: pa.Table, score_columns: tuple[str, ..
         scores = [list(zip(score_columns, values)) for values in zip(*columns)] if columns else [[] for _ in keys]
     detail = table["detail"] if "detail" in table.column_names else [None] * len(keys)
     return pa.table(
-        {"stage": [stage] * len(keys), "kind": [kind] * len(keys), "key": keys, "reason": table["reason"],
-         "detail": detail, "scores": scores},
+        {
+            "stage": [stage] * len(keys),
+            "kind": [kind] * len(keys),
+            "key": keys,
+            "reason": table["reason"],
+            "detail": detail,
+            "scores": scores,
+        },
         schema=schema.REJECTIONS,
     )
 

@@ -1,4 +1,4 @@
-"""DVC stage `export`: filtered negatives -> data/export/<format>/ parts, dataset card, manifest; metrics/export.json."""
+"""DVC stage `export`: filtered negatives -> data/export/<format>/ parts, card, manifest; metrics/export.json."""
 
 import json
 

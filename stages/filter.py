@@ -12,13 +12,21 @@ def cross_encoder_judge(config: params.FilterParams, query_text, doc_text, posit
     """Scores pairs in a Ray actor pool; the positives are scored once, up front, for the relative threshold."""
     from pipeline.models.scorer import CrossEncoderBatch
 
-    args = {"model": config.cross_encoder, "max_length": config.ce_max_length, "batch_size": config.batch_size,
-            "device": "auto"}
+    args = {
+        "model": config.cross_encoder,
+        "max_length": config.ce_max_length,
+        "batch_size": config.batch_size,
+        "device": "auto",
+    }
     resources = runtime.Resources(config.actors, config.cpus_per_actor, config.gpus_per_actor)
 
     def score(pairs: pa.Table) -> dict[str, np.ndarray]:
-        table = pa.table({"query": [query_text[q] for q in pairs["query_id"].to_pylist()],
-                          "document": [doc_text[d] for d in pairs["doc_id"].to_pylist()]})
+        table = pa.table(
+            {
+                "query": [query_text[q] for q in pairs["query_id"].to_pylist()],
+                "document": [doc_text[d] for d in pairs["doc_id"].to_pylist()],
+            }
+        )
         out = runtime.map_batches(table, CrossEncoderBatch, args, resources, rows_per_task=config.batch_size * 4)
         return {"ce": np.concatenate([b["ce_score"].to_numpy() for b in out])}
 
@@ -46,24 +54,33 @@ def main() -> None:
         judges = []
         if config.cross_encoder:
             judges.append(cross_encoder_judge(config, query_text, doc_text, positives))
-        judged = filter.run(candidates, known, doc_text, doc_vector, num_negatives, config, judges,
-                            queries["query_id"].to_pylist())
+        judged = filter.run(
+            candidates, known, doc_text, doc_vector, num_negatives, config, judges, queries["query_id"].to_pylist()
+        )
         kept = judged.filter(pc.equal(judged["decision"], "kept"))
         topics = {}
         if (INDEX / "doc_topics").exists():
             doc_topics = artifacts.read(INDEX / "doc_topics")
             topics = dict(zip(doc_topics["id"].to_pylist(), doc_topics["topic"].to_pylist()))
-        negatives = pa.table({
-            "query_id": kept["query_id"], "doc_id": kept["doc_id"], "rank": kept["rank"], "score": kept["score"],
-            "pos_score": kept["pos_score"],
-            "topic": pa.array([topics.get(d) for d in kept["doc_id"].to_pylist()], pa.int32()),
-        }, schema=schema.NEGATIVES)
+        negatives = pa.table(
+            {
+                "query_id": kept["query_id"],
+                "doc_id": kept["doc_id"],
+                "rank": kept["rank"],
+                "score": kept["score"],
+                "pos_score": kept["pos_score"],
+                "topic": pa.array([topics.get(d) for d in kept["doc_id"].to_pylist()], pa.int32()),
+            },
+            schema=schema.NEGATIVES,
+        )
         order = {q: i for i, q in enumerate(queries["query_id"].to_pylist())}
         negatives = negatives.append_column("_q", pa.array([order[q] for q in negatives["query_id"].to_pylist()]))
         negatives = negatives.sort_by([("_q", "ascending"), ("rank", "ascending")]).drop(["_q"])
         rejected = judged.filter(pc.equal(judged["decision"], "rejected"))
-        inputs = {name: artifacts.fingerprint(path) for name, path in
-                  (("ingested", INGESTED), ("embeddings", EMBEDDINGS), ("mined", MINED))}
+        inputs = {
+            name: artifacts.fingerprint(path)
+            for name, path in (("ingested", INGESTED), ("embeddings", EMBEDDINGS), ("mined", MINED))
+        }
         with artifacts.ArtifactWriter(FILTERED, config, inputs) as out:
             out.write("negatives", negatives)
             out.write("judged", judged)
@@ -72,9 +89,15 @@ def main() -> None:
         per_query = pc.value_counts(negatives["query_id"])
         short = sum(1 for c in per_query.field("counts").to_pylist() if c < num_negatives) + len(order) - len(served)
         reasons = pc.value_counts(rejected["reason"]).to_pylist() if rejected.num_rows else []
-        log.info("judged %d candidates: %d kept, %d rejected (%s); %d queries short of %d negatives",
-                 judged.num_rows, kept.num_rows, rejected.num_rows,
-                 ", ".join(f"{r['values']}: {r['counts']}" for r in reasons), short, num_negatives)
+        log.info(
+            "judged %d candidates: %d kept, %d rejected (%s); %d queries short of %d negatives",
+            judged.num_rows,
+            kept.num_rows,
+            rejected.num_rows,
+            ", ".join(f"{r['values']}: {r['counts']}" for r in reasons),
+            short,
+            num_negatives,
+        )
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def sample_beir(scifact: Path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def pipeline_run(sample_beir: Path, tmp_path_factory) -> Path:
-    """ingest -> embed -> index -> mine -> filter -> export on the sample, through the real stage entry points and Ray."""
+    """Every stage on the sample, through the real stage entry points and Ray, as `dvc repro` runs them."""
     workdir = tmp_path_factory.mktemp("project")
     params = project_params(sample_beir, index={"topics": 8}, mine={"range_max": 30})
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
