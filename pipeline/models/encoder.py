@@ -49,38 +49,36 @@ class Encoder:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModel.from_pretrained(folder).to(self.device).eval()
+        # float32 whatever the checkpoint's storage dtype: vectors are float32 by contract, and half precision is a
+        # speed choice to make explicitly, not one inherited from how the weights were saved.
+        self.model = AutoModel.from_pretrained(folder, dtype=torch.float32).to(self.device).eval()
         self.pooling = _pooling_mode(folder)
         self.max_length = max_length or _max_length(folder, self.tokenizer, self.model.config)
         self.batch_size = batch_size
         self.dim = int(self.model.config.hidden_size)
 
-    def token_lengths(self, texts: list[str]) -> np.ndarray:
-        """Token counts, capped at max_length + 1 so that a count above the limit means "will be truncated"."""
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length + 1)["input_ids"]
-        return np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(texts))
-
     @torch.inference_mode()
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Encode in length-sorted batches (little padding).
+        """Encode in length-sorted batches (little padding), tokenising each text once.
 
         Returns the vectors in the input order and a mask of the texts cut at `max_length` tokens.
         """
-        lengths = self.token_lengths(texts)
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        if encoded.encodings:  # fast tokenizers say what truncation cut off
+            truncated = np.array([bool(e.overflowing) for e in encoded.encodings], dtype=bool)
+        else:
+            truncated = np.array([len(ids) >= self.max_length for ids in encoded["input_ids"]], dtype=bool)
+        lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(texts))
         order = np.argsort(-lengths, kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
+        keys = list(encoded.keys())
         for start in range(0, len(texts), self.batch_size):
             rows = order[start : start + self.batch_size]
-            inputs = self.tokenizer(
-                [texts[i] for i in rows],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            ).to(self.device)
-            hidden = self.model(**inputs).last_hidden_state
-            out[rows] = self._pool(hidden, inputs["attention_mask"]).float().cpu().numpy()
-        return out, lengths > self.max_length
+            batch = self.tokenizer.pad([{k: encoded[k][i] for k in keys} for i in rows], return_tensors="pt")
+            batch = batch.to(self.device)
+            hidden = self.model(**batch).last_hidden_state
+            out[rows] = self._pool(hidden, batch["attention_mask"]).float().cpu().numpy()
+        return out, truncated
 
     def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.pooling == "cls":
