@@ -43,13 +43,13 @@ JUDGED = pa.schema(
 
 @dataclass(frozen=True)
 class Judge:
-    """An expensive judge. `score` maps a batch of pairs (query_id, doc_id, query, document) to named score arrays;
-    `flag` turns those scores into a mask of candidates that look relevant (likely false negatives), plus the
-    reason code and a detail per flagged row."""
+    """An expensive judge. `score` maps a batch of pairs (query_id, doc_id) to named score arrays; `flag` turns
+    those scores into a mask of candidates to reject (they look relevant: likely false negatives, or the judge
+    could not answer), with a reason code and a detail per row."""
 
     name: str
     score: Callable[[pa.Table], dict[str, np.ndarray]]
-    flag: Callable[[pa.Table, dict[str, np.ndarray]], tuple[np.ndarray, str, list[str]]]
+    flag: Callable[[pa.Table, dict[str, np.ndarray]], tuple[np.ndarray, list[str], list[str]]]
 
 
 def normalise(text: str) -> str:
@@ -112,19 +112,81 @@ def near_duplicates(batch: pa.Table, positives: Positives, doc_text: dict[str, s
 def cross_encoder_flags(params: FilterParams, positive_ce: dict[str, float]):
     """RocketQA-style absolute and NV-Retriever-style relative thresholds on cross-encoder scores."""
 
-    def flag(batch: pa.Table, scores: dict[str, np.ndarray]) -> tuple[np.ndarray, str, list[str]]:
+    def flag(batch: pa.Table, scores: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str], list[str]]:
         ce = scores["ce"]
         pos = np.array([positive_ce[q] for q in batch["query_id"].to_pylist()], dtype=np.float32)
         scores["ce_positive"] = pos
         absolute = ce > params.ce_absolute if params.ce_absolute is not None else np.zeros(len(ce), bool)
         relative = ce > params.ce_relative * pos if params.ce_relative is not None else np.zeros(len(ce), bool)
-        details = [
-            "cross-encoder above absolute threshold" if a else "cross-encoder above relative threshold"
-            for a in absolute
-        ]
-        return absolute | relative, "judge_relevant", details
+        details = ["above absolute threshold" if a else "above relative threshold" for a in absolute]
+        return absolute | relative, ["judge_relevant"] * len(ce), details
 
     return flag
+
+
+# Why an LLM judge gave no answer, as a number so it travels in the score arrays (an index into this list).
+LLM_FAILURES = ["unparseable_output", "backend_error"]
+
+
+def llm_flags(params: FilterParams):
+    """Reject when P(relevant) is above the threshold. A judge that could not answer rejects too, with its own
+    reason and the raw output in the detail: an unverified negative is not worth the risk, and refill replaces it."""
+
+    def flag(batch: pa.Table, scores: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str], list[str]]:
+        p_yes, failure, raw = scores["p_yes"], scores["failure"], scores["raw_output"]
+        flags, reasons, details = np.zeros(len(p_yes), dtype=bool), [], []
+        for i, (p, code) in enumerate(zip(p_yes, failure)):
+            if np.isnan(p):
+                flags[i] = True
+                reasons.append(LLM_FAILURES[int(code)])
+                details.append(f"no usable answer; raw output: {raw[i]!r}")
+            else:
+                flags[i] = p > params.llm_threshold
+                reasons.append("judge_relevant")
+                details.append(f"P(relevant) {p:.3f}")
+        return flags, reasons, details
+
+    return flag
+
+
+def llm_scores_from_replies(replies: list[str]) -> dict[str, np.ndarray]:
+    """Judge scores from plain replies (backends without logits): 1.0 / 0.0 from the parsed answer, NaN if none."""
+    from pipeline.tasks import RELEVANCE_JUDGE
+
+    records = [RELEVANCE_JUDGE.parse(reply)[0] for reply in replies]
+    p_yes = [np.nan if r is None else float(r["relevant"] == "yes") for r in records]
+    return {
+        "p_yes": np.array(p_yes, np.float32),
+        "failure": np.zeros(len(replies), np.int8),
+        "raw_output": np.array(replies, dtype=object),
+    }
+
+
+class LLMJudgeBatch:
+    """Actor body: loads an LLM backend once; judges tables of (query, document) pairs.
+
+    Adds `p_yes` (null when the judge gave no usable answer), `failure` (an index into LLM_FAILURES) and
+    `raw_output`, which the ledger keeps so that a failed answer can be inspected.
+    """
+
+    def __init__(self, backend: str, model: str, options: dict):
+        from pipeline.models import llm
+
+        self.llm = llm.load(backend, model, **options)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from pipeline.tasks import judge_relevance
+
+        results = judge_relevance(self.llm, list(zip(batch["query"].to_pylist(), batch["document"].to_pylist())))
+        usable = [r.yes_probability is not None and r.reason in (None, "unparseable_output") for r in results]
+        failure = [0 if r.reason in (None, "unparseable_output") else 1 for r in results]
+        return (
+            batch.append_column(
+                "p_yes", pa.array([r.yes_probability if ok else None for r, ok in zip(results, usable)], pa.float32())
+            )
+            .append_column("failure", pa.array(failure, pa.int8()))
+            .append_column("raw_output", pa.array([r.raw_output for r in results], pa.string()))
+        )
 
 
 def _judge(batch: pa.Table, undecided: np.ndarray, judges: list[Judge], policy: str):
@@ -140,12 +202,14 @@ def _judge(batch: pa.Table, undecided: np.ndarray, judges: list[Judge], policy: 
             break
         subset = batch.take(rows)
         judged = judge.score(subset)
-        flags, reason, why = judge.flag(subset, judged)
+        flags, why_code, why = judge.flag(subset, judged)
         for i, row in enumerate(rows):
-            scores[row].update({f"{judge.name}.{k}": float(v[i]) for k, v in judged.items() if v[i] == v[i]})
+            scores[row].update(
+                {f"{judge.name}.{k}": float(v[i]) for k, v in judged.items() if v.dtype.kind in "fiu" and v[i] == v[i]}
+            )
             if flags[i]:
                 flagged_by[row].append(f"{judge.name}: {why[i]}")
-                reasons[row] = reasons[row] or reason
+                reasons[row] = reasons[row] or why_code[i]
         if policy == "all":  # a candidate stays under evaluation only while every judge so far flagged it
             active[rows[~flags]] = False
         else:

@@ -102,3 +102,50 @@ def map_batches(
         zero_copy_batch=True,
     )
     yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1)
+
+
+def vllm_generate(prompts: list, settings) -> list[str]:
+    """Generate with vLLM on GPU workers through `ray.data.llm`; texts come back in prompt order.
+
+    A prompt is a chat conversation (a list of {"role", "content"} messages) or a string, which becomes one user
+    message, so both go through the model's chat template as in the transformers backend. `settings` is a
+    `pipeline.models.llm.VLLMSettings`; decoding is greedy (and seeded) unless its temperature is above 0.
+    """
+    import importlib.util
+
+    from pipeline.models.llm import VLLM_MISSING
+
+    # Checked here, before any actor starts, so a CPU-only run fails with the fix rather than a scheduling hang.
+    if importlib.util.find_spec("vllm") is None:
+        raise RuntimeError(VLLM_MISSING)
+    if not cluster_resources().get("GPU", 0):
+        raise RuntimeError(f"{VLLM_MISSING} (this Ray cluster has no GPU)")
+    import ray
+    from ray.data import llm as ray_llm
+
+    engine_kwargs = {"tensor_parallel_size": settings.tensor_parallel_size, **settings.engine_kwargs}
+    if settings.max_model_len:
+        engine_kwargs["max_model_len"] = settings.max_model_len
+    config = ray_llm.vLLMEngineProcessorConfig(
+        model_source=settings.model,
+        engine_kwargs=engine_kwargs,
+        batch_size=settings.batch_size,
+        concurrency=settings.concurrency,
+        accelerator_type=settings.accelerator_type,
+    )
+    sampling = {"temperature": settings.temperature, "max_tokens": settings.max_new_tokens, "seed": settings.seed}
+    rows = [
+        {
+            "row": i,
+            "messages": [{"role": "user", "content": p}] if isinstance(p, str) else [dict(m) for m in p],
+            "sampling_params": sampling,
+        }
+        for i, p in enumerate(prompts)
+    ]
+    if not rows:
+        return []
+    # Ray 2.44-2.4x named the builder build_llm_processor; later releases call it build_processor.
+    build = getattr(ray_llm, "build_processor", None) or ray_llm.build_llm_processor
+    processor = build(config, postprocess=lambda row: {"row": row["row"], "text": row["generated_text"]})
+    done = processor(ray.data.from_items(rows)).take_all()
+    return [row["text"] for row in sorted(done, key=lambda row: row["row"])]

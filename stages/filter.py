@@ -37,6 +37,55 @@ def cross_encoder_judge(config: params.FilterParams, query_text, doc_text, posit
     return filter.Judge("cross_encoder", score, filter.cross_encoder_flags(config, hardest))
 
 
+def llm_judge(config: params.FilterParams, query_text, doc_text) -> filter.Judge:
+    """The LLM judge: local transformers or an OpenAI-compatible endpoint in an actor pool, vLLM on GPU workers."""
+    from pipeline.tasks import RELEVANCE_JUDGE
+
+    if config.llm_backend == "openai":  # the endpoint does the work: one actor holds the client and its threads
+        options = {"base_url": config.llm_base_url, "api_key_env": config.llm_api_key_env}
+        resources = runtime.Resources(actors=1, cpus=1)
+    else:
+        options = {}
+        resources = runtime.Resources(config.actors, config.cpus_per_actor, config.gpus_per_actor)
+
+    def texts(pairs: pa.Table) -> pa.Table:
+        return pa.table(
+            {
+                "query": [query_text[q] for q in pairs["query_id"].to_pylist()],
+                "document": [doc_text[d] for d in pairs["doc_id"].to_pylist()],
+            }
+        )
+
+    def score(pairs: pa.Table) -> dict[str, np.ndarray]:
+        if config.llm_backend == "vllm":
+            from pipeline.models.llm import VLLMSettings
+
+            table = texts(pairs)
+            prompts = [
+                RELEVANCE_JUDGE.render(query=q, passage=d)
+                for q, d in zip(table["query"].to_pylist(), table["document"].to_pylist())
+            ]
+            replies = runtime.vllm_generate(prompts, VLLMSettings(model=config.llm_model, max_new_tokens=12))
+            records = [RELEVANCE_JUDGE.parse(reply)[0] for reply in replies]
+            p_yes = [np.nan if r is None else float(r["relevant"] == "yes") for r in records]
+            return {
+                "p_yes": np.array(p_yes, np.float32),
+                "failure": np.zeros(len(replies), np.int8),
+                "raw_output": np.array(replies, dtype=object),
+            }
+        args = {"backend": config.llm_backend, "model": config.llm_model, "options": options}
+        out = pa.concat_tables(
+            runtime.map_batches(texts(pairs), filter.LLMJudgeBatch, args, resources, rows_per_task=config.batch_size)
+        )
+        return {
+            "p_yes": out["p_yes"].to_numpy(zero_copy_only=False).astype(np.float32),
+            "failure": out["failure"].to_numpy(),
+            "raw_output": np.array(out["raw_output"].to_pylist(), object),
+        }
+
+    return filter.Judge("llm", score, filter.llm_flags(config))
+
+
 def main() -> None:
     with stage("filter") as log:
         config = params.load("filter")
@@ -54,6 +103,8 @@ def main() -> None:
         judges = []
         if config.cross_encoder:
             judges.append(cross_encoder_judge(config, query_text, doc_text, positives))
+        if config.llm_backend != "none":
+            judges.append(llm_judge(config, query_text, doc_text))
         judged = filter.run(
             candidates, known, doc_text, doc_vector, num_negatives, config, judges, queries["query_id"].to_pylist()
         )

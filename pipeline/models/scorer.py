@@ -67,7 +67,11 @@ class CrossEncoderScorer:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForSequenceClassification.from_pretrained(folder).to(self.device).eval()
+        # float32 whatever the checkpoint's storage dtype (as Encoder): half precision is a speed choice to make
+        # explicitly, and fp16 weights run slowly, if at all, on CPU.
+        self.model = (
+            AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32).to(self.device).eval()
+        )
         self.max_length = max_length or _max_length(self.tokenizer, self.model.config)
         self.batch_size = batch_size
         self.num_labels = int(self.model.config.num_labels)
@@ -80,34 +84,29 @@ class CrossEncoderScorer:
             self.positive_index = positive_label_index(self.model.config.id2label, positive_label)
             self.positive_label = str(self.model.config.id2label[self.positive_index])
 
-    def token_lengths(self, queries: list[str], documents: list[str]) -> np.ndarray:
-        """Token counts of the pairs as the model sees them (truncated to max_length)."""
-        encoded = self.tokenizer(queries, documents, truncation=True, max_length=self.max_length)["input_ids"]
-        return np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(queries))
+    def tokenize(self, queries: list[str], documents: list[str]):
+        """Token ids of the pairs as the model sees them: longer than max_length, the longer text is cut first."""
+        return self.tokenizer(queries, documents, truncation=True, max_length=self.max_length)
 
     @torch.inference_mode()
     def score(self, queries: list[str], documents: list[str]) -> np.ndarray:
-        """Score pairs (queries[i], documents[i]) in length-sorted batches (little padding); input order out.
+        """Score pairs (queries[i], documents[i]) in length-sorted batches (little padding), tokenising each once.
 
-        Pairs longer than max_length are cut longest-text-first, so a short query keeps all its tokens.
+        Returns the scores in input order.
         """
         if len(queries) != len(documents):
             raise ValueError(f"{len(queries)} queries but {len(documents)} documents: pairs must line up")
         out = np.empty(len(queries), dtype=np.float32)
         if not queries:
             return out
-        order = np.argsort(-self.token_lengths(queries, documents), kind="stable")
+        encoded = self.tokenize(queries, documents)
+        lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(queries))
+        order = np.argsort(-lengths, kind="stable")
+        keys = list(encoded.keys())
         for start in range(0, len(queries), self.batch_size):
             rows = order[start : start + self.batch_size]
-            inputs = self.tokenizer(
-                [queries[i] for i in rows],
-                [documents[i] for i in rows],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            ).to(self.device)
-            logits = self.model(**inputs).logits.float()
+            batch = self.tokenizer.pad([{k: encoded[k][i] for k in keys} for i in rows], return_tensors="pt")
+            logits = self.model(**batch.to(self.device)).logits.float()
             if self.num_labels == 1:
                 probabilities = torch.sigmoid(logits[:, 0])
             else:

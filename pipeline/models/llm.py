@@ -1,0 +1,296 @@
+"""LLM backends, the one place that loads or calls language models: `load(backend, model, **options)`.
+
+`transformers` runs a local causal LM (Hugging Face id, folder, or GGUF such as the packaged SmolLM2); `openai`
+calls any OpenAI-compatible endpoint; `vllm` runs on GPU workers through `ray.data.llm` (`runtime.vllm_generate`).
+All take chat conversations, decode greedily by default (reproducible runs), and return one `Completion` per
+conversation: a failed item carries an error code instead of raising, so inputs = kept + rejected always holds.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import importlib.util
+import json
+import math
+import os
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from pipeline import models
+
+VLLM_MISSING = "backend vllm needs a GPU worker with vllm installed: pip install vllm"
+YES_WORDS = ("yes", "Yes", "YES", " yes", " Yes", " YES")
+NO_WORDS = ("no", "No", "NO", " no", " No", " NO")
+Messages = list[dict]  # one chat conversation: [{"role": "system" | "user" | "assistant", "content": str}, ...]
+
+
+@dataclass
+class Completion:
+    """One conversation's answer: `text`, or None and an `error` code when the backend failed on this item."""
+
+    text: str | None
+    error: str | None = None
+    attempts: int = 1
+    logprobs: list[dict] | None = None  # when asked for: per generated token {"token", "logprob", "top_logprobs"}
+
+
+def _answer_word(token: str) -> str:
+    return token.strip().strip("\"'").lower()
+
+
+def yes_probability_from_logprobs(logprobs: list[dict] | None, after: str = "") -> float | None:
+    """P(yes) / (P(yes) + P(no)) from the top alternatives at a reply's answer slot: its first word token once the
+    reply contains `after` (whitespace ignored, so '"relevant":' matches `{ "relevant" : "yes" }`). None when that
+    word is not yes/no or there are no logprobs: the caller then falls back to parsing the answer."""
+    marker, seen = "".join(after.split()), ""
+    for entry in logprobs or []:
+        if marker not in "".join(seen.split()):
+            seen += entry["token"]
+            continue
+        word = _answer_word(entry["token"])
+        if not word:  # quotes and spaces before the answer word
+            continue
+        if word not in ("yes", "no"):
+            return None
+        alternatives = {item["token"]: item["logprob"] for item in entry.get("top_logprobs") or []}
+        alternatives.setdefault(entry["token"], entry["logprob"])
+        yes, no = (sum(math.exp(lp) for t, lp in alternatives.items() if _answer_word(t) == w) for w in ("yes", "no"))
+        return yes / (yes + no) if yes + no > 0 else None
+    return None
+
+
+def _weights(model: str) -> tuple[Path, dict]:
+    """The folder to load from, plus `gguf_file` when the weights are one GGUF file (no transformers config)."""
+    path = models.resolve(model)
+    if path.is_file():  # a .gguf file named directly
+        return path.parent, {"gguf_file": path.name}
+    ggufs = sorted(path.glob("*.gguf"))
+    return path, {"gguf_file": ggufs[0].name} if len(ggufs) == 1 and not (path / "config.json").exists() else {}
+
+
+class TransformersLLM:
+    """A local causal LM loaded once; greedy decoding, so the same prompts give the same text."""
+
+    def __init__(self, model: str, device: str = "auto", max_new_tokens: int = 64, batch_size: int = 8):
+        folder, gguf = _weights(model)
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.name, self.device = model, torch.device(device)
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, **gguf)
+        # Left padding: every prompt of a batch then ends where generation (or the next-token read) starts.
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(folder, **gguf).to(self.device).eval()
+        # Only words that are one token: a longer word's first piece ("Y") would count unrelated text.
+        words = {w: self.tokenizer.encode(w, add_special_tokens=False) for w in YES_WORDS + NO_WORDS}
+        self.yes_ids = sorted({ids[0] for w, ids in words.items() if len(ids) == 1 and w in YES_WORDS})
+        self.no_ids = sorted({ids[0] for w, ids in words.items() if len(ids) == 1 and w in NO_WORDS})
+        eos = self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id
+        self.stop_ids = set(eos if isinstance(eos, list) else [eos])
+
+    def __repr__(self) -> str:
+        return f"TransformersLLM({self.name!r}, device={str(self.device)!r})"
+
+    def _inputs(self, batch: list[Messages], answer_prefix: str = "") -> dict:
+        if answer_prefix:  # the assistant has already said `answer_prefix`; the next token is the answer
+            turns = [[*m, {"role": "assistant", "content": answer_prefix}] for m in batch]
+            prompts = self.tokenizer.apply_chat_template(turns, tokenize=False, continue_final_message=True)
+        else:
+            prompts = self.tokenizer.apply_chat_template(batch, tokenize=False, add_generation_prompt=True)
+        # The chat template already holds the special tokens; adding them again would double the BOS.
+        return self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+
+    @torch.inference_mode()
+    def generate(self, batch: list[Messages], max_new_tokens: int | None = None, logprobs: int = 0) -> list[Completion]:
+        """One completion per conversation; `logprobs=k` adds the top k alternatives of every generated token."""
+        completions = []
+        for start in range(0, len(batch), self.batch_size):
+            inputs = self._inputs(batch[start : start + self.batch_size])
+            result = self.model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens or self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+                output_logits=logprobs > 0,
+                return_dict_in_generate=True,
+            )
+            for row, ids in enumerate(result.sequences[:, inputs["input_ids"].shape[1] :].tolist()):
+                length = next((i for i, token in enumerate(ids) if token in self.stop_ids), len(ids))
+                text = self.tokenizer.decode(ids[:length], skip_special_tokens=True)
+                steps = range(length) if logprobs else ()
+                top = [self._token_logprobs(result.logits[i][row], ids[i], logprobs) for i in steps]
+                completions.append(Completion(text=text, logprobs=top or None))
+        return completions
+
+    def _token_logprobs(self, logits: torch.Tensor, chosen: int, k: int) -> dict:
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        top = [{"token": self.tokenizer.decode([i]), "logprob": float(logprobs[i])} for i in logprobs.topk(k).indices]
+        return {"token": self.tokenizer.decode([chosen]), "logprob": float(logprobs[chosen]), "top_logprobs": top}
+
+    @torch.inference_mode()
+    def yes_probability(self, batch: list[Messages], answer_prefix: str = "") -> list[float]:
+        """P(yes) / (P(yes) + P(no)) over the whole next-token distribution after the assistant prefix, plus
+        `answer_prefix` as if the assistant had said it (e.g. `{"relevant": "` puts a JSON answer's word next)."""
+        probabilities = []
+        for start in range(0, len(batch), self.batch_size):
+            inputs = self._inputs(batch[start : start + self.batch_size], answer_prefix)
+            # Positions must skip the left padding, as generate() does, or padded rows see shifted positions.
+            positions = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+            probs = torch.softmax(self.model(**inputs, position_ids=positions).logits[:, -1].float(), dim=-1)
+            yes, no = probs[:, self.yes_ids].sum(-1), probs[:, self.no_ids].sum(-1)
+            probabilities.extend((yes / (yes + no).clamp(min=1e-30)).tolist())
+        return probabilities
+
+
+RETRY_STATUS = {408, 409, 425, 429}  # and every 5xx: overloaded or restarting servers
+
+
+class _RefuseRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # following it would send the Authorization header wherever it points; it ends as http_3xx
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirect)
+
+
+@dataclass
+class OpenAICompatibleLLM:
+    """Chat completions from any OpenAI-compatible server, `concurrency` requests at a time. The API key is read
+    from the environment variable `api_key_env` at each request and never kept on the object, so it cannot reach
+    a repr, a pickle, a log line or a Completion."""
+
+    base_url: str
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 4
+    timeout_s: float = 30.0
+    max_retries: int = 3
+    backoff_s: float = 0.5
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    max_retry_after_s: float = 60.0
+
+    def __post_init__(self):
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
+        self.base_url = self.base_url.rstrip("/")
+
+    def generate(self, batch: list[Messages], max_new_tokens: int | None = None, logprobs: int = 0) -> list[Completion]:
+        """One completion per conversation, in order; failures come back as Completion(text=None, error=...)."""
+        common = dict(model=self.model, max_tokens=max_new_tokens or self.max_new_tokens, temperature=self.temperature)
+        if logprobs:
+            common |= {"logprobs": True, "top_logprobs": logprobs}
+        bodies = [json.dumps({**common, "messages": messages}).encode() for messages in batch]
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(self._complete, bodies))
+
+    def yes_probability(self, batch: list[Messages], answer_prefix: str = "") -> list[float | None]:
+        """P(yes) / (P(yes) + P(no)) from the server's top-5 logprobs; None where it gives none. The chat API cannot
+        continue a partial assistant turn, so the answer slot is the first word after the reply says `answer_prefix`."""
+        completions = self.generate(batch, max_new_tokens=len(answer_prefix) + 4, logprobs=5)
+        return [yes_probability_from_logprobs(c.logprobs, after=answer_prefix) for c in completions]
+
+    def _headers(self) -> dict[str, str]:
+        key = os.environ.get(self.api_key_env)
+        return {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
+
+    def _complete(self, body: bytes) -> Completion:
+        """One item, retried with exponential backoff (at least Retry-After when sent) up to max_retries times."""
+        for attempt in range(1, self.max_retries + 2):
+            wait = self.backoff_s * 2 ** (attempt - 1)
+            try:
+                request = urllib.request.Request(self.base_url + "/chat/completions", body, self._headers())
+                with _NO_REDIRECTS.open(request, timeout=self.timeout_s) as response:
+                    text, logprobs = _parse_reply(response.read())
+                return Completion(text=text, attempts=attempt, logprobs=logprobs)
+            except urllib.error.HTTPError as err:
+                error = f"http_{err.code}"
+                wait = max(wait, _retry_after_s(err.headers.get("Retry-After"), self.max_retry_after_s))
+                err.close()
+                if err.code not in RETRY_STATUS and err.code < 500:
+                    return Completion(text=None, error=error, attempts=attempt)
+            except (ValueError, http.client.IncompleteRead):
+                error = "malformed_response"
+            except (OSError, http.client.HTTPException) as err:  # URLError carries the socket's error as `reason`
+                error = "timeout" if isinstance(getattr(err, "reason", err), TimeoutError) else "connection_error"
+            if attempt <= self.max_retries:
+                time.sleep(wait)
+        return Completion(text=None, error=error, attempts=self.max_retries + 1)
+
+
+def _parse_reply(payload: bytes) -> tuple[str, list[dict] | None]:
+    """Text and token logprobs of the first choice; ValueError when the body is not a chat completion."""
+    try:
+        choice = json.loads(payload)["choices"][0]
+        text, logprobs = choice["message"]["content"], (choice.get("logprobs") or {}).get("content")
+        if not isinstance(text, str):
+            raise TypeError("completion text is not a string")
+    except (KeyError, IndexError, TypeError, AttributeError) as err:
+        raise ValueError("not a chat completion") from err
+    return text, logprobs if isinstance(logprobs, list) and logprobs else None
+
+
+def _retry_after_s(value: str | None, cap: float) -> float:
+    """Retry-After is seconds or an HTTP date; an unreadable value counts as 0 (plain backoff applies)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return 0.0
+    return min(max(seconds, 0.0), cap)
+
+
+@dataclass(frozen=True)
+class VLLMSettings:
+    """What `runtime.vllm_generate` needs: the model (Hugging Face id or folder) and how to run vLLM."""
+
+    model: str
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    seed: int = 0
+    batch_size: int = 64
+    concurrency: int = 1  # vLLM engines, one per GPU group
+    tensor_parallel_size: int = 1
+    max_model_len: int = 0  # 0: the model's own limit
+    accelerator_type: str | None = None  # e.g. "H100"; None: any GPU
+    engine_kwargs: dict = field(default_factory=dict)
+
+
+class VLLMLLM:
+    """vLLM through Ray Data on GPU workers. ray.data.llm returns text only, so yes_probability gives None."""
+
+    def __init__(self, model: str, **settings):
+        if importlib.util.find_spec("vllm") is None:  # fail at load, not after Ray has scheduled GPU actors
+            raise RuntimeError(VLLM_MISSING)
+        self.settings = VLLMSettings(model=model, **settings)
+
+    def generate(self, batch: list[Messages], max_new_tokens: int | None = None, logprobs: int = 0) -> list[Completion]:
+        from pipeline import runtime
+
+        settings = replace(self.settings, max_new_tokens=max_new_tokens or self.settings.max_new_tokens)
+        return [Completion(text=text) for text in runtime.vllm_generate(batch, settings)]
+
+    def yes_probability(self, batch: list[Messages], answer_prefix: str = "") -> list[float | None]:
+        return [None] * len(batch)
+
+
+def load(backend: str, model: str, **options) -> TransformersLLM | OpenAICompatibleLLM | VLLMLLM:
+    """The LLM named in params: backend `transformers`, `openai` (options: base_url, ...) or `vllm`."""
+    if backend == "transformers":
+        return TransformersLLM(model, **options)
+    if backend == "openai":
+        return OpenAICompatibleLLM(model=model, **options)
+    if backend == "vllm":
+        return VLLMLLM(model, **options)
+    raise ValueError(f"unknown LLM backend {backend!r}; use transformers, openai or vllm")
