@@ -29,7 +29,6 @@ from pipeline import artifacts, models
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("ingest", "embed", "index", "mine")
 EMBED_LINE = re.compile(r"embedded (\d+) docs and (\d+) queries in ([\d.]+) s \(([\d.]+) texts/s\)")
-MIB = 1 << 20
 
 
 def sample_beir(source: Path, out: Path, max_queries: int, max_docs: int) -> Path:
@@ -86,7 +85,7 @@ def run_measured(cmd: list[str], cwd: Path, log_path: Path) -> dict:
         sampler.join()
     if code != 0:
         sys.exit(f"{' '.join(cmd)} failed with status {code}:\n{log_path.read_text()[-4000:]}")
-    return {"wall_s": wall, "peak_rss_mib": peak[0] / MIB, "max_processes": procs[0]}
+    return {"wall_s": wall, "peak_rss_mib": peak[0] / 2**20, "max_processes": procs[0]}
 
 
 def run_pairforge(source: Path, project: Path, mine: dict) -> dict:
@@ -217,6 +216,7 @@ def main() -> None:
         peer_worker(args.worker, Path(args.project), args.model, json.loads(args.mine), Path(args.out))
         return
     mine = {"num_negatives": args.num_negatives, "range_max": args.range_max, "relative_margin": args.relative_margin}
+    load_before = os.getloadavg()[0]  # other work on the machine skews every figure below
     with tempfile.TemporaryDirectory(prefix="mine_vs_st-") as tmp:
         work = args.workdir or Path(tmp)
         source = args.dataset
@@ -231,7 +231,8 @@ def main() -> None:
         print("peer: mine_hard_negatives ...", flush=True)
         peer = run_peer("mine", project, model, mine)
         ov = overlap(project, peer.pop("negatives"))
-    print(f"\ndataset {args.dataset} (max_queries={args.max_queries}, max_docs={args.max_docs}); mine {mine}\n")
+    print(f"\ndataset {args.dataset} (max_queries={args.max_queries}, max_docs={args.max_docs}); mine {mine}")
+    print(f"1-min load average before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs\n")
     print(table(pf, peer, enc, ov))
     if args.json:
         settings = {**mine, "dataset": str(args.dataset), "max_queries": args.max_queries, "max_docs": args.max_docs}

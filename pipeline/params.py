@@ -88,7 +88,7 @@ class MineParams:
     min_score: float | None = None
     seed: int = 12345
     # Queries searched per batch (streamed through the index).
-    query_batch_size: int = 1024
+    query_batch_size: int = 256
 
     def check(self) -> None:
         _at_least(self, "range_min", 0)

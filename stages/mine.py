@@ -10,7 +10,7 @@ from pipeline import artifacts, embed, ledger, mine, params, runtime
 from stages.common import EMBEDDINGS, INDEX, INGESTED, MINED, stage
 
 
-def query_table(config: params.MineParams) -> tuple[pa.Table, pa.Table, list[str]]:
+def query_table() -> tuple[pa.Table, pa.Table, list[str]]:
     """Queries in ingest order with their vector, known-positive index rows, and hardest positive's score."""
     doc_ids = artifacts.read(INDEX / "doc_ids")["doc_id"].to_pylist()
     row_of = {doc_id: row for row, doc_id in enumerate(doc_ids)}
@@ -47,7 +47,7 @@ def main() -> None:
     with stage("mine") as log:
         config = params.load("mine")
         index_config = params.load("index")
-        queries, positive_scores, doc_ids = query_table(config)
+        queries, positive_scores, doc_ids = query_table()
         topics = {}
         if (INDEX / "doc_topics").exists():
             doc_topics = artifacts.read(INDEX / "doc_topics")

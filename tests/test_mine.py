@@ -73,7 +73,7 @@ def _pairforge_negatives(workdir, monkeypatch, config: params.MineParams) -> dic
 
     monkeypatch.chdir(workdir)
     index_config = params.load("index")
-    queries, _, doc_ids = mine_stage.query_table(config)
+    queries, _, doc_ids = mine_stage.query_table()
     shard = mine.MineShard(np.fromfile("data/index/index.faiss", dtype=np.uint8), doc_ids, config, index_config)
     negatives = mine.negatives(shard(queries), {})
     found: dict[str, list[str]] = {}
