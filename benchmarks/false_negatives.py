@@ -38,6 +38,8 @@ MODEL = "packaged:all-MiniLM-L6-v2"
 def hide_positives(source: Path, out: Path, splits: list[str]) -> dict[str, set[str]]:
     """Write a BEIR folder keeping one positive per query; return the hidden positives per query."""
     (out / "qrels").mkdir(parents=True, exist_ok=True)
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        (out / name).unlink(missing_ok=True)
     rows = []
     for split in splits:
         with open(source / "qrels" / f"{split}.tsv") as handle:
@@ -162,13 +164,15 @@ def main() -> None:
     parser.add_argument("--range-max", type=int, default=100)
     parser.add_argument("--cross-encoder", type=Path, help="a cross-encoder folder for the judged setting")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--workdir", type=Path, help="keep the project (data/, params.yaml) here instead of a temp dir")
     args = parser.parse_args()
     n = args.num_negatives
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.workdir.resolve() if args.workdir else Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
         hidden = hide_positives(args.dataset.resolve(), tmp / "beir", args.split.split(","))
         workdir = tmp / "project"
-        workdir.mkdir()
+        workdir.mkdir(exist_ok=True)
         default_mine = {"num_negatives": n, "range_max": args.range_max}
         write_params(workdir, tmp / "beir", default_mine, {})
         setup = {name: stage(workdir, name) for name in ("ingest", "embed", "index")}
@@ -189,7 +193,7 @@ def main() -> None:
                 artifact = "filtered"
             results[label] = {**measure(pairforge_negatives(workdir, artifact), hidden, queries, n), "seconds": seconds}
         cache = tmp / "peer-cache"
-        cache.mkdir()
+        cache.mkdir(exist_ok=True)
         for label, margin in (("peer top-k (no margin)", None), ("peer relative_margin=0.05", 0.05)):
             started = time.perf_counter()
             found = peer_negatives(workdir, margin, n, args.range_max, cache)

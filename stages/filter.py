@@ -66,13 +66,7 @@ def llm_judge(config: params.FilterParams, query_text, doc_text) -> filter.Judge
                 for q, d in zip(table["query"].to_pylist(), table["document"].to_pylist())
             ]
             replies = runtime.vllm_generate(prompts, VLLMSettings(model=config.llm_model, max_new_tokens=12))
-            records = [RELEVANCE_JUDGE.parse(reply)[0] for reply in replies]
-            p_yes = [np.nan if r is None else float(r["relevant"] == "yes") for r in records]
-            return {
-                "p_yes": np.array(p_yes, np.float32),
-                "failure": np.zeros(len(replies), np.int8),
-                "raw_output": np.array(replies, dtype=object),
-            }
+            return filter.llm_scores_from_replies(replies)
         args = {"backend": config.llm_backend, "model": config.llm_model, "options": options}
         out = pa.concat_tables(
             runtime.map_batches(texts(pairs), filter.LLMJudgeBatch, args, resources, rows_per_task=config.batch_size)
