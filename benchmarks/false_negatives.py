@@ -127,6 +127,8 @@ def peer_negatives(workdir: Path, relative_margin: float | None, num_negatives: 
         cache_folder=str(cache),
         verbose=False,
     )
+    vectors = load_vectors(workdir)
+    args_range_max = range_max
     candidates = artifacts.read(workdir / "data/mined/candidates")
     lookup = {
         (q, d): (s, r)
@@ -138,16 +140,23 @@ def peer_negatives(workdir: Path, relative_margin: float | None, num_negatives: 
     for anchor, text, label in zip(mined["anchor"], mined["positive"], mined["label"]):
         if label == 0:
             q, d = query_id[anchor], doc_id[text]
-            found.setdefault(q, []).append((d, *lookup[q, d]))
+            # the peer's pool can reach past range_max (see pipeline/mine.py); score those from the vectors
+            score, rank = lookup.get((q, d), (float(vectors["queries", q] @ vectors["corpus", d]), args_range_max))
+            found.setdefault(q, []).append((d, score, rank))
     return found
 
 
-def seed_peer_cache(workdir, model, queries, corpus, query_text, doc_text, cache: Path) -> None:
-    """Write pairforge's vectors where mine_hard_negatives looks for cached embeddings (same hash as it uses)."""
+def load_vectors(workdir: Path) -> dict[tuple[str, str], np.ndarray]:
     vectors = {}
     for name in ("corpus", "queries"):
         table = artifacts.read(workdir / "data/embeddings" / name)
         vectors.update({(name, i): v for i, v in zip(table["id"].to_pylist(), embed.to_numpy(table["vector"]))})
+    return vectors
+
+
+def seed_peer_cache(workdir, model, queries, corpus, query_text, doc_text, cache: Path) -> None:
+    """Write pairforge's vectors where mine_hard_negatives looks for cached embeddings (same hash as it uses)."""
+    vectors = load_vectors(workdir)
     by_query_text = {t: vectors["queries", q] for q, t in query_text.items()}
     by_doc_text = {t: vectors["corpus", d] for d, t in doc_text.items()}
     name = model.model_card_data.base_model or ""
@@ -175,7 +184,8 @@ def main() -> None:
         workdir.mkdir(exist_ok=True)
         default_mine = {"num_negatives": n, "range_max": args.range_max}
         write_params(workdir, tmp / "beir", default_mine, {})
-        setup = {name: stage(workdir, name) for name in ("ingest", "embed", "index")}
+        reuse = args.workdir and (workdir / "data/index").exists()  # a kept workdir: its vectors are still valid
+        setup = {} if reuse else {name: stage(workdir, name) for name in ("ingest", "embed", "index")}
         queries = artifacts.read(workdir / "data/ingested/queries").num_rows
         results = {}
         settings = {

@@ -106,7 +106,7 @@ class FilterParams:
     # embedding cosine. null turns a rule off.
     duplicate_text: bool = True
     duplicate_jaccard: float | None = 0.8
-    duplicate_cosine: float | None = 0.9
+    duplicate_cosine: float | None = 0.75
     # Cross-encoder judge (any cross-encoder by HF id or path; null: off). Rejects a negative whose score is above
     # `ce_absolute`, or above `ce_relative` x its query's hardest positive's score.
     cross_encoder: str | None = None
