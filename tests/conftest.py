@@ -86,3 +86,13 @@ def pipeline_run(sample_beir: Path, tmp_path_factory) -> Path:
 def peer_cache(tmp_path_factory) -> Path:
     """sentence-transformers' own embedding cache, so the peer encodes the sample once per test session."""
     return tmp_path_factory.mktemp("peer-cache")
+
+
+@pytest.fixture(scope="session")
+def cross_encoder_dir(tmp_path_factory) -> Path:
+    """A real cross-encoder built once per test session: the packaged MiniLM briefly fine-tuned on STS-B."""
+    if not (DATASETS / "stsbenchmark" / "sts-train.csv").exists():
+        pytest.skip(f"STS-B not found under {DATASETS}")
+    from benchmarks.cross_encoder import build
+
+    return build(tmp_path_factory.mktemp("cross-encoder"), DATASETS)

@@ -11,30 +11,27 @@ import torch
 from scipy.stats import spearmanr
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from benchmarks.cross_encoder import build, read_sts
+from benchmarks.cross_encoder import read_sts
 from pipeline.models.scorer import CrossEncoderBatch, CrossEncoderScorer, positive_label_index
 from tests.conftest import DATASETS
 
 STSB = DATASETS / "stsbenchmark"
 NLI_LABELS = {0: "contradiction", 1: "entailment", 2: "neutral"}
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    if not (STSB / "sts-train.csv").exists():
-        pytest.skip(f"STS-B not found at {STSB}")
-    return build(tmp_path_factory.mktemp("cross-encoder"), DATASETS)
+# The cross-encoder itself comes from conftest's session fixture `cross_encoder_dir` (benchmarks.cross_encoder.build),
+# built once and shared with the filter stage's tests: the build is the slow part.
 
 
 @pytest.fixture(scope="module")
 def dev() -> list[tuple[float, str, str]]:
+    if not (STSB / "sts-dev.csv").exists():
+        pytest.skip(f"STS-B not found at {STSB}")
     return read_sts(STSB / "sts-dev.csv")
 
 
 @pytest.fixture(scope="module")
-def scorer(model_dir) -> CrossEncoderScorer:
+def scorer(cross_encoder_dir) -> CrossEncoderScorer:
     # A small batch, so that the 40-odd pairs below span several length-sorted batches.
-    return CrossEncoderScorer(str(model_dir), batch_size=8, device="cpu")
+    return CrossEncoderScorer(str(cross_encoder_dir), batch_size=8, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +69,7 @@ def test_ranks_sts_dev_pairs_like_the_gold_scores(scorer, dev):
     assert correlation > 0.7, f"Spearman {correlation:.3f} (0.86 measured on these 300 pairs)"
 
 
-def test_batch_actor_passes_keys_through_and_adds_scores(model_dir, scorer, pairs):
+def test_batch_actor_passes_keys_through_and_adds_scores(cross_encoder_dir, scorer, pairs):
     queries, documents = pairs
     table = pa.table(
         {
@@ -83,7 +80,7 @@ def test_batch_actor_passes_keys_through_and_adds_scores(model_dir, scorer, pair
             "rank": pa.array(range(len(queries)), type=pa.int32()),
         }
     )
-    actor = CrossEncoderBatch(str(model_dir), max_length=0, batch_size=8, device="cpu")
+    actor = CrossEncoderBatch(str(cross_encoder_dir), max_length=0, batch_size=8, device="cpu")
     out = actor(table)
     assert out.column_names == ["query_id", "doc_id", "rank", "ce_score"], "texts dropped, keys kept in order"
     assert out.schema.field("ce_score").type == pa.float32()
@@ -96,16 +93,18 @@ def test_batch_actor_passes_keys_through_and_adds_scores(model_dir, scorer, pair
 
 
 @pytest.fixture(scope="module")
-def nli_dir(model_dir, tmp_path_factory) -> Path:
+def nli_dir(cross_encoder_dir, tmp_path_factory) -> Path:
     """The built encoder with a fresh 3-way NLI head (random weights: only the label handling is under test)."""
     out = tmp_path_factory.mktemp("nli")
     config = AutoConfig.from_pretrained(
-        model_dir, num_labels=3, id2label=NLI_LABELS, label2id={v: k for k, v in NLI_LABELS.items()}
+        cross_encoder_dir, num_labels=3, id2label=NLI_LABELS, label2id={v: k for k, v in NLI_LABELS.items()}
     )
     torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, config=config, ignore_mismatched_sizes=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        cross_encoder_dir, config=config, ignore_mismatched_sizes=True
+    )
     model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
+    AutoTokenizer.from_pretrained(cross_encoder_dir).save_pretrained(out)
     return out
 
 

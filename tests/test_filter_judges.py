@@ -1,0 +1,69 @@
+"""The filter's judges through the real stage: a real cross-encoder in a Ray actor pool, and the local LLM."""
+
+from __future__ import annotations
+
+import shutil
+
+import pyarrow.compute as pc
+import pytest
+import yaml
+
+from pipeline import artifacts
+from tests.conftest import project_params, run_stage, write_beir_sample
+
+
+def judged_rows(workdir):
+    judged = artifacts.read(workdir / "data/filtered/judged")
+    return [dict(row, scores=dict(row["scores"])) for row in judged.to_pylist()]
+
+
+def reconcile(workdir) -> None:
+    judged = artifacts.read(workdir / "data/filtered/judged")
+    kept = pc.sum(pc.equal(judged["decision"], "kept")).as_py()
+    assert judged.num_rows == kept + artifacts.read(workdir / "data/filtered/rejections").num_rows
+    assert artifacts.read(workdir / "data/filtered/negatives").num_rows == kept
+
+
+@pytest.mark.slow
+def test_cross_encoder_judge_decides_by_its_thresholds(pipeline_run, cross_encoder_dir, tmp_path):
+    workdir = tmp_path / "project"
+    shutil.copytree(pipeline_run, workdir)
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["filter"].update(cross_encoder=str(cross_encoder_dir), ce_absolute=0.8, ce_relative=0.9, refill_depth=3)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    run_stage(workdir, "filter")
+    rows = judged_rows(workdir)
+    scored = [r for r in rows if "cross_encoder.ce" in r["scores"]]
+    assert scored and len(scored) == sum(1 for r in rows if r["reason"] != "near_duplicate")
+    for row in scored:
+        ce, positive = row["scores"]["cross_encoder.ce"], row["scores"]["cross_encoder.ce_positive"]
+        flagged = ce > 0.8 or ce > 0.9 * positive
+        assert (row["decision"] == "rejected") == flagged, row
+        assert row["reason"] == ("judge_relevant" if flagged else None)
+    reconcile(workdir)
+
+
+@pytest.mark.slow
+def test_llm_judge_with_the_packaged_local_model(scifact, tmp_path):
+    source = write_beir_sample(scifact, tmp_path / "beir", queries=3, docs=30)
+    workdir = tmp_path / "project"
+    workdir.mkdir()
+    params = project_params(
+        source,
+        index={"topics": 2},
+        mine={"range_max": 10, "relative_margin": None},
+        filter={"llm_backend": "transformers", "llm_threshold": 0.9, "refill_depth": 1, "duplicate_cosine": None},
+    )
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    for name in ("ingest", "embed", "index", "mine", "filter"):
+        run_stage(workdir, name)
+    rows = judged_rows(workdir)
+    assert rows
+    for row in rows:
+        p_yes = row["scores"].get("llm.p_yes")
+        if p_yes is None:
+            assert row["decision"] == "rejected" and row["reason"] in {"unparseable_output", "backend_error"}
+        else:
+            assert 0.0 <= p_yes <= 1.0
+            assert (row["decision"] == "rejected") == (p_yes > 0.9), row
+    reconcile(workdir)
