@@ -56,25 +56,8 @@ def is_built(out_dir: Path, settings: dict) -> bool:
     return marker.exists() and json.loads(marker.read_text()) == settings
 
 
-def build(out_dir: Path, datasets_dir: Path, pairs: int = 2000, epochs: int = 1, seed: int = 0) -> Path:
-    """Fine-tune MiniLM as a 1-logit cross-encoder on `pairs` STS-B train pairs (label score / 5, BCE on logits).
-
-    Saves model and tokenizer with save_pretrained, so CrossEncoderScorer loads `out_dir` as a path. The settings go
-    to a marker file written last: a folder whose marker matches is returned as is, a half-built one is rebuilt.
-    """
-    out_dir = Path(out_dir)
-    settings = build_settings(pairs, epochs, seed)
-    if is_built(out_dir, settings):
-        return out_dir
-    marker = out_dir / MARKER
-
-    train = read_sts(Path(datasets_dir) / "stsbenchmark" / "sts-train.csv")
-    # A seeded sample, not the first rows: the file is grouped by genre (captions, then news, then forums).
-    train = random.Random(seed).sample(train, min(pairs, len(train)))
-    # One thread: on these 2-core machines a training step of this small model took ~6 s with two torch threads
-    # and ~0.45 s with one (measured); the threads' hand-offs cost more than the small matrices gain.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def fine_tune(train: list[tuple[float, str, str]], epochs: int, seed: int):
+    """MiniLM + a fresh 1-logit head, trained on (score 0-5, sentence1, sentence2) rows; returns (model, tokenizer)."""
     torch.manual_seed(seed)  # before loading: the new head's weights are drawn from this generator
     base = models.resolve(BASE)
     tokenizer = AutoTokenizer.from_pretrained(base)
@@ -102,8 +85,33 @@ def build(out_dir: Path, datasets_dir: Path, pairs: int = 2000, epochs: int = 1,
             optimizer.step()
             schedule.step()
             optimizer.zero_grad()
+    return model, tokenizer
 
-    torch.set_num_threads(threads)
+
+def build(out_dir: Path, datasets_dir: Path, pairs: int = 2000, epochs: int = 1, seed: int = 0) -> Path:
+    """Fine-tune MiniLM as a 1-logit cross-encoder on `pairs` STS-B train pairs (label score / 5, BCE on logits).
+
+    Saves model and tokenizer with save_pretrained, so CrossEncoderScorer loads `out_dir` as a path. The settings go
+    to a marker file written last: a folder whose marker matches is returned as is, a half-built one is rebuilt.
+    """
+    out_dir = Path(out_dir)
+    settings = build_settings(pairs, epochs, seed)
+    if is_built(out_dir, settings):
+        return out_dir
+    marker = out_dir / MARKER
+
+    train = read_sts(Path(datasets_dir) / "stsbenchmark" / "sts-train.csv")
+    # A seeded sample, not the first rows: the file is grouped by genre (captions, then news, then forums).
+    train = random.Random(seed).sample(train, min(pairs, len(train)))
+    # One thread: on these 2-core machines a training step of this small model took ~6 s with two torch threads
+    # and ~0.45 s with one (measured); the threads' hand-offs cost more than the small matrices gain.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, tokenizer = fine_tune(train, epochs, seed)
+    finally:
+        torch.set_num_threads(threads)  # the caller's setting back, even when training fails
+
     out_dir.mkdir(parents=True, exist_ok=True)
     marker.unlink(missing_ok=True)
     model.eval().save_pretrained(out_dir)
