@@ -97,7 +97,7 @@ def test_card_and_manifest_describe_the_version_and_sizes(pipeline_run):
     for info in front["dataset_info"]:
         assert info["splits"][0]["num_examples"] == manifest["rows"][info["config_name"]]
     assert manifest["version"] in card
-    assert set(manifest["inputs"]) == {"ingested", "index", "mined"}
+    assert set(manifest["inputs"]) == {"ingested", "index", "mined", "filtered"}
     assert manifest["params"]["mine"]["num_negatives"] == 3
 
 
