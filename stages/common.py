@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipeline import artifacts
 from pipeline.schema import InputError
 
 DATA = Path("data")
@@ -35,3 +36,11 @@ def stage(name: str) -> Iterator[logging.Logger]:
         log.error("bad input: %s", err)
         sys.exit(f"pairforge {name}: {err}")
     log.info("%s finished in %.1f s", name, time.perf_counter() - started)
+
+
+def doc_topics() -> dict[str, int]:
+    """Each document's k-means topic, from the index stage (empty when topics are turned off)."""
+    if not (INDEX / "doc_topics").exists():
+        return {}
+    table = artifacts.read(INDEX / "doc_topics")
+    return dict(zip(table["id"].to_pylist(), table["topic"].to_pylist()))

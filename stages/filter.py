@@ -4,8 +4,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import artifacts, embed, filter, ledger, params, runtime, schema
-from stages.common import EMBEDDINGS, FILTERED, INDEX, INGESTED, MINED, stage
+from pipeline import artifacts, embed, filter, ledger, mine, params, runtime
+from stages.common import EMBEDDINGS, FILTERED, INGESTED, MINED, doc_topics, stage
 
 
 def cross_encoder_judge(config: params.FilterParams, query_text, doc_text, positives: pa.Table) -> filter.Judge:
@@ -102,22 +102,7 @@ def main() -> None:
         judged = filter.run(
             candidates, known, doc_text, doc_vector, num_negatives, config, judges, queries["query_id"].to_pylist()
         )
-        kept = judged.filter(pc.equal(judged["decision"], "kept"))
-        topics = {}
-        if (INDEX / "doc_topics").exists():
-            doc_topics = artifacts.read(INDEX / "doc_topics")
-            topics = dict(zip(doc_topics["id"].to_pylist(), doc_topics["topic"].to_pylist()))
-        negatives = pa.table(
-            {
-                "query_id": kept["query_id"],
-                "doc_id": kept["doc_id"],
-                "rank": kept["rank"],
-                "score": kept["score"],
-                "pos_score": kept["pos_score"],
-                "topic": pa.array([topics.get(d) for d in kept["doc_id"].to_pylist()], pa.int32()),
-            },
-            schema=schema.NEGATIVES,
-        )
+        negatives = mine.negatives(judged, doc_topics())
         order = {q: i for i, q in enumerate(queries["query_id"].to_pylist())}
         negatives = negatives.append_column("_q", pa.array([order[q] for q in negatives["query_id"].to_pylist()]))
         negatives = negatives.sort_by([("_q", "ascending"), ("rank", "ascending")]).drop(["_q"])
@@ -137,7 +122,7 @@ def main() -> None:
         log.info(
             "judged %d candidates: %d kept, %d rejected (%s); %d queries short of %d negatives",
             judged.num_rows,
-            kept.num_rows,
+            negatives.num_rows,
             rejected.num_rows,
             ", ".join(f"{r['values']}: {r['counts']}" for r in reasons),
             short,

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import artifacts, embed, ledger, mine, params, runtime
-from stages.common import EMBEDDINGS, INDEX, INGESTED, MINED, stage
+from stages.common import EMBEDDINGS, INDEX, INGESTED, MINED, doc_topics, stage
 
 
 def query_table() -> tuple[pa.Table, pa.Table, list[str]]:
@@ -48,10 +48,7 @@ def main() -> None:
         config = params.load("mine")
         index_config = params.load("index")
         queries, positive_scores, doc_ids = query_table()
-        topics = {}
-        if (INDEX / "doc_topics").exists():
-            doc_topics = artifacts.read(INDEX / "doc_topics")
-            topics = dict(zip(doc_topics["id"].to_pylist(), doc_topics["topic"].to_pylist()))
+        topics = doc_topics()
         index_bytes = np.fromfile(INDEX / "index.faiss", dtype=np.uint8)
         worker_args = {"index_bytes": index_bytes, "doc_ids": doc_ids, "params": config, "index_params": index_config}
         inputs = {
