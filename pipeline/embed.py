@@ -6,8 +6,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.models.encoder import Encoder
-
 
 def length_sorted(table: pa.Table) -> pa.Table:
     """Longest texts first (ties by id), so that each batch holds texts of similar length and pads little.
@@ -39,6 +37,10 @@ class EmbedBatch:
     """Actor body: loads the encoder once, then turns tables of (id, text[, kind]) into (id, vector[, kind])."""
 
     def __init__(self, model: str, max_length: int, batch_size: int, device: str):
+        # Imported here, in the actor: stage drivers that only read vectors (index, mine, filter) and the embed
+        # driver itself would otherwise pay torch's and transformers' ~1.7 s import before Ray even starts.
+        from pipeline.models.encoder import Encoder
+
         self.encoder = Encoder(model, max_length=max_length, batch_size=batch_size, device=device)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
