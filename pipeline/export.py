@@ -14,6 +14,7 @@ import pyarrow as pa
 
 TEXT_COLUMNS = {
     "triplet": ["anchor", "positive", "negative"],
+    "contrast-triplet": ["anchor", "positive", "negative"],
     "labeled-pair": ["anchor", "document", "label"],
 }
 
@@ -63,8 +64,87 @@ def triplet_frame(
     return frame.with_columns(pl.lit("mined").alias("negative_kind"))
 
 
-def triplet(frame: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
-    return frame.select(
+CONTRAST_COLUMNS = ["anchor", "positive", "negative", "anchor_id", "positive_id", "negative_id", "query_id"]
+
+
+def contrast_frame(
+    edits: pa.Table, corpus: pa.Table, queries: pa.Table, positives: pa.Table, topics: pa.Table
+) -> pl.DataFrame:
+    """Kept meaning-changing edits as (anchor, positive, minimally edited negative), one row per context:
+
+    - an edited query: anchor = each positive document of the query, positive = the query, negative = the edit
+      (the document supports the query, not its counterfactual);
+    - an edited positive document: anchor = each query it answers, positive = the document, negative = the edit;
+    - an edited sentence: anchor = the sentence, positive = its first kept paraphrase edit, negative = the edit
+      (SugarCrepe++ style; sentences without a kept paraphrase give no row).
+    """
+    kept = pl.from_arrow(edits).filter(pl.col("decision") == "kept")
+    negatives = kept.filter(~pl.col("preserves_meaning")).with_row_index("e_order")
+    docs = pl.from_arrow(corpus).select("doc_id", pl.col("text").alias("doc_text"))
+    pairs = pl.from_arrow(positives).select("query_id", "doc_id").with_row_index("p_order")
+    query_text = pl.from_arrow(queries).select("query_id", pl.col("text").alias("query_text"))
+    common = [pl.col("edited").alias("negative"), pl.col("pair_id").alias("negative_id"), "op", "generator"]
+    from_queries = (
+        negatives.filter(pl.col("source_kind") == "query")
+        .join(pairs, left_on="source_id", right_on="query_id")
+        .join(docs, on="doc_id")
+        .select(
+            "e_order", "p_order", pl.col("doc_text").alias("anchor"), pl.col("original").alias("positive"),
+            pl.col("doc_id").alias("anchor_id"), pl.col("source_id").alias("positive_id"), *common,
+            pl.col("source_id").alias("query_id"), "source_kind",
+        )
+    )  # fmt: skip
+    from_positives = (
+        negatives.filter(pl.col("source_kind") == "positive")
+        .join(pairs, left_on="source_id", right_on="doc_id")
+        .join(query_text, on="query_id")
+        .select(
+            "e_order", "p_order", pl.col("query_text").alias("anchor"), pl.col("original").alias("positive"),
+            pl.col("query_id").alias("anchor_id"), pl.col("source_id").alias("positive_id"), *common,
+            "query_id", "source_kind",
+        )
+    )  # fmt: skip
+    paraphrases = (
+        kept.filter(pl.col("preserves_meaning") & (pl.col("source_kind") == "sentence"))
+        .group_by("source_id", maintain_order=True)
+        .first()
+        .select("source_id", pl.col("edited").alias("paraphrase"), pl.col("pair_id").alias("paraphrase_id"))
+    )
+    from_sentences = (
+        negatives.filter(pl.col("source_kind") == "sentence")
+        .join(paraphrases, on="source_id")
+        .select(
+            "e_order", pl.lit(0, pl.UInt32).alias("p_order"), pl.col("original").alias("anchor"),
+            pl.col("paraphrase").alias("positive"), pl.col("source_id").alias("anchor_id"),
+            pl.col("paraphrase_id").alias("positive_id"), *common, pl.lit(None, pl.String).alias("query_id"),
+            "source_kind",
+        )
+    )  # fmt: skip
+    query_topics = pl.from_arrow(topics).select(pl.col("id").alias("query_id"), "topic")
+    return (
+        pl.concat([from_queries, from_positives, from_sentences])
+        .sort("e_order", "p_order")
+        .join(query_topics, on="query_id", how="left", maintain_order="left")
+        .drop("e_order", "p_order")
+        .with_columns(pl.lit("counterfactual").alias("negative_kind"))
+    )
+
+
+def contrast_triplet(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
+    return contrast.select(*CONTRAST_COLUMNS, "op", "generator", "source_kind", "topic")
+
+
+def triplet(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
+    """Mined triplets, then the counterfactual ones (`negative_kind`, `op` tell them apart)."""
+    counterfactual = contrast.select(
+        "anchor", "positive", "negative", "query_id", "positive_id", "negative_id", "negative_kind", "op",
+        pl.lit(None, pl.Float32).alias("pos_score"), pl.lit(None, pl.Float32).alias("neg_score"), "topic",
+    )  # fmt: skip
+    return pl.concat([_mined_triplet(frame), counterfactual], how="vertical_relaxed")
+
+
+def _mined_triplet(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(pl.lit(None, pl.String).alias("op")).select(
         "anchor",
         "positive",
         "negative",
@@ -72,14 +152,16 @@ def triplet(frame: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
         "positive_id",
         "negative_id",
         "negative_kind",
+        "op",
         "pos_score",
         "neg_score",
         "topic",
     )
 
 
-def n_tuple(frame: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
-    """One row per (query, positive) with negative_1..n; pairs short of n negatives are left out, as the peer does."""
+def n_tuple(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
+    """One row per (query, positive) with negative_1..n of mined negatives; pairs short of n negatives are left
+    out, as the peer does. Counterfactuals have their own anchors, so they go to the other formats."""
     grouped = (
         frame.group_by("q_order", "p_order", maintain_order=True)
         .agg(
@@ -105,8 +187,9 @@ def n_tuple(frame: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
     )
 
 
-def labeled_pair(frame: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
-    """(anchor, document, label): each query's positives (label 1), then its negatives (label 0)."""
+def labeled_pair(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
+    """(anchor, document, label): each query's positives (label 1), then its negatives (label 0); then each
+    counterfactual (label 0) after its anchor."""
     common = ["anchor", "query_id", "q_order", "topic"]
     positives = frame.unique(["q_order", "p_order"], maintain_order=True).select(
         *common,
@@ -129,10 +212,16 @@ def labeled_pair(frame: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
         pl.col("rank").cast(pl.Int64).alias("order"),
     )
     both = pl.concat([positives, negatives]).sort("q_order", "group", "order")
-    return both.select("anchor", "document", "label", "query_id", "doc_id", "kind", "score", "topic")
+    columns = ["anchor", "document", "label", "query_id", "doc_id", "kind", "score", "topic"]
+    counterfactual = contrast.select(
+        "anchor", pl.col("negative").alias("document"), pl.lit(0, pl.Int64).alias("label"), "query_id",
+        pl.col("negative_id").alias("doc_id"), pl.col("negative_kind").alias("kind"),
+        pl.lit(None, pl.Float32).alias("score"), "topic",
+    )  # fmt: skip
+    return pl.concat([both.select(columns), counterfactual], how="vertical_relaxed")
 
 
-FORMATS = {"triplet": triplet, "n-tuple": n_tuple, "labeled-pair": labeled_pair}
+FORMATS = {"triplet": triplet, "n-tuple": n_tuple, "labeled-pair": labeled_pair, "contrast-triplet": contrast_triplet}
 
 
 def text_columns(fmt: str, table: pa.Table) -> list[str]:

@@ -163,21 +163,21 @@ def llm_scores_from_replies(replies: list[str]) -> dict[str, np.ndarray]:
 
 
 class LLMJudgeBatch:
-    """Actor body: loads an LLM backend once; judges tables of (query, document) pairs.
+    """Actor body: loads an LLM backend once; asks `question` (a key of `pipeline.tasks.QUESTIONS`) about tables
+    of (query, document) pairs, e.g. (original, edited) for same_meaning.
 
     Adds `p_yes` (null when the judge gave no usable answer), `failure` (an index into LLM_FAILURES) and
     `raw_output`, which the ledger keeps so that a failed answer can be inspected.
     """
 
-    def __init__(self, backend: str, model: str, options: dict):
+    def __init__(self, backend: str, model: str, options: dict, question: str = "relevance"):
         from pipeline.models import llm
+        from pipeline.tasks import QUESTIONS
 
-        self.llm = llm.load(backend, model, **options)
+        self.llm, self.ask = llm.load(backend, model, **options), QUESTIONS[question]
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from pipeline.tasks import judge_relevance
-
-        results = judge_relevance(self.llm, list(zip(batch["query"].to_pylist(), batch["document"].to_pylist())))
+        results = self.ask(self.llm, list(zip(batch["query"].to_pylist(), batch["document"].to_pylist())))
         usable = [r.yes_probability is not None and r.reason in (None, "unparseable_output") for r in results]
         failure = [0 if r.reason in (None, "unparseable_output") else 1 for r in results]
         return (

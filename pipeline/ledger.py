@@ -10,20 +10,35 @@ import pyarrow as pa
 from pipeline import schema
 
 # Each stage that rejects things writes a `rejections` artifact in the ledger's schema.
-LEDGERS = {"ingest": "ingested/rejections", "mine": "mined/rejections", "filter": "filtered/rejections"}
+LEDGERS = {
+    "ingest": "ingested/rejections",
+    "mine": "mined/rejections",
+    "generate": "generated/rejections",
+    "filter": "filtered/rejections",
+}
 
 
-def entries(stage: str, kind: str, table: pa.Table, score_columns: tuple[str, ...] = ()) -> pa.Table:
-    """Ledger rows for the rejected (query_id, doc_id) rows of `table`, keyed "query_id/doc_id".
+def entries(
+    stage: str,
+    kind: str,
+    table: pa.Table,
+    score_columns: tuple[str, ...] = (),
+    key_columns: tuple[str, ...] = ("query_id", "doc_id"),
+) -> pa.Table:
+    """Ledger rows for the rejected rows of `table`, keyed by `key_columns` joined with "/" ("query_id/doc_id").
 
     `table` has `reason`, and optionally `detail` and `scores` (a map) or `score_columns` to put in the map.
     """
-    keys = [f"{q}/{d}" for q, d in zip(table["query_id"].to_pylist(), table["doc_id"].to_pylist())]
+    keys = ["/".join(map(str, parts)) for parts in zip(*(table[c].to_pylist() for c in key_columns))]
     if "scores" in table.column_names:
         scores = table["scores"]
     else:
         columns = [table[c].to_pylist() for c in score_columns]
-        scores = [list(zip(score_columns, values)) for values in zip(*columns)] if columns else [[] for _ in keys]
+        scores = [
+            [(name, value) for name, value in zip(score_columns, values) if value is not None and value == value]
+            for values in zip(*columns)
+        ]  # a measure that was not taken (None, NaN) is left out of the map
+        scores = scores if columns else [[] for _ in keys]
     detail = table["detail"] if "detail" in table.column_names else [None] * len(keys)
     return pa.table(
         {

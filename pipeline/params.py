@@ -101,6 +101,78 @@ class MineParams:
 
 
 @dataclass(frozen=True)
+class GenerateParams:
+    # What to edit: query texts, the queries' positive documents, or the sentences of a file (STS-B / SICK style).
+    source: Literal["queries", "positives", "sentences"] = "queries"
+    # For source `sentences`: a JSONL / CSV / TSV / Parquet file and the column that holds one sentence.
+    sentences_file: str | None = None
+    sentence_column: str = "sentence"
+    # Source texts edited by the rules, sampled with `seed` (0: all).
+    max_items: int = 0
+    seed: int = 12345
+    # Rule ops (op codes of pipeline/contrast/rules.py); [] turns the rules off.
+    rules: list[str] = field(
+        default_factory=lambda: [
+            "negation_insert",
+            "negation_remove",
+            "number_change",
+            "swap_entities",
+            "swap_noun_phrases",
+            "antonym_flip",
+            "paraphrase_contraction",
+            "paraphrase_number_format",
+        ]
+    )
+    # LLM edits (none: off) on the first `llm_max_items` of the same sample, one per control code.
+    llm_backend: Literal["none", "transformers", "openai", "vllm"] = "transformers"
+    llm_model: str = "packaged:SmolLM2-135M-Instruct"
+    llm_base_url: str | None = None
+    llm_api_key_env: str = "OPENAI_API_KEY"
+    llm_controls: list[str] = field(
+        default_factory=lambda: ["negate", "change_fact", "change_quantity", "swap_roles", "paraphrase"]
+    )
+    llm_max_items: int = 4
+    llm_max_new_tokens: int = 96
+    # Asks again (showing the model its reply) when a reply does not fit the JSON schema.
+    llm_retries: int = 1
+    llm_concurrency: int = 4
+    llm_timeout_s: float = 60.0
+    batch_size: int = 8
+    actors: int = 0
+    cpus_per_actor: int = 1
+    gpus_per_actor: float = 0.0
+
+    def check(self) -> None:
+        from pipeline.contrast.prompts import CONTROLS
+
+        if self.rules:
+            from pipeline.contrast.rules import OPS  # imports spaCy: only when rules are asked for
+
+            unknown = [op for op in self.rules if op not in OPS]
+            if unknown:
+                raise InputError("params.yaml", None, "generate.rules", f"unknown op {unknown}; known: {list(OPS)}")
+        for name in ("max_items", "llm_max_items", "llm_retries"):
+            _at_least(self, name, 0)
+        for name in ("llm_max_new_tokens", "llm_concurrency", "batch_size", "cpus_per_actor"):
+            _at_least(self, name, 1)
+        _at_least(self, "llm_timeout_s", 0.001)
+        _at_least(self, "actors", 0)
+        _at_least(self, "gpus_per_actor", 0.0)
+        for control in self.llm_controls:
+            if control not in CONTROLS:
+                raise InputError(
+                    "params.yaml",
+                    None,
+                    "generate.llm_controls",
+                    f"unknown control {control!r}; known: {sorted(CONTROLS)}",
+                )
+        if self.source == "sentences" and not self.sentences_file:
+            raise InputError("params.yaml", None, "generate.sentences_file", "source `sentences` needs a file")
+        if self.llm_backend == "openai" and not self.llm_base_url:
+            raise InputError("params.yaml", None, "generate.llm_base_url", "the openai backend needs a base URL")
+
+
+@dataclass(frozen=True)
 class FilterParams:
     # Near-duplicates of a positive (cheap rules, always first): normalised-text equality, word 3-shingle Jaccard,
     # embedding cosine. null turns a rule off.
@@ -125,12 +197,36 @@ class FilterParams:
     # Replace rejected negatives with the miner's next candidates, at most this many extra per query.
     refill: bool = True
     refill_depth: int = 20
+    # Generated edits (validators): a counterfactual stays within this many token edits and this share of the
+    # original's tokens.
+    edit_max_tokens: int = 8
+    edit_max_ratio: float = 0.5
+    # Fluency, Tailor-style: reject an edit whose mean token negative log-likelihood under `edit_lm` is higher than
+    # the original's by more than this many nats (null: off).
+    edit_max_nll_increase: float | None = None
+    edit_lm: str = "packaged:SmolLM2-135M-Instruct"
+    # Did the meaning change as intended? encoder: cosine of embed.model vectors; cross_encoder: filter.cross_encoder's
+    # score of (original, edited); llm: the LLM judge's P(same meaning); none: no judge. A meaning-changing edit
+    # scored at or above `edit_unchanged_above` is `meaning_unchanged` (null: not checked; a small bi-encoder scores
+    # real number and antonym changes 0.99+, so this needs a cross-encoder or LLM judge), one below
+    # `edit_drifted_below` is `edit_drifted` (null: not checked); a paraphrase below `edit_paraphrase_min` is
+    # `meaning_changed`.
+    edit_judge: Literal["none", "encoder", "cross_encoder", "llm"] = "encoder"
+    edit_unchanged_above: float | None = None
+    edit_drifted_below: float | None = 0.5
+    edit_paraphrase_min: float = 0.9
     batch_size: int = 32
     actors: int = 0
     cpus_per_actor: int = 1
     gpus_per_actor: float = 0.0
 
     def check(self) -> None:
+        _at_least(self, "edit_max_tokens", 1)
+        _at_least(self, "edit_max_ratio", 0.0)
+        if self.edit_judge == "cross_encoder" and not self.cross_encoder:
+            raise InputError("params.yaml", None, "filter.edit_judge", "cross_encoder needs filter.cross_encoder")
+        if self.edit_judge == "llm" and self.llm_backend == "none":
+            raise InputError("params.yaml", None, "filter.edit_judge", "llm needs filter.llm_backend")
         _at_least(self, "refill_depth", 0)
         _at_least(self, "batch_size", 1)
         _at_least(self, "ce_max_length", 0)
@@ -146,14 +242,14 @@ class FilterParams:
 
 @dataclass(frozen=True)
 class ExportParams:
-    formats: list[str] = field(default_factory=lambda: ["triplet", "n-tuple", "labeled-pair"])
+    formats: list[str] = field(default_factory=lambda: ["triplet", "n-tuple", "labeled-pair", "contrast-triplet"])
     name: str = "pairforge-dataset"
     rows_per_part: int = 100_000
     seed: int = 12345
 
     def check(self) -> None:
         _at_least(self, "rows_per_part", 1)
-        known = {"triplet", "n-tuple", "labeled-pair"}
+        known = {"triplet", "n-tuple", "labeled-pair", "contrast-triplet"}
         for fmt in self.formats:
             if fmt not in known:
                 raise InputError(
@@ -166,6 +262,7 @@ SECTIONS = {
     "embed": EmbedParams,
     "index": IndexParams,
     "mine": MineParams,
+    "generate": GenerateParams,
     "filter": FilterParams,
     "export": ExportParams,
 }

@@ -50,6 +50,31 @@ NEGATIVES = pa.schema(
         ("topic", pa.int32()),
     ]
 )
+# Generated edits: one row per edit made (rule or LLM); `preserves_meaning` marks paraphrases (positives).
+CONTRAST = pa.schema(
+    [
+        ("pair_id", pa.string()),
+        ("source_kind", pa.string()),
+        ("source_id", pa.string()),
+        ("original", pa.string()),
+        ("edited", pa.string()),
+        ("op", pa.string()),
+        ("generator", pa.string()),
+        ("preserves_meaning", pa.bool_()),
+        ("change", pa.string()),  # what the edit changed, e.g. "decreases -> increases"
+        ("raw_output", pa.string()),
+    ]
+)
+# Every (source, op) tried: applied, not_applicable, or why the generator failed (unparseable_output, http_500...).
+ATTEMPTS = pa.schema(
+    [
+        ("source_kind", pa.string()),
+        ("source_id", pa.string()),
+        ("op", pa.string()),
+        ("generator", pa.string()),
+        ("outcome", pa.string()),
+    ]
+)
 REJECTIONS = pa.schema(
     [
         ("stage", pa.string()),

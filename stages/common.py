@@ -17,6 +17,7 @@ INGESTED = DATA / "ingested"
 EMBEDDINGS = DATA / "embeddings"
 INDEX = DATA / "index"
 MINED = DATA / "mined"
+GENERATED = DATA / "generated"
 FILTERED = DATA / "filtered"
 EXPORT = DATA / "export"
 METRICS = Path("metrics")

@@ -14,18 +14,18 @@ def main() -> None:
         num_negatives = params.load("mine").num_negatives
         topics_path = INDEX / "query_topics"
         topics = artifacts.read(topics_path) if topics_path.exists() else schema.TOPICS.empty_table()
+        corpus, queries = artifacts.read(INGESTED / "corpus"), artifacts.read(INGESTED / "queries")
         frame = export.triplet_frame(
-            artifacts.read(INGESTED / "corpus"),
-            artifacts.read(INGESTED / "queries"),
-            artifacts.read(MINED / "positive_scores"),
-            artifacts.read(FILTERED / "negatives"),
-            topics,
+            corpus, queries, artifacts.read(MINED / "positive_scores"), artifacts.read(FILTERED / "negatives"), topics
+        )
+        contrast = export.contrast_frame(
+            artifacts.read(FILTERED / "edits"), corpus, queries, artifacts.read(INGESTED / "positives"), topics
         )
         inputs = {
             name: artifacts.fingerprint(path)
             for name, path in (("ingested", INGESTED), ("index", INDEX), ("mined", MINED), ("filtered", FILTERED))
         }
-        tables = {fmt: export.to_arrow(export.FORMATS[fmt](frame, num_negatives)) for fmt in config.formats}
+        tables = {fmt: export.to_arrow(export.FORMATS[fmt](frame, contrast, num_negatives)) for fmt in config.formats}
         with artifacts.ArtifactWriter(EXPORT, config, inputs, rows_per_part=config.rows_per_part) as out:
             for fmt, table in tables.items():
                 out.write(fmt, table)
@@ -36,12 +36,16 @@ def main() -> None:
                 "formats": hashes,
                 "rows": {f: t.num_rows for f, t in tables.items()},
                 "inputs": inputs,
-                "params": {"mine": params.load("mine").__dict__, "export": config.__dict__},
+                "params": {
+                    "mine": params.load("mine").__dict__,
+                    "generate": params.load("generate").__dict__,
+                    "export": config.__dict__,
+                },
             }
             out.write_text("_manifest.json", json.dumps(provenance, indent=2, sort_keys=True, default=str) + "\n")
             out.write_text("README.md", export.card(config.name, version, tables, provenance))
         METRICS.mkdir(exist_ok=True)
-        stats = {"version": version, "rows": provenance["rows"]}
+        stats = {"version": version, "rows": provenance["rows"], "counterfactuals": contrast.height}
         if "triplet" in tables:
             triplets = tables["triplet"]
             stats.update(

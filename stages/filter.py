@@ -5,7 +5,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import artifacts, embed, filter, ledger, mine, params, runtime
-from stages.common import EMBEDDINGS, FILTERED, INGESTED, MINED, doc_topics, stage
+from stages.common import EMBEDDINGS, FILTERED, GENERATED, INGESTED, MINED, doc_topics, stage
+from stages.edit_judges import validate_edits
 
 
 def cross_encoder_judge(config: params.FilterParams, query_text, doc_text, positives: pa.Table) -> filter.Judge:
@@ -107,18 +108,36 @@ def main() -> None:
         negatives = negatives.append_column("_q", pa.array([order[q] for q in negatives["query_id"].to_pylist()]))
         negatives = negatives.sort_by([("_q", "ascending"), ("rank", "ascending")]).drop(["_q"])
         rejected = judged.filter(pc.equal(judged["decision"], "rejected"))
+        edits = validate_edits(config, artifacts.read(GENERATED / "contrast"))
+        rejected_edits = edits.filter(pc.equal(edits["decision"], "rejected"))
+        measures = ("token_edits", "edit_ratio", "nll_increase", "sameness")
         inputs = {
             name: artifacts.fingerprint(path)
-            for name, path in (("ingested", INGESTED), ("embeddings", EMBEDDINGS), ("mined", MINED))
+            for name, path in (
+                ("ingested", INGESTED),
+                ("embeddings", EMBEDDINGS),
+                ("mined", MINED),
+                ("generated", GENERATED),
+            )
         }
         with artifacts.ArtifactWriter(FILTERED, config, inputs) as out:
             out.write("negatives", negatives)
             out.write("judged", judged)
+            out.write("edits", edits)
             out.write("rejections", ledger.entries("filter", "negative", rejected))
+            out.write("rejections", ledger.entries("filter", "edit", rejected_edits, measures, ("pair_id",)))
         served = set(negatives["query_id"].to_pylist())
         per_query = pc.value_counts(negatives["query_id"])
         short = sum(1 for c in per_query.field("counts").to_pylist() if c < num_negatives) + len(order) - len(served)
         reasons = pc.value_counts(rejected["reason"]).to_pylist() if rejected.num_rows else []
+        edit_reasons = pc.value_counts(rejected_edits["reason"]).to_pylist() if rejected_edits.num_rows else []
+        log.info(
+            "validated %d generated edits: %d kept, %d rejected (%s)",
+            edits.num_rows,
+            edits.num_rows - rejected_edits.num_rows,
+            rejected_edits.num_rows,
+            ", ".join(f"{r['values']}: {r['counts']}" for r in edit_reasons),
+        )
         log.info(
             "judged %d candidates: %d kept, %d rejected (%s); %d queries short of %d negatives",
             judged.num_rows,

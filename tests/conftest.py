@@ -15,6 +15,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("PAIRFORGE_DATASETS", REPO.parent / "shared" / "datasets"))
 SCIFACT = DATASETS / "scifact"
+STAGES = ("ingest", "embed", "index", "mine", "generate", "filter", "export")  # in dvc.yaml's order
 
 
 @pytest.fixture(scope="session")
@@ -75,9 +76,10 @@ def sample_beir(scifact: Path, tmp_path_factory) -> Path:
 def pipeline_run(sample_beir: Path, tmp_path_factory) -> Path:
     """Every stage on the sample, through the real stage entry points and Ray, as `dvc repro` runs them."""
     workdir = tmp_path_factory.mktemp("project")
-    params = project_params(sample_beir, index={"topics": 8}, mine={"range_max": 30})
+    # The local LLM edits 2 queries (10 edits, one per control): the mechanics, at a cost CI can afford.
+    params = project_params(sample_beir, index={"topics": 8}, mine={"range_max": 30}, generate={"llm_max_items": 2})
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-    for name in ("ingest", "embed", "index", "mine", "filter", "export"):
+    for name in STAGES:
         run_stage(workdir, name)
     return workdir
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from tests.conftest import REPO, project_params, write_beir_sample
+from tests.conftest import REPO, STAGES, project_params, write_beir_sample
 
 
 def dvc(repo, *args) -> str:
@@ -34,14 +34,14 @@ def test_repro_reruns_only_what_changed(scifact, tmp_path):
     for part in ("pipeline", "stages", "dvc.yaml"):
         (shutil.copytree if (REPO / part).is_dir() else shutil.copy)(REPO / part, repo / part)
     source = write_beir_sample(scifact, tmp_path / "beir", queries=20, docs=120)
-    params = project_params(source, index={"topics": 4}, mine={"range_max": 20})
+    params = project_params(source, index={"topics": 4}, mine={"range_max": 20}, generate={"llm_backend": "none"})
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     dvc(repo, "init", "-q")
     dvc(repo, "config", "core.analytics", "false")
 
     first = dvc(repo, "repro")
-    assert ran(first) == {"ingest", "embed", "index", "mine", "filter", "export"}
+    assert ran(first) == set(STAGES)
     version = yaml.safe_load((repo / "metrics/export.json").read_text())["version"]
 
     params["mine"]["num_negatives"] = 2
@@ -53,6 +53,10 @@ def test_repro_reruns_only_what_changed(scifact, tmp_path):
     params["filter"]["duplicate_cosine"] = 0.5  # retuning a judge does not re-embed or re-mine
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     assert ran(dvc(repo, "repro")) == {"filter", "export"}
+
+    params["generate"]["rules"] = ["negation_insert"]  # new edits are validated and exported, nothing re-mined
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    assert ran(dvc(repo, "repro")) == {"generate", "filter", "export"}
 
     third = dvc(repo, "repro")
     assert ran(third) == set()

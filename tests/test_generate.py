@@ -1,0 +1,168 @@
+"""The generate stage for real: rules in Ray actors, the packaged local LLM, an OpenAI-compatible server with
+injected faults, sentence files; then validation in filter and the counterfactual rows of the export."""
+
+from __future__ import annotations
+
+import shutil
+
+import pyarrow.compute as pc
+import pytest
+import yaml
+
+from pipeline import artifacts, ledger, schema
+from pipeline.contrast import validate
+from tests.conftest import DATASETS, run_stage
+
+KEY_ENV, KEY = "PAIRFORGE_TEST_EDIT_KEY", "sk-test-never-written-anywhere"
+
+
+def reconcile(workdir) -> tuple:
+    """Every (source, op) tried is applied (a contrast row), not applicable, or rejected in the ledger."""
+    generated = workdir / "data/generated"
+    contrast, attempts = artifacts.read(generated / "contrast"), artifacts.read(generated / "attempts")
+    rejections = artifacts.read(generated / "rejections")
+    outcomes = attempts["outcome"].to_pylist()
+    assert outcomes.count("applied") == contrast.num_rows
+    failed = [o for o in outcomes if o not in ("applied", "not_applicable")]
+    assert sorted(failed) == sorted(rejections["reason"].to_pylist())
+    assert pc.count_distinct(contrast["pair_id"]).as_py() == contrast.num_rows
+    return contrast, attempts, rejections
+
+
+def set_params(workdir, **sections) -> None:
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def test_generate_accounts_for_every_source_and_op(pipeline_run):
+    contrast, attempts, _ = reconcile(pipeline_run)
+    queries = artifacts.read(pipeline_run / "data/ingested/queries")
+    params = yaml.safe_load((pipeline_run / "params.yaml").read_text())["generate"]
+    rule_rows = attempts.filter(pc.equal(attempts["generator"], "rules"))
+    assert rule_rows.num_rows == queries.num_rows * len(params["rules"])
+    llm_rows = attempts.filter(pc.not_equal(attempts["generator"], "rules"))
+    assert llm_rows.num_rows == 2 * len(params["llm_controls"])
+    assert set(llm_rows["op"].to_pylist()) == {f"llm_{c}" for c in params["llm_controls"]}
+    applied = {op for op, o in zip(rule_rows["op"].to_pylist(), rule_rows["outcome"].to_pylist()) if o == "applied"}
+    assert {"negation_insert", "number_change", "antonym_flip", "swap_noun_phrases"} <= applied
+    text = dict(zip(queries["query_id"].to_pylist(), queries["text"].to_pylist()))
+    for row in contrast.to_pylist():
+        assert row["original"] == text[row["source_id"]] and row["edited"] != row["original"]
+        assert (row["raw_output"] is None) == (row["generator"] == "rules")
+        assert row["preserves_meaning"] == row["op"].startswith(("paraphrase_", "llm_paraphrase"))
+
+
+def test_filter_validates_every_edit_and_export_carries_the_kept_ones(pipeline_run):
+    contrast = artifacts.read(pipeline_run / "data/generated/contrast")
+    edits = artifacts.read(pipeline_run / "data/filtered/edits")
+    assert edits["pair_id"].to_pylist() == contrast["pair_id"].to_pylist()
+    rejected = edits.filter(pc.equal(edits["decision"], "rejected"))
+    ledger_rows = artifacts.read(pipeline_run / "data/filtered/rejections")
+    edit_rows = ledger_rows.filter(pc.equal(ledger_rows["kind"], "edit"))
+    assert sorted(edit_rows["key"].to_pylist()) == sorted(rejected["pair_id"].to_pylist())
+    params = yaml.safe_load((pipeline_run / "params.yaml").read_text())["filter"]
+    for row in edits.to_pylist():
+        reason, _ = validate.minimality(row["original"], row["edited"], params["edit_max_tokens"], 0.5)
+        if reason and reason != "edit_unchanged" or row["reason"] in ("edit_too_large", "edit_trivial"):
+            assert row["reason"] == reason, row
+        if row["decision"] == "kept":  # the encoder judge measured every edit that passed the cheap checks
+            low = params["edit_paraphrase_min"] if row["preserves_meaning"] else params["edit_drifted_below"]
+            assert row["sameness"] >= low, row
+        elif row["reason"] in ("edit_drifted", "meaning_changed"):
+            assert (
+                row["sameness"]
+                < params["edit_drifted_below" if row["reason"] == "edit_drifted" else "edit_paraphrase_min"]
+            )
+    kept = edits.filter(pc.and_(pc.equal(edits["decision"], "kept"), pc.invert(edits["preserves_meaning"])))
+    assert kept.num_rows > 0
+    export = pipeline_run / "data/export"
+    triplets = artifacts.read(export / "contrast-triplet")
+    assert set(triplets["negative_id"].to_pylist()) == set(kept["pair_id"].to_pylist())
+    all_triplets = artifacts.read(export / "triplet")
+    counterfactual = all_triplets.filter(pc.equal(all_triplets["negative_kind"], "counterfactual"))
+    assert counterfactual.num_rows == triplets.num_rows and None not in counterfactual["op"].to_pylist()
+    pairs = artifacts.read(export / "labeled-pair")
+    assert pc.sum(pc.equal(pairs["kind"], "counterfactual")).as_py() == triplets.num_rows
+    counts, _ = ledger.summary(pipeline_run / "data")
+    assert set(rejected["reason"].to_pylist()) <= set(counts["reason"].to_list())
+
+
+@pytest.mark.slow
+def test_openai_backend_with_injected_faults_ends_every_item(pipeline_run, tmp_path, monkeypatch):
+    """The stage's LLM edits through a real HTTP server in front of the local model, a third of the requests
+    failing (500s, 429s, timeouts, malformed bodies): the stage finishes and every item is applied or rejected."""
+    from pipeline.models import llm as llms
+    from tests.openai_server import OpenAIServer
+
+    workdir = tmp_path / "project"
+    shutil.copytree(pipeline_run, workdir)
+    monkeypatch.setenv(KEY_ENV, KEY)
+    local = llms.load("transformers", "packaged:SmolLM2-135M-Instruct", batch_size=4)
+    with OpenAIServer(local, fault_rate=0.35, seed=3, retry_after_s=0, slow_s=3.0) as server:
+        set_params(
+            workdir,
+            generate={
+                "rules": [],
+                "llm_backend": "openai",
+                "llm_base_url": server.base_url,
+                "llm_api_key_env": KEY_ENV,
+                "llm_max_items": 3,
+                "llm_controls": ["negate", "change_quantity"],
+                "llm_max_new_tokens": 40,
+                "llm_timeout_s": 1.5,
+            },
+        )
+        run_stage(workdir, "generate")
+    _, attempts, rejections = reconcile(workdir)
+    assert attempts.num_rows == 6
+    assert {entry["authorization"] for entry in server.log} == {f"Bearer {KEY}"}
+    assert any(entry["fault"] for entry in server.log)  # faults were really injected
+    for row in rejections.to_pylist():
+        assert row["stage"] == "generate" and row["kind"] == "edit"
+        assert row["reason"] in {"unparseable_output", "http_500", "http_429", "timeout", "malformed_response"}
+    for path in (workdir / "data").rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_sentence_files_are_a_source(tmp_path, pipeline_run):
+    sick = DATASETS / "sick" / "SICK.txt"
+    if not sick.exists():
+        pytest.skip(f"SICK not found at {sick}")
+    workdir = tmp_path / "project"
+    shutil.copytree(pipeline_run, workdir)
+    sentences = tmp_path / "sick.tsv"
+    sentences.write_text("\n".join(sick.read_text().splitlines()[:41]) + "\n")  # header + 40 pairs
+    set_params(
+        workdir,
+        generate={"source": "sentences", "sentences_file": str(sentences), "sentence_column": "sentence_A"},
+    )
+    set_params(workdir, generate={"llm_backend": "none", "max_items": 0})
+    run_stage(workdir, "generate")
+    contrast, attempts, _ = reconcile(workdir)
+    assert set(attempts["source_kind"].to_pylist()) == {"sentence"}
+    assert contrast.num_rows > 0 and set(contrast["source_kind"].to_pylist()) == {"sentence"}
+
+
+def test_bad_sentence_file_names_file_row_and_field_and_keeps_the_old_artifact(tmp_path, pipeline_run):
+    workdir = tmp_path / "project"
+    shutil.copytree(pipeline_run, workdir)
+    before = artifacts.fingerprint(workdir / "data/generated")
+    bad = tmp_path / "sentences.jsonl"
+    bad.write_text('{"sentence": "A dog runs."}\n{"text": "no sentence here"}\n')
+    set_params(workdir, generate={"source": "sentences", "sentences_file": str(bad), "llm_backend": "none"})
+    result = run_stage(workdir, "generate", check=False)
+    assert result.returncode != 0
+    assert f"{bad}, row 2, field 'sentence': missing field" in result.stderr
+    assert artifacts.fingerprint(workdir / "data/generated") == before
+    assert artifacts.read(workdir / "data/generated/contrast").schema.equals(schema.CONTRAST)
+
+
+def test_unknown_rule_op_is_a_params_error(tmp_path, pipeline_run):
+    workdir = tmp_path / "project"
+    shutil.copytree(pipeline_run, workdir)
+    set_params(workdir, generate={"rules": ["negation_insert", "make_it_funny"]})
+    result = run_stage(workdir, "generate", check=False)
+    assert result.returncode != 0 and "generate.rules" in result.stderr and "make_it_funny" in result.stderr
