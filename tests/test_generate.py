@@ -166,3 +166,33 @@ def test_unknown_rule_op_is_a_params_error(tmp_path, pipeline_run):
     set_params(workdir, generate={"rules": ["negation_insert", "make_it_funny"]})
     result = run_stage(workdir, "generate", check=False)
     assert result.returncode != 0 and "generate.rules" in result.stderr and "make_it_funny" in result.stderr
+
+
+@pytest.mark.slow
+def test_fluency_and_cross_encoder_judge_decide_by_their_thresholds(pipeline_run, cross_encoder_dir, tmp_path):
+    """Tailor-style fluency under the local LM, then a real cross-encoder as the meaning judge, through the stage."""
+    workdir = tmp_path / "project"
+    shutil.copytree(pipeline_run, workdir)
+    limits = {"edit_max_nll_increase": 1.0, "edit_unchanged_above": 0.95, "edit_drifted_below": 0.2}
+    set_params(workdir, filter={"cross_encoder": str(cross_encoder_dir), "edit_judge": "cross_encoder", **limits})
+    run_stage(workdir, "filter")
+    edits = artifacts.read(workdir / "data/filtered/edits").to_pylist()
+    measured = [e for e in edits if e["reason"] not in ("edit_unchanged", "edit_trivial", "edit_too_large")]
+    measured = [e for e in measured if e["reason"] != "edit_duplicate"]
+    assert measured and all(e["nll_increase"] == e["nll_increase"] for e in measured)  # not NaN: every one scored
+    for edit in measured:
+        fluent = edit["nll_increase"] <= 1.0
+        assert (edit["reason"] == "edit_not_fluent") == (not fluent), edit
+        if not fluent:
+            continue
+        score = edit["sameness"]
+        if edit["preserves_meaning"]:
+            expected = "meaning_changed" if score < 0.9 else None
+        else:
+            expected = "meaning_unchanged" if score >= 0.95 else "edit_drifted" if score < 0.2 else None
+        assert edit["reason"] == expected, edit
+    negations = [e for e in measured if e["op"] == "negation_insert" and e["reason"] != "edit_not_fluent"]
+    paraphrases = [e for e in measured if e["op"].startswith("paraphrase_") and e["reason"] != "edit_not_fluent"]
+    if negations and paraphrases:  # the STS cross-encoder sees a paraphrase as closer than a negation, on average
+        mean = lambda rows: sum(r["sameness"] for r in rows) / len(rows)  # noqa: E731
+        assert mean(paraphrases) > mean(negations)

