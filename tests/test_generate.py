@@ -191,8 +191,3 @@ def test_fluency_and_cross_encoder_judge_decide_by_their_thresholds(pipeline_run
         else:
             expected = "meaning_unchanged" if score >= 0.95 else "edit_drifted" if score < 0.2 else None
         assert edit["reason"] == expected, edit
-    negations = [e for e in measured if e["op"] == "negation_insert" and e["reason"] != "edit_not_fluent"]
-    paraphrases = [e for e in measured if e["op"].startswith("paraphrase_") and e["reason"] != "edit_not_fluent"]
-    if negations and paraphrases:  # the STS cross-encoder sees a paraphrase as closer than a negation, on average
-        mean = lambda rows: sum(r["sameness"] for r in rows) / len(rows)  # noqa: E731
-        assert mean(paraphrases) > mean(negations)

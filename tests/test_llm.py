@@ -269,3 +269,20 @@ def test_openai_client_survives_30_percent_faults(local_llm):
         if entry["fault"] == "http_429" and retry is not None:
             waits.append(retry["time"] - entry["time"])
     assert waits and min(waits) >= 1.0
+
+
+@pytest.mark.slow
+def test_same_meaning_judge_and_fluency_with_the_local_model(local_llm):
+    from pipeline.tasks import SAME_MEANING_JUDGE, judge_same_meaning
+
+    pairs = [("Aspirin reduces fever.", "Aspirin lowers fever."), ("Aspirin reduces fever.", "Aspirin causes fever.")]
+    for result in judge_same_meaning(local_llm, pairs):
+        assert 0.0 <= result.yes_probability <= 1.0 and isinstance(result.raw_output, str)
+        assert (result.reason is None) == (SAME_MEANING_JUDGE.parse(result.raw_output)[0] is not None)
+    fluent, scrambled = (
+        "The patients recovered quickly after the treatment.",
+        "after patients The quickly the recovered",
+    )
+    nll = local_llm.mean_nll([fluent, scrambled + " treatment."])
+    assert nll[0] < nll[1]  # the LM finds word salad less likely
+    assert local_llm.mean_nll([fluent])[0] == pytest.approx(nll[0], abs=1e-4)  # padding changes nothing
