@@ -108,9 +108,9 @@ def validated(edits: list[dict], encoder, config: params.FilterParams) -> list[d
     return edits
 
 
-def op_report(texts: list[str], edits: list[dict], examples: int, seed: int) -> dict:
+def op_report(texts: list[str], ops: list[str], edits: list[dict], examples: int, seed: int) -> dict:
     report = {}
-    for op in dict.fromkeys(e["op"] for e in edits):
+    for op in ops:
         mine = [e for e in edits if e["op"] == op]
         kept = [e for e in mine if e["reason"] is None]
         rng = random.Random(seed)
@@ -205,11 +205,12 @@ def main() -> None:
             {"dataset": name, "asked": asked, "edits_per_s": asked / seconds, "failures": failures}
         )
         all_edits = validated(edits + llm_edits_, encoder, config)
+        rule_only = [e for e in all_edits if not e["op"].startswith("llm_")]
+        llm_only = [e for e in all_edits if e["op"].startswith("llm_")]
+        llm_ops = [f"llm_{c}" for c in gen.llm_controls]
         report[name] = {
-            "rules": op_report(
-                sample, [e for e in all_edits if not e["op"].startswith("llm_")], args.examples, args.seed
-            ),
-            "llm": op_report(llm_texts, [e for e in all_edits if e["op"].startswith("llm_")], args.examples, args.seed),
+            "rules": op_report(sample, gen.rules, rule_only, args.examples, args.seed),
+            "llm": op_report(llm_texts, llm_ops, llm_only, args.examples, args.seed),
         }
     report["throughput"] = throughput
     report["throughput"]["vllm"] = "needs a GPU machine with vllm; not measured here"

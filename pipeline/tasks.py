@@ -23,12 +23,15 @@ class Task:
     """`user_template` has one `{field}` per corpus text (literal braces doubled); each arrives tagged.
 
     `schema` maps each output field to its type (str, int, float, bool) or to a tuple of allowed strings.
+    `examples` are (texts, reply) pairs shown as earlier chat turns: small models follow a demonstrated turn far
+    better than an example quoted inside the instructions, which they tend to copy as their answer.
     """
 
     name: str
     system: str
     user_template: str
     schema: Mapping[str, type | tuple[str, ...]]
+    examples: tuple[tuple[Mapping[str, str], str], ...] = ()
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -38,15 +41,18 @@ class Task:
         """Chat messages for one item; every text sits inside `<field>` ... `</field>` with look-alikes escaped."""
         if set(texts) != set(self.fields):
             raise ValueError(f"task {self.name!r} takes fields {sorted(self.fields)}, got {sorted(texts)}")
+        messages = [{"role": "system", "content": self.system}]
+        for example, reply in self.examples:
+            messages += [{"role": "user", "content": self._user(example)}, {"role": "assistant", "content": reply}]
+        return [*messages, {"role": "user", "content": self._user(texts)}]
+
+    def _user(self, texts: Mapping[str, str]) -> str:
         tag = re.compile(r"<\s*/?\s*(?:" + "|".join(map(re.escape, self.fields)) + r")\b[^>]*>", re.IGNORECASE)
         blocks = {
             name: f"<{name}>\n{tag.sub(lambda m: html.escape(m.group(0)), str(text))}\n</{name}>"
             for name, text in texts.items()
         }
-        return [
-            {"role": "system", "content": self.system},
-            {"role": "user", "content": self.user_template.format(**blocks)},
-        ]
+        return self.user_template.format(**blocks)
 
     def parse(self, raw: str | None) -> tuple[dict | None, str | None]:
         """(record, None) when the first JSON object in `raw` fits the schema, else (None, "unparseable_output")."""

@@ -151,6 +151,7 @@ CASES = [
     ),
     ("paraphrase_contraction", "It can't be cured.", "It cannot be cured."),
     ("paraphrase_contraction", "It won't rain.", "It will not rain."),
+    ("paraphrase_contraction", "why won't you buy me a car", None),  # inverted: "will not you" is not English
     ("paraphrase_contraction", "who sings she's like the wind lyrics", "who sings she is like the wind lyrics"),
     (
         "paraphrase_contraction",

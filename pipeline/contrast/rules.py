@@ -322,6 +322,9 @@ def _expand(tok: Token) -> Edit | None:
     if prev is None or prev.whitespace_:
         return None
     clitic = tok.lower_.replace("’", "'")
+    following = tok.doc[tok.i + 1] if tok.i + 1 < len(tok.doc) else None
+    if clitic == "n't" and following is not None and following.pos_ == "PRON":
+        return None  # "won't you" is inverted: "will not you" is not English, "will you not" moves words
     if clitic == "n't" and prev.lower_ != "ai":  # "ain't" has no single expansion
         new = lexicon.NT_EXPANDED.get(prev.lower_, prev.lower_ + " not")
     elif clitic == "'s" and tok.lemma_ in ("be", "have"):  # not the possessive 's
