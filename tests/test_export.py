@@ -12,9 +12,10 @@ from datasets import load_dataset
 from pipeline import artifacts, models
 from tests.conftest import run_stage
 
-FORMATS = ["triplet", "n-tuple", "labeled-pair"]
+FORMATS = ["triplet", "n-tuple", "labeled-pair", "contrast-triplet"]
 TEXT_COLUMNS = {
     "triplet": ["anchor", "positive", "negative"],
+    "contrast-triplet": ["anchor", "positive", "negative"],
     "n-tuple": ["anchor", "positive", "negative_1", "negative_2", "negative_3"],
     "labeled-pair": ["anchor", "document", "label"],
 }
@@ -37,6 +38,7 @@ def test_each_format_loads_with_datasets_in_sentence_transformers_columns(pipeli
 
 def test_triplets_hold_the_mined_negatives_in_rank_order(pipeline_run):
     triplets = pl.read_parquet(pipeline_run / "data/export/triplet/part-*.parquet")
+    triplets = triplets.filter(pl.col("negative_kind") == "mined")  # counterfactuals follow: tests/test_generate.py
     negatives = pl.from_arrow(artifacts.read(pipeline_run / "data/mined/negatives"))
     positives = pl.from_arrow(artifacts.read(pipeline_run / "data/ingested/positives"))
     per_query = positives.group_by("query_id").len().rename({"len": "positives"})
@@ -48,7 +50,10 @@ def test_triplets_hold_the_mined_negatives_in_rank_order(pipeline_run):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("fmt", "loss"), [("triplet", "mnrl"), ("n-tuple", "mnrl"), ("labeled-pair", "contrastive")])
+@pytest.mark.parametrize(
+    ("fmt", "loss"),
+    [("triplet", "mnrl"), ("n-tuple", "mnrl"), ("labeled-pair", "contrastive"), ("contrast-triplet", "mnrl")],
+)
 def test_a_sentence_transformers_model_trains_on_each_format(pipeline_run, tmp_path, fmt, loss):
     import torch
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
@@ -98,6 +103,7 @@ def test_card_and_manifest_describe_the_version_and_sizes(pipeline_run):
         assert info["splits"][0]["num_examples"] == manifest["rows"][info["config_name"]]
     assert manifest["version"] in card
     assert set(manifest["inputs"]) == {"ingested", "index", "mined", "filtered"}
+    assert manifest["params"]["generate"]["rules"]  # the edits' provenance travels with the version
     assert manifest["params"]["mine"]["num_negatives"] == 3
 
 
