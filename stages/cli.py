@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-STAGES = ["ingest", "embed", "index", "mine", "export"]
+STAGES = ["ingest", "embed", "index", "mine", "generate", "filter", "export"]  # dvc.yaml's stages, in order
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -61,3 +61,12 @@ def test_repro_reruns_only_what_changed(scifact, tmp_path):
     third = dvc(repo, "repro")
     assert ran(third) == set()
     assert "up to date" in third
+
+
+def test_every_dvc_stage_is_a_pairforge_command_in_order():
+    from stages.cli import STAGES as COMMANDS
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert list(stages) == list(COMMANDS) == list(STAGES)
+    for name, stage in stages.items():
+        assert stage["cmd"] == f"python -m stages.{name}"
