@@ -97,7 +97,7 @@ def main() -> None:
                 out.write("attempts", attempts)
                 out.write("rejections", rejections)
                 outcomes.update(zip(attempts["op"].to_pylist(), attempts["outcome"].to_pylist()))
-            log.info("%d %s texts; %d edits made", items.num_rows, config.source, out.rows("contrast"))
+            log.info("%d source texts (%s); %d edits made", items.num_rows, config.source, out.rows("contrast"))
         for op in dict.fromkeys(op for op, _ in outcomes):
             counts = {outcome: n for (o, outcome), n in outcomes.items() if o == op}
             log.info("  %s: %s", op, ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
