@@ -191,3 +191,27 @@ def test_fluency_and_cross_encoder_judge_decide_by_their_thresholds(pipeline_run
         else:
             expected = "meaning_unchanged" if score >= 0.95 else "edit_drifted" if score < 0.2 else None
         assert edit["reason"] == expected, edit
+
+
+def test_positive_documents_as_the_source_give_query_anchored_triplets(tmp_path, pipeline_run):
+    workdir = tmp_path / "project"
+    shutil.copytree(pipeline_run, workdir)
+    set_params(workdir, generate={"source": "positives", "max_items": 6, "llm_backend": "none"})
+    for name in ("generate", "filter", "export"):
+        run_stage(workdir, name)
+    contrast, attempts, _ = reconcile(workdir)
+    corpus = artifacts.read(workdir / "data/ingested/corpus")
+    text = dict(zip(corpus["doc_id"].to_pylist(), corpus["text"].to_pylist()))
+    assert set(attempts["source_kind"].to_pylist()) == {"positive"}
+    assert len(set(attempts["source_id"].to_pylist())) == 6
+    assert all(text[row["source_id"]] == row["original"] for row in contrast.to_pylist())
+    queries = artifacts.read(workdir / "data/ingested/queries")
+    query_text = dict(zip(queries["query_id"].to_pylist(), queries["text"].to_pylist()))
+    positives = artifacts.read(workdir / "data/ingested/positives")
+    pairs = set(zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()))
+    triplets = artifacts.read(workdir / "data/export/contrast-triplet").to_pylist()
+    assert triplets
+    for row in triplets:  # anchor: a query the edited document answers; positive: that document, unedited
+        assert (row["query_id"], row["positive_id"]) in pairs
+        assert row["anchor"] == query_text[row["query_id"]] and row["positive"] == text[row["positive_id"]]
+        assert row["negative"] != row["positive"]
