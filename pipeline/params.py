@@ -11,6 +11,7 @@ from typing import Literal
 
 import yaml
 
+from pipeline.contrast import RULE_OPS
 from pipeline.schema import InputError
 
 
@@ -111,18 +112,7 @@ class GenerateParams:
     max_items: int = 0
     seed: int = 12345
     # Rule ops (op codes of pipeline/contrast/rules.py); [] turns the rules off.
-    rules: list[str] = field(
-        default_factory=lambda: [
-            "negation_insert",
-            "negation_remove",
-            "number_change",
-            "swap_entities",
-            "swap_noun_phrases",
-            "antonym_flip",
-            "paraphrase_contraction",
-            "paraphrase_number_format",
-        ]
-    )
+    rules: list[str] = field(default_factory=lambda: list(RULE_OPS))
     # LLM edits (none: off) on the first `llm_max_items` of the same sample, one per control code.
     llm_backend: Literal["none", "transformers", "openai", "vllm"] = "transformers"
     llm_model: str = "packaged:SmolLM2-135M-Instruct"
@@ -145,12 +135,9 @@ class GenerateParams:
     def check(self) -> None:
         from pipeline.contrast.prompts import CONTROLS
 
-        if self.rules:
-            from pipeline.contrast.rules import OPS  # imports spaCy: only when rules are asked for
-
-            unknown = [op for op in self.rules if op not in OPS]
-            if unknown:
-                raise InputError("params.yaml", None, "generate.rules", f"unknown op {unknown}; known: {list(OPS)}")
+        unknown = [op for op in self.rules if op not in RULE_OPS]
+        if unknown:
+            raise InputError("params.yaml", None, "generate.rules", f"unknown op {unknown}; known: {list(RULE_OPS)}")
         for name in ("max_items", "llm_max_items", "llm_retries"):
             _at_least(self, name, 0)
         for name in ("llm_max_new_tokens", "llm_concurrency", "batch_size", "cpus_per_actor"):

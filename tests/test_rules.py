@@ -285,16 +285,22 @@ def test_apply_takes_texts_and_docs(nlp):
 
 
 def test_ops_are_the_documented_codes():
-    assert list(rules.OPS) == [
-        "negation_insert",
-        "negation_remove",
-        "number_change",
-        "swap_entities",
-        "swap_noun_phrases",
-        "antonym_flip",
-        "paraphrase_contraction",
-        "paraphrase_number_format",
-    ]
+    from pipeline.contrast import RULE_OPS
+
+    assert (
+        list(rules.OPS)
+        == list(RULE_OPS)
+        == [
+            "negation_insert",
+            "negation_remove",
+            "number_change",
+            "swap_entities",
+            "swap_noun_phrases",
+            "antonym_flip",
+            "paraphrase_contraction",
+            "paraphrase_number_format",
+        ]
+    )
 
 
 def test_unknown_op_is_an_error_naming_it_and_the_known_ones():
