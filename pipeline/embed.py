@@ -34,7 +34,10 @@ def to_numpy(column: pa.ChunkedArray | pa.FixedSizeListArray) -> np.ndarray:
 
 
 class EmbedBatch:
-    """Actor body: loads the encoder once, then turns tables of (id, text[, kind]) into (id, vector[, kind])."""
+    """Actor body: loads the encoder once, then turns tables of (id, text, ...) into (id, ..., vector, truncated).
+
+    Columns other than `text` pass through, so callers can carry keys (a text hash, a kind) along.
+    """
 
     def __init__(self, model: str, max_length: int, batch_size: int, device: str):
         # Imported here, in the actor: stage drivers that only read vectors (index, mine, filter) and the embed
@@ -45,7 +48,6 @@ class EmbedBatch:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         vectors, truncated = self.encoder.encode(batch.column("text").to_pylist())
-        out = {"id": batch.column("id"), "vector": vectors_column(vectors), "truncated": pa.array(truncated)}
-        if "kind" in batch.column_names:
-            out["kind"] = batch.column("kind")
-        return pa.table(out)
+        return batch.drop_columns(["text"]).append_column("vector", vectors_column(vectors)).append_column(
+            "truncated", pa.array(truncated)
+        )

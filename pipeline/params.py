@@ -46,9 +46,14 @@ class EmbedParams:
     gpus_per_actor: float = 0.0
     # auto: GPU when the actor sees one, CPU otherwise.
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Vectors already computed, keyed by model fingerprint + settings + text hash: re-runs embed only new texts.
+    cache: str = "cache/embeddings"
+    # Vectors per cache shard, written as they arrive: a killed run loses at most about this much work.
+    checkpoint_rows: int = 4096
 
     def check(self) -> None:
         _at_least(self, "batch_size", 1)
+        _at_least(self, "checkpoint_rows", 1)
         _at_least(self, "max_length", 0)
         _at_least(self, "actors", 0)
         _at_least(self, "cpus_per_actor", 1)

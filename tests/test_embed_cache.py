@@ -1,0 +1,140 @@
+"""Embedding cache: incremental re-embedding, resume after SIGKILL with the same bytes, model changes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import yaml
+
+from pipeline import artifacts, embed, models
+from pipeline.embed_cache import EmbeddingCache, text_hashes
+from tests.conftest import run_stage
+
+
+def test_cache_stores_shards_atomically_and_finds_them_again(tmp_path):
+    settings = {"model": "m", "max_length": 0}
+    cache = EmbeddingCache(tmp_path, settings)
+    texts = pa.array(["a", "b", "c", "a"])
+    hashes = text_hashes(texts)
+    assert hashes[0] == hashes[3] and len(set(hashes[:3].tolist())) == 3
+    vectors = np.random.default_rng(0).random((2, 4), dtype=np.float32)
+    cache.add(hashes[:2], vectors, np.array([True, False]))
+    (cache.folder / ".tmp-999-dead").mkdir()  # a shard a killed run was writing
+    reopened = EmbeddingCache(tmp_path, settings)
+    assert not list(cache.folder.glob(".tmp-*")), "half-written shards are swept away"
+    assert reopened.contains(hashes).tolist() == [True, True, False, True]
+    found, truncated = reopened.lookup(hashes[[3, 1]])
+    assert np.array_equal(found, vectors[[0, 1]]) and truncated.tolist() == [True, False]
+    with pytest.raises(KeyError, match="1 texts are not in the embedding cache"):
+        reopened.lookup(hashes[[2]])
+    assert len(EmbeddingCache(tmp_path, {**settings, "max_length": 64})) == 0, "other settings, other vectors"
+
+
+def embed_log(result: subprocess.CompletedProcess) -> tuple[int, int]:
+    """(texts embedded, texts already cached) from the embed stage's log."""
+    found = re.search(r"embedded (\d+) new texts .*; (\d+) were already in the cache", result.stderr)
+    assert found, result.stderr[-2000:]
+    return int(found[1]), int(found[2])
+
+
+def content_hashes(workdir: Path) -> dict[str, str]:
+    return {
+        name: artifacts.manifest(workdir / "data/embeddings" / name)["content_hash"] for name in ("corpus", "queries")
+    }
+
+
+@pytest.fixture(scope="module")
+def project(pipeline_run: Path, tmp_path_factory) -> Path:
+    """A fresh project on the pipeline run's sample, with a cache shard every 64 texts and nothing cached."""
+    workdir = tmp_path_factory.mktemp("embed-cache")
+    params = yaml.safe_load((pipeline_run / "params.yaml").read_text())
+    params["embed"]["checkpoint_rows"] = 64
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    run_stage(workdir, "ingest")
+    return workdir
+
+
+@pytest.mark.slow
+def test_killed_embed_resumes_from_its_checkpoints_and_writes_the_same_bytes(project, pipeline_run):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stages.embed"],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the kill takes the local Ray workers with it
+    )
+    shards = project / "cache/embeddings"
+    deadline = time.monotonic() + 600
+    while not list(shards.glob("*/shard-*")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the stage finished before a checkpoint could be interrupted"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (project / "data/embeddings").exists(), "a killed stage leaves no partial artifact"
+    total = pipeline_run.joinpath("data/ingested")
+    texts = sum(artifacts.manifest(total / name)["rows"] for name in ("corpus", "queries"))
+    embedded, cached = embed_log(run_stage(project, "embed"))
+    assert cached >= 64 and embedded + cached == texts, "only the texts without a checkpoint are embedded again"
+    # Same shards of the same length-sorted order, so the same batches: the bytes of an uninterrupted run.
+    assert content_hashes(project) == content_hashes(pipeline_run)
+
+
+@pytest.mark.slow
+def test_new_documents_are_the_only_texts_embedded_again(project, scifact):
+    if not (project / "data/embeddings").exists():
+        run_stage(project, "embed")
+    before = artifacts.read(project / "data/embeddings/corpus")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    source = Path(params["ingest"]["source"])
+    grown = project / "grown"
+    shutil.copytree(source, grown)
+    present = {json.loads(line)["_id"] for line in (source / "corpus.jsonl").read_text().splitlines()}
+    added = []
+    with open(scifact / "corpus.jsonl") as handle:
+        for line in handle:
+            if json.loads(line)["_id"] not in present:
+                added.append(line)
+            if len(added) == max(1, len(present) // 100):  # 1% more documents
+                break
+    with open(grown / "corpus.jsonl", "a") as handle:
+        handle.writelines(added)
+    params["ingest"]["source"] = str(grown)
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    run_stage(project, "ingest")
+    embedded, cached = embed_log(run_stage(project, "embed"))
+    assert embedded == len(added) and cached >= before.num_rows
+    after = artifacts.read(project / "data/embeddings/corpus")
+    assert after.num_rows == before.num_rows + len(added)
+    old = dict(zip(after["id"].to_pylist(), embed.to_numpy(after["vector"])))
+    assert all(np.array_equal(old[d], v) for d, v in zip(before["id"].to_pylist(), embed.to_numpy(before["vector"])))
+
+
+@pytest.mark.slow
+def test_another_model_embeds_everything_again(project, tmp_path):
+    if not (project / "data/embeddings").exists():
+        run_stage(project, "embed")
+    folder = tmp_path / "cls-model"
+    shutil.copytree(models.resolve("packaged:all-MiniLM-L6-v2"), folder)
+    pooling = folder / "1_Pooling" / "config.json"
+    pooling.write_text(
+        json.dumps(
+            {**json.loads(pooling.read_text()), "pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}
+        )
+    )
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["embed"]["model"] = str(folder)
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    texts = sum(artifacts.manifest(project / "data/ingested" / name)["rows"] for name in ("corpus", "queries"))
+    embedded, cached = embed_log(run_stage(project, "embed"))
+    assert embedded == texts and cached == 0
