@@ -81,6 +81,7 @@ class ArtifactWriter:
         self._rows: dict[str, int] = {}
         self._schemas: dict[str, pa.Schema] = {}
         self._sealed: dict[str, dict] | None = None
+        self._info: dict[str, dict] = {}
 
     def __enter__(self) -> ArtifactWriter:
         recover(self.path)
@@ -124,6 +125,13 @@ class ArtifactWriter:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
 
+    def describe(self, name: str, **info: object) -> None:
+        """Facts about artifact `name` for its manifest (e.g. the index chosen and its measured recall).
+
+        They are not part of the content hash: they describe the rows, they are not rows.
+        """
+        self._info.setdefault(name, {}).update(info)
+
     def rows(self, name: str) -> int:
         return self._rows.get(name, 0)
 
@@ -141,6 +149,7 @@ class ArtifactWriter:
             "params_hash": self.params_hash,
             "inputs": self.inputs,
             "content_hash": digest.hexdigest()[:16],
+            **self._info.get(name, {}),
         }
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         return manifest

@@ -19,38 +19,75 @@ def _needs_points(factory: str) -> int:
     return max(lists, default=0)
 
 
-def build(vectors: np.ndarray, params: IndexParams) -> faiss.Index:
+def auto_factory(count: int, dim: int, params: IndexParams) -> str:
+    """The index `factory: auto` picks for `count` vectors of `dim` floats within `memory_budget_mb`.
+
+    Exact search below `exact_below` vectors (it is fast enough there, and nothing beats its recall). Above, HNSW
+    (the best recall for its speed) while its float vectors and graph fit the budget; past that, IVF-PQ, whose
+    codes take `dim / 4` bytes per vector (4 dimensions per byte-sized sub-quantiser), within the budget too.
+    """
+    if count < params.exact_below:
+        return "Flat"
+    budget = params.memory_budget_mb * 2**20
+    hnsw_bytes = count * (4 * dim + 2 * 32 * 4 + 16)  # vectors + level-0 links of HNSW32 + bookkeeping
+    if hnsw_bytes <= budget:
+        return "HNSW32"
+    # ~4 * sqrt(n) lists, a power of two, with >= 39 training points per list as FAISS wants.
+    lists = 2 ** int(np.clip(np.round(np.log2(4 * np.sqrt(count))), 4, 16))
+    for codes in (dim // 4, dim // 8, dim // 16, dim // 32):
+        if codes and dim % codes == 0 and count * (codes + 8) <= budget:
+            return f"IVF{lists},PQ{codes}"
+    raise InputError(
+        "params.yaml", None, "index.memory_budget_mb", f"{count} vectors of {dim} floats fit no index in {budget} bytes"
+    )
+
+
+def build(vectors: np.ndarray, params: IndexParams) -> tuple[faiss.Index, str]:
+    """The index over `vectors` and the factory string it was built from (the chosen one for `auto`)."""
     dim = vectors.shape[1]
+    factory = auto_factory(len(vectors), dim, params) if params.factory == "auto" else params.factory
     try:
-        index = faiss.index_factory(dim, params.factory, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as err:
-        raise InputError("params.yaml", None, "index.factory", f"FAISS cannot build {params.factory!r}: {err}") from err
+        raise InputError("params.yaml", None, "index.factory", f"FAISS cannot build {factory!r}: {err}") from err
     if not index.is_trained:
-        needed = _needs_points(params.factory)
+        needed = _needs_points(factory)
         if len(vectors) < needed:
             raise InputError(
                 "params.yaml",
                 None,
                 "index.factory",
-                f"{params.factory!r} needs at least {needed} training vectors; the corpus has {len(vectors)}",
+                f"{factory!r} needs at least {needed} training vectors; the corpus has {len(vectors)}",
             )
+        # `auto` trains on 256 points per IVF list at most (FAISS's own cap); a set train_size wins.
+        train_size = params.train_size or (256 * needed if params.factory == "auto" else 0)
         sample = vectors
-        if params.train_size and len(vectors) > params.train_size:
-            rows = np.random.default_rng(params.seed).choice(len(vectors), params.train_size, replace=False)
+        if train_size and len(vectors) > train_size:
+            rows = np.random.default_rng(params.seed).choice(len(vectors), train_size, replace=False)
             sample = vectors[np.sort(rows)]
         index.train(sample)
     index.add(vectors)
     set_search_params(index, params)
-    return index
+    return index, factory
 
 
 def set_search_params(index: faiss.Index, params: IndexParams) -> None:
-    """nprobe for IVF indexes, efSearch for HNSW; other indexes have nothing to set."""
+    """nprobe for IVF indexes, efSearch for HNSW ones (read from the index, so `auto` choices get them too)."""
     space = faiss.ParameterSpace()
-    if "IVF" in params.factory:
+    if faiss.try_extract_index_ivf(index) is not None:
         space.set_index_parameter(index, "nprobe", params.nprobe)
-    if "HNSW" in params.factory:
+    if "HNSW" in type(faiss.downcast_index(index)).__name__:
         space.set_index_parameter(index, "efSearch", params.ef_search)
+
+
+def recall(index: faiss.Index, vectors: np.ndarray, queries: np.ndarray, k: int) -> float:
+    """Mean recall@k of `index` against exact inner-product search over `vectors`, for these query vectors."""
+    k = min(k, len(vectors))
+    exact = faiss.IndexFlatIP(vectors.shape[1])
+    exact.add(vectors)
+    _, truth = exact.search(queries, k)
+    _, found = index.search(queries, k)
+    return float(np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(truth, found)]))
 
 
 def write(index: faiss.Index, path: str) -> None:

@@ -62,8 +62,13 @@ class EmbedParams:
 
 @dataclass(frozen=True)
 class IndexParams:
-    # Any FAISS index factory string: Flat, HNSW32, IVF256,Flat, IVF256,PQ16, ...
+    # Any FAISS index factory string: Flat, HNSW32, IVF256,Flat, IVF256,PQ16, ...; or auto (from size and budget).
     factory: str = "Flat"
+    # auto: exact search below this many documents; HNSW or IVF-PQ above, within memory_budget_mb.
+    exact_below: int = 100_000
+    memory_budget_mb: int = 8192
+    # Queries sampled to measure an approximate index's recall against exact search (in the manifest); 0: none.
+    recall_queries: int = 1000
     nprobe: int = 16
     ef_search: int = 128
     # Vectors used to train IVF / PQ quantisers; 0 trains on all.
@@ -76,6 +81,9 @@ class IndexParams:
     def check(self) -> None:
         _at_least(self, "nprobe", 1)
         _at_least(self, "ef_search", 1)
+        _at_least(self, "exact_below", 0)
+        _at_least(self, "memory_budget_mb", 1)
+        _at_least(self, "recall_queries", 0)
         _at_least(self, "train_size", 0)
         _at_least(self, "topics", 0)
         _at_least(self, "kmeans_iterations", 1)

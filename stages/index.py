@@ -1,7 +1,14 @@
-"""DVC stage `index`: corpus vectors -> data/index/ (FAISS index, row -> doc id map, k-means topics)."""
+"""DVC stage `index`: corpus vectors -> data/index/ (FAISS index, row -> doc id map, k-means topics).
+
+The index needs every corpus vector in memory (that is what an in-memory FAISS index is); this stage is the one
+that holds them. An approximate index's recall against exact search is measured on a sample of the queries and
+recorded in the `doc_ids` manifest, next to the factory that built it.
+"""
 
 import time
 
+import faiss
+import numpy as np
 import pyarrow as pa
 
 from pipeline import artifacts, embed, index, params
@@ -14,18 +21,25 @@ def main() -> None:
         docs = artifacts.read(EMBEDDINGS / "corpus")
         queries = artifacts.read(EMBEDDINGS / "queries")
         doc_vectors = embed.to_numpy(docs["vector"])
+        query_vectors = embed.to_numpy(queries["vector"])
         started = time.perf_counter()
-        built = index.build(doc_vectors, config)
-        log.info(
-            "index %s over %d vectors built in %.1f s", config.factory, built.ntotal, time.perf_counter() - started
-        )
+        built, factory = index.build(doc_vectors, config)
+        facts = {"factory": factory, "vectors": built.ntotal, "build_seconds": round(time.perf_counter() - started, 1)}
+        if config.recall_queries and not isinstance(faiss.downcast_index(built), faiss.IndexFlat):
+            count = min(config.recall_queries, len(query_vectors))
+            sample = query_vectors[np.sort(np.random.default_rng(config.seed).choice(len(query_vectors), count, False))]
+            facts["recall"] = {f"at_{k}": round(index.recall(built, doc_vectors, sample, k), 4) for k in (10, 100)} | {
+                "queries": count
+            }
+        log.info("index: %s", facts)
         with artifacts.ArtifactWriter(INDEX, config, {"embeddings": artifacts.fingerprint(EMBEDDINGS)}) as out:
             index.write(built, str(out.tmp / "index.faiss"))
             out.write("doc_ids", pa.table({"doc_id": docs["id"]}))
+            out.describe("doc_ids", index=facts)
             if config.topics:
                 kmeans = index.topics(doc_vectors, config)
                 out.write("doc_topics", index.assign(kmeans, docs["id"], doc_vectors))
-                out.write("query_topics", index.assign(kmeans, queries["id"], embed.to_numpy(queries["vector"])))
+                out.write("query_topics", index.assign(kmeans, queries["id"], query_vectors))
                 log.info("%d k-means topics", kmeans.k)
 
 

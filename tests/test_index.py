@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
+import yaml
 
-from pipeline import index
+from pipeline import artifacts, index
 from pipeline.params import IndexParams
 from pipeline.schema import InputError
+from tests.conftest import run_stage
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +36,8 @@ def recall_at_10(built, vectors: np.ndarray) -> float:
 )
 def test_factory_strings_build_inner_product_indexes(vectors, factory, least_recall):
     params = IndexParams(factory=factory, nprobe=32, ef_search=128)
-    built = index.build(vectors, params)
+    built, chosen = index.build(vectors, params)
+    assert chosen == factory
     assert built.ntotal == len(vectors)
     assert built.metric_type == 0  # METRIC_INNER_PRODUCT
     assert recall_at_10(built, vectors) >= least_recall
@@ -40,7 +45,7 @@ def test_factory_strings_build_inner_product_indexes(vectors, factory, least_rec
 
 def test_search_params_survive_a_write_and_load(vectors, tmp_path):
     params = IndexParams(factory="IVF32,Flat", nprobe=32)
-    index.write(index.build(vectors, params), str(tmp_path / "index.faiss"))
+    index.write(index.build(vectors, params)[0], str(tmp_path / "index.faiss"))
     loaded = index.load(str(tmp_path / "index.faiss"), params)
     assert recall_at_10(loaded, vectors) >= 0.99
 
@@ -62,3 +67,41 @@ def test_topics_are_seeded_and_group_neighbours(vectors):
     assert len(set(topics)) == 20
     exact = np.argsort(-(vectors[:100] @ vectors.T), axis=1)[:, 1]
     assert np.mean(topics[:100] == topics[exact]) > 0.8, "nearest neighbours mostly share a topic"
+
+
+@pytest.mark.parametrize(
+    ("count", "budget_mb", "chosen"),
+    [
+        (50_000, 8192, "Flat"),
+        (200_000, 8192, "HNSW32"),
+        (1_000_000, 1024, "IVF4096,PQ96"),
+        (20_000_000, 1024, "IVF16384,PQ24"),
+    ],
+)
+def test_auto_picks_exact_then_hnsw_then_ivf_pq_within_the_memory_budget(count, budget_mb, chosen):
+    params = IndexParams(factory="auto", exact_below=100_000, memory_budget_mb=budget_mb)
+    assert index.auto_factory(count, 384, params) == chosen
+    with pytest.raises(InputError, match="memory_budget_mb"):
+        index.auto_factory(count * 100, 384, IndexParams(factory="auto", exact_below=0, memory_budget_mb=1))
+
+
+def test_auto_builds_what_it_picked_and_recall_is_measured_against_exact_search(vectors):
+    approximate, factory = index.build(vectors, IndexParams(factory="auto", exact_below=1000, memory_budget_mb=1))
+    assert factory.startswith("IVF") and ",PQ" in factory and approximate.ntotal == len(vectors)
+    exact, _ = index.build(vectors, IndexParams(factory="auto", exact_below=10_000))
+    assert index.recall(exact, vectors, vectors[:100], 10) == 1.0
+    measured = index.recall(approximate, vectors, vectors[:100], 10)
+    assert 0.2 < measured < 1.0 and abs(measured - recall_at_10(approximate, vectors)) < 0.15
+
+
+def test_index_stage_records_the_chosen_index_and_its_recall_in_the_manifest(pipeline_run, tmp_path):
+    shutil.copytree(pipeline_run / "data" / "embeddings", tmp_path / "data" / "embeddings")
+    params = yaml.safe_load((pipeline_run / "params.yaml").read_text())
+    params["index"].update(factory="auto", exact_below=100, memory_budget_mb=1, recall_queries=40)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    run_stage(tmp_path, "index")
+    facts = artifacts.manifest(tmp_path / "data/index/doc_ids")["index"]
+    assert facts["factory"] == "HNSW32" and facts["vectors"] == 400
+    assert facts["recall"]["queries"] == 40 and 0.9 <= facts["recall"]["at_10"] <= 1.0
+    exact = artifacts.manifest(pipeline_run / "data/index/doc_ids")["index"]
+    assert exact["factory"] == "Flat" and "recall" not in exact, "exact search needs no recall check"
