@@ -91,7 +91,7 @@ def decide_query(
 class MineShard:
     """Actor body: holds the index; turns a table of queries into their inspected candidates."""
 
-    def __init__(self, index_bytes: np.ndarray, doc_ids: list[str], params: MineParams, index_params: IndexParams):
+    def __init__(self, index_bytes: np.ndarray, doc_ids: pa.Array, params: MineParams, index_params: IndexParams):
         self.index = faiss.deserialize_index(index_bytes)
         index.set_search_params(self.index, index_params)
         self.doc_ids = np.asarray(doc_ids, dtype=object)

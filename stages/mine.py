@@ -10,34 +10,52 @@ from pipeline import artifacts, embed, ledger, mine, params, runtime
 from stages.common import EMBEDDINGS, INDEX, INGESTED, MINED, doc_topics, stage
 
 
-def query_table() -> tuple[pa.Table, pa.Table, list[str]]:
-    """Queries in ingest order with their vector, known-positive index rows, and hardest positive's score."""
-    doc_ids = artifacts.read(INDEX / "doc_ids")["doc_id"].to_pylist()
-    row_of = {doc_id: row for row, doc_id in enumerate(doc_ids)}
-    positives = artifacts.read(INGESTED / "positives")
-    order = artifacts.read(INGESTED / "queries", ["query_id"])["query_id"].to_pylist()
-    queries = artifacts.read(EMBEDDINGS / "queries")
-    query_vectors = dict(zip(queries["id"].to_pylist(), embed.to_numpy(queries["vector"])))
-    docs = artifacts.read(EMBEDDINGS / "corpus")
-    needed = set(positives["doc_id"].to_pylist())
-    doc_vectors = {d: v for d, v in zip(docs["id"].to_pylist(), embed.to_numpy(docs["vector"])) if d in needed}
-    similarity = [
-        float(np.dot(query_vectors[q], doc_vectors[d]))
-        for q, d in zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist())
+def positive_vectors(doc_ids: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """(ids, vectors) of the given documents, streamed from the corpus embeddings rather than read whole."""
+    found = [
+        batch.filter(pc.is_in(batch["id"], doc_ids))
+        for batch in artifacts.iter_batches(EMBEDDINGS / "corpus", 65_536, ["id", "vector"])
     ]
+    table = pa.concat_tables(found)
+    return table["id"], embed.to_numpy(table["vector"])
+
+
+def query_table() -> tuple[pa.Table, pa.Table, pa.Array]:
+    """Queries in ingest order with their vector, known-positive index rows, and hardest positive's score.
+
+    Holds the query vectors and the positives' vectors, never the whole corpus's: the index stage is the one
+    that needs every corpus vector.
+    """
+    doc_ids = artifacts.read(INDEX / "doc_ids")["doc_id"].combine_chunks()
+    positives = artifacts.read(INGESTED / "positives", ["query_id", "doc_id"])
+    order = artifacts.read(INGESTED / "queries", ["query_id"])["query_id"]
+    queries = artifacts.read(EMBEDDINGS / "queries")
+    query_vectors = embed.to_numpy(queries["vector"])
+    positive_ids, positive_matrix = positive_vectors(pc.unique(positives["doc_id"]))
+    query_at = pc.index_in(positives["query_id"], queries["id"]).to_numpy()
+    doc_at = pc.index_in(positives["doc_id"], positive_ids).to_numpy()
+    similarity = np.array([np.dot(query_vectors[q], positive_matrix[d]) for q, d in zip(query_at, doc_at)])
     positive_scores = pa.table(
         {"query_id": positives["query_id"], "doc_id": positives["doc_id"], "score": pa.array(similarity, pa.float32())}
     )
-    rows, hardest = collections.defaultdict(list), {}
-    for q, d, s in zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist(), similarity):
-        rows[q].append(row_of[d])
-        hardest[q] = min(s, hardest.get(q, s))
+    per_query = (
+        pa.table(
+            {
+                "query_id": positives["query_id"],
+                "row": pc.index_in(positives["doc_id"], doc_ids).cast(pa.int64()),
+                "score": similarity,
+            }
+        )
+        .group_by("query_id", use_threads=False)  # keeps each query's positives in qrels order
+        .aggregate([("row", "list"), ("score", "min")])
+    )
+    at = pc.index_in(order, per_query["query_id"])
     table = pa.table(
         {
             "query_id": order,
-            "vector": embed.vectors_column(np.stack([query_vectors[q] for q in order])),
-            "pos_score": pa.array([hardest[q] for q in order], pa.float32()),
-            "positive_rows": pa.array([rows[q] for q in order], pa.list_(pa.int64())),
+            "vector": embed.vectors_column(query_vectors[pc.index_in(order, queries["id"]).to_numpy()]),
+            "pos_score": per_query["score_min"].take(at).cast(pa.float32()),
+            "positive_rows": per_query["row_list"].take(at),
         }
     )
     return table, positive_scores, doc_ids
