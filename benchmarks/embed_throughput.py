@@ -1,26 +1,53 @@
-"""Embedding throughput: pairforge's Encoder against sentence-transformers' encode, same model, same texts.
+"""Embedding throughput: pairforge against sentence-transformers' encode, same model, same texts, one run.
 
-    python benchmarks/embed_throughput.py CORPUS_JSONL [--model NAME] [--limit N] [--device auto|cpu|cuda]
+    python benchmarks/embed_throughput.py CORPUS_JSONL [--limit N] [--precisions fp32,bf16] [--ray] [--device D]
 
-Prints texts/s of each, their ratio, and the largest absolute difference between their vectors. Runs wherever
-torch runs (CPU here; the GPU path when a CUDA device is visible), without Ray: it measures the actor body.
+Prints texts/s and the vectors' agreement with the peer (min cosine, max |difference|) for:
+- the peer's `SentenceTransformer.encode` (fp32, torch's default threads);
+- pairforge's Encoder in this process at each precision (the actor body, no Ray);
+- with --ray, the embed actor pool end to end (actor start and model load included) with 1 and 2 local actors,
+  and on a 2-node loopback Ray cluster (1 CPU per node), at each precision.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import models  # noqa: E402
+from benchmarks import loopback_cluster  # noqa: E402
+from pipeline import embed, models, runtime  # noqa: E402
 from pipeline.models.encoder import Encoder  # noqa: E402
+
+
+def timed(run, *args) -> tuple[float, np.ndarray]:
+    """Seconds taken by `run(*args)`, and the vectors it returned."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    vectors = np.asarray(run(*args))
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - started, vectors
+
+
+def pool_run(texts: list[str], args: dict, actors: int) -> np.ndarray:
+    table = embed.length_sorted(pa.table({"id": [f"{i:08d}" for i in range(len(texts))], "text": texts}))
+    rows = args["batch_size"] * 2
+    out = pa.concat_tables(
+        runtime.map_batches(table, embed.EmbedBatch, args, runtime.Resources(actors=actors), rows_per_task=rows)
+    )
+    order = np.argsort(np.array(out["id"].to_pylist()))
+    return embed.to_numpy(out["vector"])[order]
 
 
 def main() -> None:
@@ -30,40 +57,50 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--ray", action="store_true", help="also time the Ray actor pool and a loopback cluster")
     args = parser.parse_args()
     with open(args.corpus) as handle:
         docs = [json.loads(line) for line in handle]
-    texts = [f"{d['title']}. {d['text']}" if d.get("title") else d["text"] for d in docs]
-    texts = texts[: args.limit or None]
+    texts = [f"{d['title']}. {d['text']}" if d.get("title") else d["text"] for d in docs][: args.limit or None]
+    precisions = args.precisions.split(",")
     from sentence_transformers import SentenceTransformer
 
-    encoder = Encoder(args.model, batch_size=args.batch_size, device=args.device)
-    peer = SentenceTransformer(
-        str(models.resolve(args.model)), device=str(encoder.device), model_kwargs={"dtype": torch.float32}
-    )
-    encoder.encode(texts[:64]), peer.encode(texts[:64])  # warm-up (CUDA kernels, allocator)
-    figures = {}
-    for name, run in (
-        ("pairforge Encoder", lambda: encoder.encode(texts)[0]),
-        (
-            "sentence-transformers encode",
-            lambda: peer.encode(texts, batch_size=args.batch_size, normalize_embeddings=True),
-        ),
-    ):
-        if encoder.device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        vectors = run()
-        if encoder.device.type == "cuda":
-            torch.cuda.synchronize()
-        figures[name] = (len(texts) / (time.perf_counter() - started), np.asarray(vectors))
-    (ours, a), (theirs, b) = figures.values()
-    device = torch.cuda.get_device_name() if encoder.device.type == "cuda" else f"cpu x{torch.get_num_threads()}"
-    print(f"{len(texts)} texts on {device}, batch {args.batch_size}")
-    for name, (rate, _) in figures.items():
-        print(f"  {name:30} {rate:9.1f} texts/s")
-    print(f"  ratio pairforge / peer          {ours / theirs:9.3f}")
-    print(f"  max |difference| of vectors     {np.abs(a - b).max():9.2e}")
+    folder = str(models.resolve(args.model))
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
+    peer = SentenceTransformer(folder, device=device, model_kwargs={"dtype": torch.float32})
+    peer.encode(texts[:64])  # warm-up (CUDA kernels, allocator)
+    seconds, reference = timed(lambda: peer.encode(texts, batch_size=args.batch_size, normalize_embeddings=True))
+    rows = [("sentence-transformers encode (peer)", "fp32", seconds, reference)]
+    for precision in precisions:
+        encoder = Encoder(folder, batch_size=args.batch_size, device=device, precision=precision)
+        encoder.encode(texts[:64])
+        rows.append(("Encoder in process", precision, *timed(lambda e: e.encode(texts)[0], encoder)))
+    if args.ray:
+        settings = {"model": folder, "max_length": 0, "batch_size": args.batch_size, "device": device}
+        for precision in precisions:
+            for actors in (1, 2):
+                seconds, vectors = timed(pool_run, texts, {**settings, "precision": precision}, actors)
+                rows.append((f"Ray pool, {actors} local actor(s)", precision, seconds, vectors))
+        import ray
+
+        ray.shutdown()
+        with loopback_cluster.LoopbackCluster(nodes=2, cpus_per_node=1) as address:
+            os.environ.update({**loopback_cluster.ENV, "RAY_ADDRESS": address})
+            for precision in precisions:
+                seconds, vectors = timed(pool_run, texts, {**settings, "precision": precision}, 2)
+                rows.append(("Ray pool, 2-node loopback cluster", precision, seconds, vectors))
+            ray.shutdown()
+    where = torch.cuda.get_device_name() if device == "cuda" else f"cpu, {os.cpu_count()} cores"
+    print(f"{len(texts)} texts from {args.corpus} on {where}, batch {args.batch_size}")
+    print(f"{'':38} {'precision':>9} {'texts/s':>9} {'x peer':>7} {'min cos':>9} {'max |diff|':>10}")
+    peer_rate = len(texts) / rows[0][2]
+    for name, precision, seconds, vectors in rows:
+        rate, cosine = len(texts) / seconds, np.sum(vectors * reference, axis=1)
+        print(
+            f"{name:38} {precision:>9} {rate:9.1f} {rate / peer_rate:7.2f} {cosine.min():9.6f}"
+            f" {np.abs(vectors - reference).max():10.2e}"
+        )
 
 
 if __name__ == "__main__":

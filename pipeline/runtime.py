@@ -32,7 +32,9 @@ def init() -> None:
 
     if ray.is_initialized():
         return
-    address = os.environ.get("RAY_ADDRESS") or None
+    # "local" starts a fresh local Ray: without it, ray.init() joins whichever cluster `ray start` last started on
+    # this machine, so a stage's work would land on a cluster the user did not name.
+    address = os.environ.get("RAY_ADDRESS") or "local"
     ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     context = ray.data.DataContext.get_current()
     # Input order in, input order out: determinism does not depend on which actor finishes first.
@@ -42,7 +44,7 @@ def init() -> None:
     resources = ray.cluster_resources()
     log.info(
         "ray: %s, %d node(s), %g CPU, %g GPU",
-        address or "local",
+        address,
         len([n for n in ray.nodes() if n["Alive"]]),
         resources.get("CPU", 0),
         resources.get("GPU", 0),

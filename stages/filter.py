@@ -4,32 +4,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import artifacts, embed, filter, ledger, mine, params, runtime
+from pipeline import artifacts, embed, filter, ledger, mine, params
+from stages import scoring
 from stages.common import EMBEDDINGS, FILTERED, GENERATED, INGESTED, MINED, doc_topics, stage
 from stages.edit_judges import validate_edits
 
 
 def cross_encoder_judge(config: params.FilterParams, query_text, doc_text, positives: pa.Table) -> filter.Judge:
     """Scores pairs in a Ray actor pool; the positives are scored once, up front, for the relative threshold."""
-    from pipeline.models.scorer import CrossEncoderBatch
-
-    args = {
-        "model": config.cross_encoder,
-        "max_length": config.ce_max_length,
-        "batch_size": config.batch_size,
-        "device": "auto",
-    }
-    resources = runtime.Resources(config.actors, config.cpus_per_actor, config.gpus_per_actor)
 
     def score(pairs: pa.Table) -> dict[str, np.ndarray]:
-        table = pa.table(
-            {
-                "query": [query_text[q] for q in pairs["query_id"].to_pylist()],
-                "document": [doc_text[d] for d in pairs["doc_id"].to_pylist()],
-            }
-        )
-        out = runtime.map_batches(table, CrossEncoderBatch, args, resources, rows_per_task=config.batch_size * 4)
-        return {"ce": np.concatenate([b["ce_score"].to_numpy() for b in out])}
+        queries = [query_text[q] for q in pairs["query_id"].to_pylist()]
+        return {"ce": scoring.cross_encoder_scores(config, queries, [doc_text[d] for d in pairs["doc_id"].to_pylist()])}
 
     positive_scores = score(positives)["ce"]
     hardest: dict[str, float] = {}
@@ -40,38 +26,11 @@ def cross_encoder_judge(config: params.FilterParams, query_text, doc_text, posit
 
 def llm_judge(config: params.FilterParams, query_text, doc_text) -> filter.Judge:
     """The LLM judge: local transformers or an OpenAI-compatible endpoint in an actor pool, vLLM on GPU workers."""
-    from pipeline.tasks import RELEVANCE_JUDGE
-
-    if config.llm_backend == "openai":  # the endpoint does the work: one actor holds the client and its threads
-        options = {"base_url": config.llm_base_url, "api_key_env": config.llm_api_key_env}
-        resources = runtime.Resources(actors=1, cpus=1)
-    else:
-        options = {}
-        resources = runtime.Resources(config.actors, config.cpus_per_actor, config.gpus_per_actor)
-
-    def texts(pairs: pa.Table) -> pa.Table:
-        return pa.table(
-            {
-                "query": [query_text[q] for q in pairs["query_id"].to_pylist()],
-                "document": [doc_text[d] for d in pairs["doc_id"].to_pylist()],
-            }
-        )
 
     def score(pairs: pa.Table) -> dict[str, np.ndarray]:
-        if config.llm_backend == "vllm":
-            from pipeline.models.llm import VLLMSettings
-
-            table = texts(pairs)
-            prompts = [
-                RELEVANCE_JUDGE.render(query=q, passage=d)
-                for q, d in zip(table["query"].to_pylist(), table["document"].to_pylist())
-            ]
-            replies = runtime.vllm_generate(prompts, VLLMSettings(model=config.llm_model, max_new_tokens=12))
-            return filter.llm_scores_from_replies(replies)
-        args = {"backend": config.llm_backend, "model": config.llm_model, "options": options}
-        out = pa.concat_tables(
-            runtime.map_batches(texts(pairs), filter.LLMJudgeBatch, args, resources, rows_per_task=config.batch_size)
-        )
+        queries = [query_text[q] for q in pairs["query_id"].to_pylist()]
+        documents = [doc_text[d] for d in pairs["doc_id"].to_pylist()]
+        out = scoring.llm_answers(config, "relevance", queries, documents)
         return {
             "p_yes": out["p_yes"].to_numpy(zero_copy_only=False).astype(np.float32),
             "failure": out["failure"].to_numpy(),

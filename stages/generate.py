@@ -1,12 +1,16 @@
 """DVC stage `generate`: queries / positives / sentences -> data/generated/{contrast,attempts,rejections}."""
 
 import collections
+from collections.abc import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from pipeline import artifacts, params, runtime, schema
+from pipeline import artifacts, models, params, runtime, schema
 from pipeline.contrast import generate
-from stages.common import GENERATED, INGESTED, stage
+from pipeline.shard_cache import TableCache, row_keys
+from pipeline.tasks import UNPARSEABLE
+from stages.common import GENERATED, INGESTED, cached, stage, whole_tasks
 
 
 def source_table(config: params.GenerateParams) -> pa.Table:
@@ -26,8 +30,26 @@ def source_table(config: params.GenerateParams) -> pa.Table:
     )
 
 
-def llm_results(config: params.GenerateParams, items: pa.Table) -> pa.Table:
-    """Every item of the LLM sample with every control, edited in an actor pool (vLLM: on GPU workers)."""
+def llm_cache(config: params.GenerateParams) -> TableCache:
+    """Finished edits of this model, backend and prompt wording (a changed prompt starts afresh)."""
+    from pipeline.contrast.prompts import edit_task
+
+    settings = {
+        "backend": config.llm_backend,
+        "model": models.identity(config.llm_model),
+        "base_url": config.llm_base_url,
+        "retries": config.llm_retries,
+        "max_new_tokens": config.llm_max_new_tokens,
+        "prompts": {control: edit_task(control).render(text="") for control in config.llm_controls},
+    }
+    return TableCache(config.cache, settings)
+
+
+def llm_results(config: params.GenerateParams, items: pa.Table) -> tuple[pa.Table, int]:
+    """Every item of the LLM sample with every control, edited in an actor pool (vLLM: on GPU workers).
+
+    Returns the results and how many were made in this run; the rest come from the cache of finished edits.
+    """
     from pipeline.contrast.prompts import EditBatch, llm_edits
 
     controls = config.llm_controls
@@ -39,13 +61,22 @@ def llm_results(config: params.GenerateParams, items: pa.Table) -> pa.Table:
             "control": controls * items.num_rows,
         }
     )
+    table = table.append_column("key", pa.array(row_keys(table["text"], table["control"]), pa.uint64()))
+    columns = ["edited", "raw_output", "reason", "attempts"]
+
+    def worth_keeping(results: pa.Table) -> pa.Array:
+        """Edits and unparseable replies are the model's answer; an endpoint's failure is retried next run."""
+        return pc.or_kleene(pc.is_null(results["reason"]), pc.equal(results["reason"], UNPARSEABLE))
+
     if config.llm_backend == "vllm":  # ray.data.llm schedules its own GPU workers; this process only drives it
         from pipeline.models.llm import VLLMLLM
 
-        llm = VLLMLLM(config.llm_model, max_new_tokens=config.llm_max_new_tokens, seed=config.seed)
-        pairs = list(zip(table["text"].to_pylist(), table["control"].to_pylist()))
-        results = llm_edits(llm, pairs, config.llm_retries, config.llm_max_new_tokens)
-        return EditBatch.with_results(table, results)
+        def edit_all(todo: pa.Table) -> list[pa.Table]:
+            llm = VLLMLLM(config.llm_model, max_new_tokens=config.llm_max_new_tokens, seed=config.seed)
+            pairs = list(zip(todo["text"].to_pylist(), todo["control"].to_pylist()))
+            return [EditBatch.with_results(todo, llm_edits(llm, pairs, config.llm_retries, config.llm_max_new_tokens))]
+
+        return cached(llm_cache(config), table, edit_all, columns, config.checkpoint_rows, worth_keeping)
     options, resources = {}, runtime.Resources(config.actors, config.cpus_per_actor, config.gpus_per_actor)
     if config.llm_backend == "openai":  # the endpoint does the work: one actor holds the client and its threads
         options = {
@@ -62,7 +93,12 @@ def llm_results(config: params.GenerateParams, items: pa.Table) -> pa.Table:
         "retries": config.llm_retries,
         "max_new_tokens": config.llm_max_new_tokens,
     }
-    return pa.concat_tables(runtime.map_batches(table, EditBatch, args, resources, rows_per_task=config.batch_size))
+
+    def edit(todo: pa.Table) -> Iterator[pa.Table]:
+        return runtime.map_batches(todo, EditBatch, args, resources, rows_per_task=config.batch_size)
+
+    checkpoint_rows = whole_tasks(config.checkpoint_rows, config.batch_size)
+    return cached(llm_cache(config), table, edit, columns, checkpoint_rows, worth_keeping)
 
 
 def main() -> None:
@@ -91,8 +127,9 @@ def main() -> None:
                     outcomes.update(zip(attempts["op"].to_pylist(), attempts["outcome"].to_pylist()))
             if config.llm_backend != "none" and config.llm_max_items:
                 generator = f"llm:{config.llm_backend}:{config.llm_model}"
-                results = llm_results(config, items.slice(0, config.llm_max_items))
-                contrast, attempts, rejections = generate.from_llm(results, generator)
+                results, made = llm_results(config, items.slice(0, config.llm_max_items))
+                log.info("LLM edits: %d made now, %d from the cache", made, results.num_rows - made)
+                contrast, attempts, rejections = generate.from_llm(results.drop(["key"]), generator)
                 out.write("contrast", contrast)
                 out.write("attempts", attempts)
                 out.write("rejections", rejections)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -65,6 +67,23 @@ def run_stage(workdir: Path, name: str, check: bool = True) -> subprocess.Comple
     if check and result.returncode != 0:
         raise AssertionError(f"stage {name} failed:\n{result.stderr[-4000:]}")
     return result
+
+
+def kill_at_first_checkpoint(workdir: Path, name: str, shards: str) -> None:
+    """Start stage `name` and SIGKILL it, with its local Ray, once a cache shard matching `shards` exists."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", f"stages.{name}"],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the kill takes the local Ray workers with it
+    )
+    deadline = time.monotonic() + 600
+    while not list(workdir.glob(shards)) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the stage finished before a checkpoint could be interrupted"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 @pytest.fixture(scope="session")

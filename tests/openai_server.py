@@ -30,6 +30,7 @@ class OpenAIServer:
         retry_after_s: int = 1,
         slow_s: float = 3.0,
         logprobs: bool = True,
+        port: int = 0,
     ):
         self.llm = llm
         self.fault_rate, self.faults, self.random = fault_rate, faults, random.Random(seed)
@@ -38,14 +39,18 @@ class OpenAIServer:
         self.log: list[dict] = []
         self._log_lock = threading.Lock()
         self._model_lock = threading.Lock()  # one generation at a time: the model object is shared
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.app = self
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     def __enter__(self) -> OpenAIServer:
         self._thread.start()

@@ -40,6 +40,16 @@ def test_vectors_equal_sentence_transformers_encode(texts, reference):
     assert 0 < truncated.sum() < len(texts), "long abstracts are cut at the model's limit, claims are not"
 
 
+def test_bf16_autocast_keeps_cosine_at_least_0_9999_to_fp32(texts, reference):
+    vectors, _ = Encoder(MODEL, precision="bf16").encode(texts)
+    assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    cosine = np.sum(vectors * reference, axis=1)
+    assert cosine.min() >= 0.9999
+    assert np.abs(vectors - reference).max() > 1e-5, "bf16 really ran: the vectors are not the fp32 ones"
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        Encoder(MODEL, device="cpu", precision="fp16")
+
+
 def test_vectors_through_the_ray_actor_pool_equal_encode(texts, reference):
     table = pa.table({"id": [str(i) for i in range(len(texts))], "text": texts})
     args = {"model": MODEL, "max_length": 0, "batch_size": 16, "device": "cpu"}

@@ -1,15 +1,11 @@
-"""Embedding cache: incremental re-embedding, resume after SIGKILL with the same bytes, model changes."""
+"""Result caches: incremental re-embedding, resume after SIGKILL with the same bytes, model changes."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,27 +14,36 @@ import pytest
 import yaml
 
 from pipeline import artifacts, embed, models
-from pipeline.embed_cache import EmbeddingCache, text_hashes
-from tests.conftest import run_stage
+from pipeline.shard_cache import EmbeddingCache, TableCache, row_keys
+from tests.conftest import kill_at_first_checkpoint, run_stage
 
 
 def test_cache_stores_shards_atomically_and_finds_them_again(tmp_path):
     settings = {"model": "m", "max_length": 0}
     cache = EmbeddingCache(tmp_path, settings)
-    texts = pa.array(["a", "b", "c", "a"])
-    hashes = text_hashes(texts)
-    assert hashes[0] == hashes[3] and len(set(hashes[:3].tolist())) == 3
+    keys = row_keys(pa.array(["a", "b", "c", "a"]))
+    assert keys[0] == keys[3] and len(set(keys[:3].tolist())) == 3
     vectors = np.random.default_rng(0).random((2, 4), dtype=np.float32)
-    cache.add(hashes[:2], vectors, np.array([True, False]))
-    (cache.folder / ".tmp-999-dead").mkdir()  # a shard a killed run was writing
+    cache.add(pa.table({"key": keys[:2], "vector": embed.vectors_column(vectors), "truncated": [True, False]}))
+    (cache.folder / ".tmp-999-shard-dead").mkdir()  # a shard a killed run was writing
     reopened = EmbeddingCache(tmp_path, settings)
     assert not list(cache.folder.glob(".tmp-*")), "half-written shards are swept away"
-    assert reopened.contains(hashes).tolist() == [True, True, False, True]
-    found, truncated = reopened.lookup(hashes[[3, 1]])
+    assert reopened.contains(keys).tolist() == [True, True, False, True]
+    found, truncated = reopened.lookup(keys[[3, 1]])
     assert np.array_equal(found, vectors[[0, 1]]) and truncated.tolist() == [True, False]
-    with pytest.raises(KeyError, match="1 texts are not in the embedding cache"):
-        reopened.lookup(hashes[[2]])
+    with pytest.raises(KeyError, match="1 rows are not in the cache"):
+        reopened.lookup(keys[[2]])
     assert len(EmbeddingCache(tmp_path, {**settings, "max_length": 64})) == 0, "other settings, other vectors"
+
+
+def test_table_cache_returns_rows_in_the_order_asked_across_shards(tmp_path):
+    cache = TableCache(tmp_path, {"judge": "x"})
+    keys = row_keys(pa.array(["q1", "q2", "q3"]), pa.array(["d", "d", "d"]))
+    assert len(set(keys.tolist())) == 3 and row_keys(pa.array(["q1"]), pa.array(["d"]))[0] == keys[0]
+    cache.add(pa.table({"key": keys[:2], "score": [0.1, 0.2], "raw": ["a", None]}))
+    cache.add(pa.table({"key": keys[2:], "score": [0.3], "raw": ["c"]}))
+    got = TableCache(tmp_path, {"judge": "x"}).lookup(keys[[2, 0, 1, 2]])
+    assert got.to_pydict() == {"score": [0.3, 0.1, 0.2, 0.3], "raw": ["c", "a", None, "c"]}
 
 
 def embed_log(result: subprocess.CompletedProcess) -> tuple[int, int]:
@@ -67,20 +72,7 @@ def project(pipeline_run: Path, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_killed_embed_resumes_from_its_checkpoints_and_writes_the_same_bytes(project, pipeline_run):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stages.embed"],
-        cwd=project,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: the kill takes the local Ray workers with it
-    )
-    shards = project / "cache/embeddings"
-    deadline = time.monotonic() + 600
-    while not list(shards.glob("*/shard-*")) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert process.poll() is None, "the stage finished before a checkpoint could be interrupted"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_at_first_checkpoint(project, "embed", "cache/embeddings/*/shard-*")
     assert not (project / "data/embeddings").exists(), "a killed stage leaves no partial artifact"
     total = pipeline_run.joinpath("data/ingested")
     texts = sum(artifacts.manifest(total / name)["rows"] for name in ("corpus", "queries"))

@@ -3,6 +3,7 @@ injected faults, sentence files; then validation in filter and the counterfactua
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pyarrow.compute as pc
@@ -11,7 +12,7 @@ import yaml
 
 from pipeline import artifacts, ledger, schema
 from pipeline.contrast import validate
-from tests.conftest import DATASETS, run_stage
+from tests.conftest import DATASETS, kill_at_first_checkpoint, run_stage
 
 KEY_ENV, KEY = "PAIRFORGE_TEST_EDIT_KEY", "sk-test-never-written-anywhere"
 
@@ -122,9 +123,40 @@ def test_openai_backend_with_injected_faults_ends_every_item(pipeline_run, tmp_p
     for row in rejections.to_pylist():
         assert row["stage"] == "generate" and row["kind"] == "edit"
         assert row["reason"] in {"unparseable_output", "http_500", "http_429", "timeout", "malformed_response"}
-    for path in (workdir / "data").rglob("*"):
+    transient = sum(r != "unparseable_output" for r in rejections["reason"].to_pylist())
+    assert transient, "with a third of requests failing, some items end in an endpoint error"
+    # The model's answers are cached; the endpoint's failures are not, so the next run retries exactly those
+    # (against the same endpoint, healthy now, with time enough for the slow local model behind it).
+    set_params(workdir, generate={"llm_timeout_s": 120.0})
+    with OpenAIServer(local, fault_rate=0.0, port=server.port) as healthy:
+        rerun = run_stage(workdir, "generate")
+    assert f"LLM edits: {transient} made now, {6 - transient} from the cache" in rerun.stderr
+    assert len(healthy.log) >= transient
+    _, _, rejections = reconcile(workdir)
+    assert set(rejections["reason"].to_pylist()) <= {"unparseable_output"}
+    for path in workdir.rglob("*"):  # artifacts, manifests, caches and logs alike
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.slow
+def test_killed_generate_resumes_its_llm_edits_and_writes_the_same_bytes(pipeline_run, tmp_path):
+    workdir = tmp_path / "project"
+    shutil.copytree(pipeline_run, workdir, ignore=shutil.ignore_patterns("cache"))
+    set_params(workdir, generate={"checkpoint_rows": 1, "batch_size": 2})
+    kill_at_first_checkpoint(workdir, "generate", "cache/generate/*/shard-*")
+    before = artifacts.manifest(workdir / "data/generated/contrast")["content_hash"]
+    assert before == artifacts.manifest(pipeline_run / "data/generated/contrast")["content_hash"], "old output kept"
+    made = re.search(r"LLM edits: (\d+) made now, (\d+) from the cache", run_stage(workdir, "generate").stderr)
+    assert made and int(made[2]) >= 2 and int(made[1]) + int(made[2]) == 10, "only unfinished edits are made again"
+    uninterrupted = tmp_path / "uninterrupted"
+    shutil.copytree(pipeline_run, uninterrupted, ignore=shutil.ignore_patterns("cache"))
+    set_params(uninterrupted, generate={"checkpoint_rows": 1, "batch_size": 2})
+    run_stage(uninterrupted, "generate")
+    for name in ("contrast", "attempts", "rejections"):
+        assert artifacts.manifest(workdir / "data/generated" / name) == artifacts.manifest(
+            uninterrupted / "data/generated" / name
+        )
 
 
 def test_sentence_files_are_a_source(tmp_path, pipeline_run):

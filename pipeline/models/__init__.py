@@ -42,3 +42,11 @@ def fingerprint(folder: Path) -> str:
             for block in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def identity(name: str) -> str:
+    """What names a model's weights for a cache key: the fingerprint of a packaged or local model's files, else
+    the name itself (a hub id or an endpoint's model name, which this process cannot hash)."""
+    if name.startswith("packaged:") or Path(name).expanduser().exists():
+        return fingerprint(resolve(name))
+    return name

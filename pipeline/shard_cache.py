@@ -1,0 +1,160 @@
+"""Caches of expensive per-row results (embeddings, LLM edits, judge scores), keyed by settings + row content.
+
+They do two jobs. Incremental rebuilds: a row already computed with the same model and settings is never
+computed again, so adding 1% new documents embeds only those. Resume: a stage adds each finished shard as soon
+as its results arrive, so a run killed at any point (SIGKILL included) loses only the shards in flight.
+
+Layout: `<root>/<settings key>/shard-<digest>` plus a `settings.json` saying what the folder holds. A shard is
+written under a temporary name and renamed into place, so it is either whole or absent. The index held in
+memory is 16 bytes per cached row (key, shard, row); values are read back only for the rows asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def row_keys(*columns: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """64-bit content hash per row of the given string columns (blake2b); equal rows share a key."""
+    values = zip(*(column.to_pylist() for column in columns))
+    return np.fromiter(
+        (int.from_bytes(hashlib.blake2b("\x1f".join(v).encode(), digest_size=8).digest(), "little") for v in values),
+        dtype=np.uint64,
+        count=len(columns[0]),
+    )
+
+
+def settings_key(settings: dict) -> str:
+    """Cache folder name for everything that changes a result (model fingerprint, length limit, prompt, ...)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _write_atomically(final: Path, write) -> None:
+    """`write(tmp_path)`, fsync, then rename to `final`: readers see the whole shard or none of it."""
+    tmp = final.parent / f".tmp-{os.getpid()}-{final.name}"
+    write(tmp)
+    for path in [tmp, *tmp.rglob("*")] if tmp.is_dir() else [tmp]:
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    os.rename(tmp, final)
+
+
+class ShardCache:
+    """The key index shared by the cache kinds; subclasses say how a shard's values are stored and read."""
+
+    def __init__(self, root: str | Path, settings: dict):
+        self.folder = Path(root) / settings_key(settings)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        settings_file = self.folder / "settings.json"  # for a person deciding which folders to delete
+        if not settings_file.exists():
+            settings_file.write_text(json.dumps(settings, indent=2, sort_keys=True, default=str) + "\n")
+        for stale in self.folder.glob(".tmp-*"):  # shards a killed run was still writing
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        self._shards: list[Path] = sorted(self.folder.glob("shard-*"))
+        parts = [self._read_keys(shard) for shard in self._shards]
+        keys = np.concatenate(parts) if parts else np.empty(0, np.uint64)
+        shard_of = np.repeat(np.arange(len(parts), dtype=np.int32), [len(p) for p in parts])
+        row_of = np.concatenate([np.arange(len(p), dtype=np.int32) for p in parts]) if parts else shard_of
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._shard_of, self._row_of = keys[order], shard_of[order], row_of[order]
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def _find(self, keys: np.ndarray) -> np.ndarray:
+        """Position of each key in the sorted index, or -1 when it is not cached."""
+        at = np.searchsorted(self._keys, keys)
+        found = at < len(self._keys)
+        found[found] = self._keys[at[found]] == keys[found]
+        return np.where(found, at, -1)
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        return self._find(keys) >= 0
+
+    def add(self, results: pa.Table) -> None:
+        """Store one shard of results (a `key` column plus the values); durable when this returns."""
+        if not results.num_rows:
+            return
+        keys = results["key"].to_numpy()
+        final = self.folder / f"shard-{hashlib.sha256(keys.tobytes()).hexdigest()[:16]}{self.SUFFIX}"
+        _write_atomically(final, lambda tmp: self._write(tmp, results))
+        shard = len(self._shards)
+        self._shards.append(final)
+        order = np.argsort(merged := np.concatenate([self._keys, keys]), kind="stable")
+        self._keys = merged[order]
+        self._shard_of = np.concatenate([self._shard_of, np.full(len(keys), shard, np.int32)])[order]
+        self._row_of = np.concatenate([self._row_of, np.arange(len(keys), dtype=np.int32)])[order]
+
+    def _locate(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        at = self._find(keys)
+        if (at < 0).any():
+            raise KeyError(f"{int((at < 0).sum())} rows are not in the cache {self.folder}")
+        return self._shard_of[at], self._row_of[at]
+
+
+class EmbeddingCache(ShardCache):
+    """Vectors (float32, memory-mapped on read) and truncation flags per text key."""
+
+    SUFFIX = ""
+
+    @staticmethod
+    def _read_keys(shard: Path) -> np.ndarray:
+        return np.load(shard / "keys.npy")
+
+    @staticmethod
+    def _write(tmp: Path, results: pa.Table) -> None:
+        from pipeline.embed import to_numpy
+
+        tmp.mkdir()
+        np.save(tmp / "keys.npy", results["key"].to_numpy())
+        np.save(tmp / "vectors.npy", np.ascontiguousarray(to_numpy(results["vector"]), dtype=np.float32))
+        np.save(tmp / "truncated.npy", results["truncated"].to_numpy(zero_copy_only=False))
+
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, truncated) for keys that are all cached, in the order given."""
+        shard_of, row_of = self._locate(keys)
+        vectors, truncated = None, np.empty(len(keys), dtype=bool)
+        for shard in np.unique(shard_of):
+            rows = shard_of == shard
+            block = np.load(self._shards[shard] / "vectors.npy", mmap_mode="r")
+            if vectors is None:
+                vectors = np.empty((len(keys), block.shape[1]), dtype=np.float32)
+            vectors[rows] = block[row_of[rows]]
+            truncated[rows] = np.load(self._shards[shard] / "truncated.npy")[row_of[rows]]
+        if vectors is None:
+            raise ValueError("lookup of no texts")
+        return vectors, truncated
+
+
+class TableCache(ShardCache):
+    """Result columns (any Arrow types) per row key, in Parquet shards."""
+
+    SUFFIX = ".parquet"
+
+    @staticmethod
+    def _read_keys(shard: Path) -> np.ndarray:
+        return pq.read_table(shard, columns=["key"])["key"].to_numpy()
+
+    @staticmethod
+    def _write(tmp: Path, results: pa.Table) -> None:
+        pq.write_table(results, tmp)
+
+    def lookup(self, keys: np.ndarray) -> pa.Table:
+        """The cached result rows (without `key`) for keys that are all cached, in the order given."""
+        shard_of, row_of = self._locate(keys)
+        pieces, positions = [], []
+        for shard in np.unique(shard_of):
+            rows = np.flatnonzero(shard_of == shard)
+            pieces.append(pq.read_table(self._shards[shard]).drop(["key"]).take(row_of[rows]))
+            positions.append(rows)
+        table = pa.concat_tables(pieces)
+        return table.take(np.argsort(np.concatenate(positions), kind="stable"))
