@@ -103,8 +103,9 @@ class MineParams:
     max_score: float | None = None
     min_score: float | None = None
     seed: int = 12345
-    # Queries searched per batch (streamed through the index).
-    query_batch_size: int = 256
+    # Queries per search task (streamed to the actors holding the index). Large: FAISS's exact search costs about
+    # as much per call for 256 queries as for 2048 (measured over 100k vectors), so small tasks waste ~90% of it.
+    query_batch_size: int = 4096
 
     def check(self) -> None:
         _at_least(self, "range_min", 0)

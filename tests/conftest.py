@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -101,6 +103,42 @@ def pipeline_run(sample_beir: Path, tmp_path_factory) -> Path:
     for name in STAGES:
         run_stage(workdir, name)
     return workdir
+
+
+def dvc(repo, *args, env: dict | None = None) -> str:
+    env = {**os.environ, **(env or {}), "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+def ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '(\w+)'", output))
+
+
+def dvc_project(repo: Path, params: dict) -> Path:
+    """A git + DVC repo holding this project's code, dvc.yaml and the given params."""
+    repo.mkdir()
+    for part in ("pipeline", "stages", "dvc.yaml"):
+        (shutil.copytree if (REPO / part).is_dir() else shutil.copy)(REPO / part, repo / part)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    dvc(repo, "init", "-q")
+    dvc(repo, "config", "core.analytics", "false")
+    return repo
+
+
+@pytest.fixture(scope="session")
+def small_repro(scifact: Path, tmp_path_factory) -> tuple[Path, str]:
+    """A git + DVC project on a small sample (20 queries, 120 docs, rule edits only) after its first real
+    `dvc repro`, and what that printed. Tests copy it rather than change it."""
+    root = tmp_path_factory.mktemp("small-repro")
+    source = write_beir_sample(scifact, root / "beir", queries=20, docs=120)
+    params = project_params(source, index={"topics": 4}, mine={"range_max": 20}, generate={"llm_backend": "none"})
+    repo = dvc_project(root / "repo", params)
+    return repo, dvc(repo, "repro")
 
 
 @pytest.fixture(scope="session")

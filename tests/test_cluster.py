@@ -14,7 +14,7 @@ import yaml
 
 from benchmarks import loopback_cluster
 from benchmarks.loopback_cluster import LoopbackCluster
-from tests.test_dvc import dvc, dvc_project
+from tests.conftest import dvc, dvc_project
 
 
 @pytest.fixture
@@ -53,11 +53,11 @@ def content_hashes(workdir: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_dvc_repro_on_a_two_node_cluster_spreads_work_and_writes_the_local_bytes(cluster, pipeline_run, tmp_path):
-    params = yaml.safe_load((pipeline_run / "params.yaml").read_text())
-    repo = dvc_project(tmp_path / "repo", params)
+def test_dvc_repro_on_a_two_node_cluster_spreads_work_and_writes_the_local_bytes(cluster, small_repro, tmp_path):
+    local, _ = small_repro
+    repo = dvc_project(tmp_path / "repo", yaml.safe_load((local / "params.yaml").read_text()))
     dvc(repo, "repro", env={**loopback_cluster.ENV, "RAY_ADDRESS": cluster})
     nodes = worker_nodes(cluster)
     assert len(set().union(*nodes.values())) == 2, nodes
     assert len(nodes["MapWorker(MapBatches(EmbedBatch))"]) == 2, "one encoder actor per node"
-    assert content_hashes(repo) == content_hashes(pipeline_run)
+    assert content_hashes(repo) == content_hashes(local)

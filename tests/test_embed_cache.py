@@ -15,7 +15,7 @@ import yaml
 
 from pipeline import artifacts, embed, models
 from pipeline.shard_cache import EmbeddingCache, TableCache, row_keys
-from tests.conftest import kill_at_first_checkpoint, run_stage
+from tests.conftest import kill_at_first_checkpoint, project_params, run_stage, write_beir_sample
 
 
 def test_cache_stores_shards_atomically_and_finds_them_again(tmp_path):
@@ -113,20 +113,17 @@ def test_new_documents_are_the_only_texts_embedded_again(project, scifact):
 
 
 @pytest.mark.slow
-def test_another_model_embeds_everything_again(project, tmp_path):
-    if not (project / "data/embeddings").exists():
-        run_stage(project, "embed")
-    folder = tmp_path / "cls-model"
+def test_another_model_embeds_everything_again(scifact, tmp_path):
+    source = write_beir_sample(scifact, tmp_path / "beir", queries=8, docs=24)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(project_params(source)))
+    run_stage(tmp_path, "ingest")
+    texts = sum(artifacts.manifest(tmp_path / "data/ingested" / name)["rows"] for name in ("corpus", "queries"))
+    assert embed_log(run_stage(tmp_path, "embed")) == (texts, 0)
+    assert embed_log(run_stage(tmp_path, "embed")) == (0, texts), "the same model: nothing to embed"
+    folder = tmp_path / "cls-model"  # the same weights pooled differently: another model, other vectors
     shutil.copytree(models.resolve("packaged:all-MiniLM-L6-v2"), folder)
     pooling = folder / "1_Pooling" / "config.json"
-    pooling.write_text(
-        json.dumps(
-            {**json.loads(pooling.read_text()), "pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}
-        )
-    )
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["embed"]["model"] = str(folder)
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
-    texts = sum(artifacts.manifest(project / "data/ingested" / name)["rows"] for name in ("corpus", "queries"))
-    embedded, cached = embed_log(run_stage(project, "embed"))
-    assert embedded == texts and cached == 0
+    config = {**json.loads(pooling.read_text()), "pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}
+    pooling.write_text(json.dumps(config))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(project_params(source, embed={"model": str(folder)})))
+    assert embed_log(run_stage(tmp_path, "embed")) == (texts, 0)
