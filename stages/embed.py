@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import artifacts, embed, params, schema
-from pipeline.shard_cache import row_keys
+from pipeline.shard_cache import fill, row_keys
 from stages import scoring
-from stages.common import EMBEDDINGS, INGESTED, fill, stage
+from stages.common import EMBEDDINGS, INGESTED, stage
 
 # Texts read, length-sorted and embedded together: bounds this process's memory. Chunks are cut by position in
 # the input (corpus, then queries), not by how many texts are missing, so a resumed run batches the remaining

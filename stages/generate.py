@@ -8,9 +8,9 @@ import pyarrow.compute as pc
 
 from pipeline import artifacts, models, params, runtime, schema
 from pipeline.contrast import generate
-from pipeline.shard_cache import TableCache, row_keys
+from pipeline.shard_cache import TableCache, cached, row_keys, whole_tasks
 from pipeline.tasks import UNPARSEABLE
-from stages.common import GENERATED, INGESTED, cached, stage, whole_tasks
+from stages.common import GENERATED, INGESTED, stage
 
 
 def source_table(config: params.GenerateParams) -> pa.Table:

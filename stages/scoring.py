@@ -12,8 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import embed, models, params, runtime
-from pipeline.shard_cache import EmbeddingCache, TableCache, row_keys
-from stages.common import cached, fill, whole_tasks
+from pipeline.shard_cache import EmbeddingCache, TableCache, cached, fill, row_keys, whole_tasks
 
 
 def pool(config: params.FilterParams | params.EmbedParams) -> runtime.Resources:
