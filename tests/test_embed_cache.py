@@ -89,10 +89,10 @@ def content_hashes(workdir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def project(pipeline_run: Path, tmp_path_factory) -> Path:
-    """A fresh project on the pipeline run's sample, with a cache shard every 64 texts and nothing cached."""
+def project(small_repro: tuple[Path, str], tmp_path_factory) -> Path:
+    """A fresh project on the small repro's sample, with a cache shard every 64 texts and nothing cached."""
     workdir = tmp_path_factory.mktemp("embed-cache")
-    params = yaml.safe_load((pipeline_run / "params.yaml").read_text())
+    params = yaml.safe_load((small_repro[0] / "params.yaml").read_text())
     params["embed"]["checkpoint_rows"] = 64
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     run_stage(workdir, "ingest")
@@ -100,15 +100,16 @@ def project(pipeline_run: Path, tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_killed_embed_resumes_from_its_checkpoints_and_writes_the_same_bytes(project, pipeline_run):
+def test_killed_embed_resumes_from_its_checkpoints_and_writes_the_same_bytes(project, small_repro):
+    uninterrupted = small_repro[0]
     kill_at_first_checkpoint(project, "embed", "cache/embeddings/*/shard-*")
     assert not (project / "data/embeddings").exists(), "a killed stage leaves no partial artifact"
-    total = pipeline_run.joinpath("data/ingested")
+    total = uninterrupted.joinpath("data/ingested")
     texts = sum(artifacts.manifest(total / name)["rows"] for name in ("corpus", "queries"))
     embedded, cached = embed_log(run_stage(project, "embed"))
     assert cached >= 64 and embedded + cached == texts, "only the texts without a checkpoint are embedded again"
     # Same shards of the same length-sorted order, so the same batches: the bytes of an uninterrupted run.
-    assert content_hashes(project) == content_hashes(pipeline_run)
+    assert content_hashes(project) == content_hashes(uninterrupted)
 
 
 @pytest.mark.slow
