@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 from pathlib import Path
@@ -33,8 +34,13 @@ def resolve(name: str) -> Path:
     return Path(snapshot_download(name))
 
 
+@functools.lru_cache(maxsize=32)
 def fingerprint(folder: Path) -> str:
-    """Content hash of a model folder: two folders with the same weights and configs give the same hash."""
+    """Content hash of a model folder: two folders with the same weights and configs give the same hash.
+
+    Remembered per folder for the life of the process: the judges ask for it on every scoring round, and hashing
+    a model's weights each time would read hundreds of MB again.
+    """
     digest = hashlib.sha256()
     for file in sorted(p for p in Path(folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         digest.update(str(file.relative_to(folder)).encode())
