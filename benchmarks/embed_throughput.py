@@ -1,12 +1,13 @@
 """Embedding throughput: pairforge against sentence-transformers' encode, same model, same texts, one run.
 
-    python benchmarks/embed_throughput.py CORPUS_JSONL [--limit N] [--precisions fp32,bf16] [--ray] [--device D]
+    python benchmarks/embed_throughput.py CORPUS_JSONL [--limit N] [--settings torch:fp32,torch:bf16,onnx:fp32]
+        [--ray] [--device D]
 
 Prints texts/s and the vectors' agreement with the peer (min cosine, max |difference|) for:
 - the peer's `SentenceTransformer.encode` (fp32, torch's default threads);
-- pairforge's Encoder in this process at each precision (the actor body, no Ray);
-- with --ray, the embed actor pool end to end (actor start and model load included) with 1 and 2 local actors,
-  and on a 2-node loopback Ray cluster (1 CPU per node), at each precision.
+- pairforge's Encoder in this process at each `runtime:precision` setting (the actor body, no Ray);
+- with --ray, the embed actor pool end to end (actor start, model load and ONNX export included) with 1 and 2
+  local actors, and on a 2-node loopback Ray cluster (1 CPU per node), at each setting.
 """
 
 from __future__ import annotations
@@ -57,13 +58,13 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--settings", default="torch:fp32,torch:bf16,onnx:fp32,onnx:int8")
     parser.add_argument("--ray", action="store_true", help="also time the Ray actor pool and a loopback cluster")
     args = parser.parse_args()
     with open(args.corpus) as handle:
         docs = [json.loads(line) for line in handle]
     texts = [f"{d['title']}. {d['text']}" if d.get("title") else d["text"] for d in docs][: args.limit or None]
-    precisions = args.precisions.split(",")
+    settings = [tuple(s.split(":")) for s in args.settings.split(",")]
     from sentence_transformers import SentenceTransformer
 
     folder = str(models.resolve(args.model))
@@ -71,34 +72,37 @@ def main() -> None:
     peer = SentenceTransformer(folder, device=device, model_kwargs={"dtype": torch.float32})
     peer.encode(texts[:64])  # warm-up (CUDA kernels, allocator)
     seconds, reference = timed(lambda: peer.encode(texts, batch_size=args.batch_size, normalize_embeddings=True))
-    rows = [("sentence-transformers encode (peer)", "fp32", seconds, reference)]
-    for precision in precisions:
-        encoder = Encoder(folder, batch_size=args.batch_size, device=device, precision=precision)
+    rows = [("sentence-transformers encode (peer)", "torch:fp32", seconds, reference)]
+    for runtime_name, precision in settings:
+        encoder = Encoder(folder, 0, args.batch_size, device, precision, runtime_name)
         encoder.encode(texts[:64])
-        rows.append(("Encoder in process", precision, *timed(lambda e: e.encode(texts)[0], encoder)))
+        timing = timed(lambda e: e.encode(texts)[0], encoder)
+        rows.append(("Encoder in process", f"{runtime_name}:{precision}", *timing))
     if args.ray:
-        settings = {"model": folder, "max_length": 0, "batch_size": args.batch_size, "device": device}
-        for precision in precisions:
+        common = {"model": folder, "max_length": 0, "batch_size": args.batch_size, "device": device}
+        for runtime_name, precision in settings:
             for actors in (1, 2):
-                seconds, vectors = timed(pool_run, texts, {**settings, "precision": precision}, actors)
-                rows.append((f"Ray pool, {actors} local actor(s)", precision, seconds, vectors))
+                worker = {**common, "precision": precision, "runtime": runtime_name}
+                seconds, vectors = timed(pool_run, texts, worker, actors)
+                rows.append((f"Ray pool, {actors} local actor(s)", f"{runtime_name}:{precision}", seconds, vectors))
         import ray
 
         ray.shutdown()
         with loopback_cluster.LoopbackCluster(nodes=2, cpus_per_node=1) as address:
             os.environ.update({**loopback_cluster.ENV, "RAY_ADDRESS": address})
-            for precision in precisions:
-                seconds, vectors = timed(pool_run, texts, {**settings, "precision": precision}, 2)
-                rows.append(("Ray pool, 2-node loopback cluster", precision, seconds, vectors))
+            for runtime_name, precision in settings:
+                worker = {**common, "precision": precision, "runtime": runtime_name}
+                seconds, vectors = timed(pool_run, texts, worker, 2)
+                rows.append(("Ray pool, 2-node loopback cluster", f"{runtime_name}:{precision}", seconds, vectors))
             ray.shutdown()
     where = torch.cuda.get_device_name() if device == "cuda" else f"cpu, {os.cpu_count()} cores"
     print(f"{len(texts)} texts from {args.corpus} on {where}, batch {args.batch_size}")
-    print(f"{'':38} {'precision':>9} {'texts/s':>9} {'x peer':>7} {'min cos':>9} {'max |diff|':>10}")
+    print(f"{'':38} {'setting':>10} {'texts/s':>9} {'x peer':>7} {'min cos':>9} {'max |diff|':>10}")
     peer_rate = len(texts) / rows[0][2]
     for name, precision, seconds, vectors in rows:
         rate, cosine = len(texts) / seconds, np.sum(vectors * reference, axis=1)
         print(
-            f"{name:38} {precision:>9} {rate:9.1f} {rate / peer_rate:7.2f} {cosine.min():9.6f}"
+            f"{name:38} {precision:>10} {rate:9.1f} {rate / peer_rate:7.2f} {cosine.min():9.6f}"
             f" {np.abs(vectors - reference).max():10.2e}"
         )
 

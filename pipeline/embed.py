@@ -39,12 +39,14 @@ class EmbedBatch:
     Columns other than `text` pass through, so callers can carry keys (a text hash, a kind) along.
     """
 
-    def __init__(self, model: str, max_length: int, batch_size: int, device: str, precision: str = "fp32"):
+    def __init__(
+        self, model: str, max_length: int, batch_size: int, device: str, precision: str = "fp32", runtime: str = "torch"
+    ):
         # Imported here, in the actor: stage drivers that only read vectors (index, mine, filter) and the embed
         # driver itself would otherwise pay torch's and transformers' ~1.7 s import before Ray even starts.
         from pipeline.models.encoder import Encoder
 
-        self.encoder = Encoder(model, max_length=max_length, batch_size=batch_size, device=device, precision=precision)
+        self.encoder = Encoder(model, max_length, batch_size, device, precision, runtime)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         vectors, truncated = self.encoder.encode(batch.column("text").to_pylist())

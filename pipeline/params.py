@@ -46,8 +46,11 @@ class EmbedParams:
     gpus_per_actor: float = 0.0
     # auto: GPU when the actor sees one, CPU otherwise.
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # fp32, or bf16 / fp16 (GPU only) autocast for speed: cosine >= 0.9999 to fp32 on SciFact, about 1.9x on CPU.
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # Where the forward pass runs: torch, or onnx (ONNX Runtime on CPU, exported from the same model at start-up).
+    runtime: Literal["torch", "onnx"] = "torch"
+    # torch: fp32, or bf16 / fp16 (GPU only) autocast for speed (bf16: cosine >= 0.9999 to fp32 on SciFact, about
+    # 1.9x on CPU). onnx: fp32, or int8 weights (faster, but vectors move: see the README for its retrieval cost).
+    precision: Literal["fp32", "bf16", "fp16", "int8"] = "fp32"
     # Vectors already computed, keyed by model fingerprint + settings + text hash: re-runs embed only new texts.
     cache: str = "cache/embeddings"
     # Vectors per cache shard, written as they arrive: a killed run loses at most about this much work.
@@ -60,6 +63,13 @@ class EmbedParams:
         _at_least(self, "actors", 0)
         _at_least(self, "cpus_per_actor", 1)
         _at_least(self, "gpus_per_actor", 0.0)
+        allowed = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8")}[self.runtime]
+        if self.precision not in allowed:
+            raise InputError(
+                "params.yaml", None, "embed.precision", f"runtime {self.runtime} takes one of {list(allowed)}"
+            )
+        if self.runtime == "onnx" and (self.device == "cuda" or self.gpus_per_actor):
+            raise InputError("params.yaml", None, "embed.runtime", "onnx runs on CPU; use torch with a GPU")
 
 
 @dataclass(frozen=True)

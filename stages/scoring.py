@@ -106,13 +106,19 @@ def embedder(config: params.EmbedParams) -> tuple[EmbeddingCache, Callable, int,
     the rows per checkpoint shard, and the model's fingerprint."""
     folder = models.resolve(config.model)
     fingerprint = models.fingerprint(folder)
-    settings = {"model": fingerprint, "max_length": config.max_length, "precision": config.precision}
+    settings = {
+        "model": fingerprint,
+        "max_length": config.max_length,
+        "precision": config.precision,
+        "runtime": config.runtime,
+    }
     args = {
         "model": str(folder),
         "max_length": config.max_length,
         "batch_size": config.batch_size,
         "device": config.device,
         "precision": config.precision,
+        "runtime": config.runtime,
     }
     rows = config.batch_size * 2
 
