@@ -94,8 +94,13 @@ def write(index: faiss.Index, path: str) -> None:
     faiss.write_index(index, path)
 
 
-def load(path: str, params: IndexParams) -> faiss.Index:
-    index = faiss.read_index(path)
+def load(source: str | np.ndarray, params: IndexParams) -> faiss.Index:
+    """An index from its file, memory-mapped (the processes of one machine share a flat index's vectors in the page
+    cache instead of each holding a copy), or from its bytes."""
+    if isinstance(source, np.ndarray):
+        index = faiss.deserialize_index(source)
+    else:
+        index = faiss.read_index(source, faiss.IO_FLAG_MMAP_IFC)
     set_search_params(index, params)
     return index
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import zlib
 
-import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -89,12 +88,16 @@ def decide_query(
 
 
 class MineShard:
-    """Actor body: holds the index; turns a table of queries into their inspected candidates."""
+    """Actor body: holds the index; turns a table of queries into their inspected candidates.
 
-    def __init__(self, index_bytes: np.ndarray, doc_ids: pa.Array, params: MineParams, index_params: IndexParams):
-        self.index = faiss.deserialize_index(index_bytes)
-        index.set_search_params(self.index, index_params)
-        self.doc_ids = np.asarray(doc_ids, dtype=object)
+    `index_source` is the index file's path (memory-mapped) or its bytes (where the file is not on this node).
+    """
+
+    def __init__(
+        self, index_source: str | np.ndarray, doc_ids: pa.Array, params: MineParams, index_params: IndexParams
+    ):
+        self.index = index.load(index_source, index_params)
+        self.doc_ids = doc_ids
         self.params = params
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -103,7 +106,8 @@ class MineShard:
         positive_rows = batch.column("positive_rows").to_pylist()
         depth = self.params.range_max + max(len(p) for p in positive_rows)
         all_scores, all_rows = self.index.search(vectors, min(depth, self.index.ntotal))
-        columns = {name: [] for name in schema.CANDIDATES.names}
+        columns = {name: [] for name in schema.CANDIDATES.names if name != "doc_id"}
+        doc_rows = []
         for query_id, pos_score, positives, rows, scores in zip(
             batch.column("query_id").to_pylist(),
             batch.column("pos_score").to_pylist(),
@@ -116,12 +120,13 @@ class MineShard:
             )
             n = int(inspected.sum())
             columns["query_id"].extend([query_id] * n)
-            columns["doc_id"].extend(self.doc_ids[rows[inspected]])
+            doc_rows.append(rows[inspected])
             columns["rank"].extend(np.where(rank[inspected] >= 0, rank[inspected], None))
             columns["score"].extend(scores[inspected])
             columns["pos_score"].extend([pos_score] * n)
             columns["decision"].extend(np.where(kept[inspected], KEPT, REJECTED))
             columns["reason"].extend(reasons[inspected])
+        columns["doc_id"] = self.doc_ids.take(np.concatenate(doc_rows))
         return pa.table(columns, schema=schema.CANDIDATES)
 
 

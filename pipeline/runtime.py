@@ -11,7 +11,9 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 log = logging.getLogger("pairforge.runtime")
@@ -67,6 +69,40 @@ def pool_size(resources: Resources) -> int:
     return max(1, int(available.get("CPU", 1) // resources.cpus))
 
 
+def share(value):
+    """`value` in the object store, for `worker_args`: each node holds one copy, and actors read it from there
+    (Arrow and numpy without copying) instead of each unpickling its own from the actor's definition."""
+    import ray
+
+    init()
+    return ray.put(value)
+
+
+def file_for_workers(path: Path):
+    """A file of the stage's process as actors can read it: its path when every node of the cluster is this
+    machine (a local Ray, a loopback cluster), else its bytes, shared (see `share`)."""
+    import ray
+
+    init()
+    here = ray.util.get_node_ip_address()
+    if all(node["NodeManagerAddress"] == here for node in ray.nodes() if node["Alive"]):
+        return str(path.resolve())
+    return share(np.fromfile(path, dtype=np.uint8))
+
+
+def _resolving(worker: type) -> type:
+    """`worker`, taking the shared values among its arguments out of the object store when the actor starts."""
+
+    class Resolving(worker):
+        def __init__(self, **kwargs):
+            import ray
+
+            super().__init__(**{k: ray.get(v) if isinstance(v, ray.ObjectRef) else v for k, v in kwargs.items()})
+
+    Resolving.__name__ = Resolving.__qualname__ = worker.__name__  # Ray names the actors after it
+    return Resolving
+
+
 def map_batches(
     table: pa.Table,
     worker: type,
@@ -93,6 +129,8 @@ def map_batches(
         resources.gpus,
         len(blocks),
     )
+    if any(isinstance(value, ray.ObjectRef) for value in worker_args.values()):
+        worker = _resolving(worker)
     dataset = ray.data.from_arrow(blocks).map_batches(
         worker,
         fn_constructor_kwargs=worker_args,

@@ -67,8 +67,14 @@ def main() -> None:
         index_config = params.load("index")
         queries, positive_scores, doc_ids = query_table()
         topics = doc_topics()
-        index_bytes = np.fromfile(INDEX / "index.faiss", dtype=np.uint8)
-        worker_args = {"index_bytes": index_bytes, "doc_ids": doc_ids, "params": config, "index_params": index_config}
+        # Actors memory-map the index file where they can reach it and get the document ids from the object
+        # store: at 1M documents, unpickling both into every actor cost several GB.
+        worker_args = {
+            "index_source": runtime.file_for_workers(INDEX / "index.faiss"),
+            "doc_ids": runtime.share(doc_ids),
+            "params": config,
+            "index_params": index_config,
+        }
         inputs = {
             name: artifacts.fingerprint(path)
             for name, path in (("ingested", INGESTED), ("embeddings", EMBEDDINGS), ("index", INDEX))

@@ -67,6 +67,19 @@ def test_every_inspected_candidate_is_recorded_and_counts_reconcile(pipeline_run
     assert not known & mined
 
 
+def test_actors_without_the_index_file_mine_the_same_from_its_bytes(pipeline_run, monkeypatch):
+    """A node that cannot see the driver's files gets the index's bytes instead of its path: same candidates."""
+    from stages import mine as mine_stage
+
+    monkeypatch.chdir(pipeline_run)
+    config, index_config = params.load("mine"), params.load("index")
+    queries, _, doc_ids = mine_stage.query_table()
+    mapped = mine.MineShard("data/index/index.faiss", doc_ids, config, index_config)(queries)
+    index_bytes = np.fromfile("data/index/index.faiss", dtype=np.uint8)
+    assert mine.MineShard(index_bytes, doc_ids, config, index_config)(queries).equals(mapped)
+    assert mapped.equals(artifacts.read(pipeline_run / "data/mined/candidates")), "as the stage's actors found"
+
+
 def _pairforge_negatives(workdir, monkeypatch, config: params.MineParams) -> dict[str, list[str]]:
     """Run the mining actor body in-process on the pipeline's real index and query vectors."""
     from stages import mine as mine_stage
@@ -74,7 +87,7 @@ def _pairforge_negatives(workdir, monkeypatch, config: params.MineParams) -> dic
     monkeypatch.chdir(workdir)
     index_config = params.load("index")
     queries, _, doc_ids = mine_stage.query_table()
-    shard = mine.MineShard(np.fromfile("data/index/index.faiss", dtype=np.uint8), doc_ids, config, index_config)
+    shard = mine.MineShard("data/index/index.faiss", doc_ids, config, index_config)
     negatives = mine.negatives(shard(queries), {})
     found: dict[str, list[str]] = {}
     for query_id, doc_id in zip(negatives["query_id"].to_pylist(), negatives["doc_id"].to_pylist()):
