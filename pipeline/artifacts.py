@@ -15,7 +15,9 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.schema import SCHEMA_VERSION
@@ -191,6 +193,29 @@ def iter_batches(path: str | Path, batch_size: int, columns: list[str] | None = 
     for part in sorted(Path(path).glob("part-*.parquet")):
         for batch in pq.ParquetFile(part).iter_batches(batch_size=batch_size, columns=columns):
             yield pa.Table.from_batches([batch])
+
+
+def select(path: str | Path, key: str, values: pa.Array, columns: list[str] | None = None) -> pa.Table:
+    """The rows whose `key` is among `values`, in artifact order, found by streaming the artifact."""
+    found = [batch.filter(pc.is_in(batch[key], values)) for batch in iter_batches(path, 65_536, columns)]
+    return pa.concat_tables(found) if found else read(path, columns).slice(0, 0)
+
+
+def iter_groups(path: str | Path, key: str, groups: int, batch_size: int = 65_536) -> Iterator[pa.Table]:
+    """Stream an artifact whose rows come grouped by `key` (each key's rows together) in tables of whole groups,
+    at most `groups` keys each."""
+    held = None
+    for batch in iter_batches(path, batch_size):
+        held = batch if held is None else pa.concat_tables([held, batch])
+        keys = held[key].combine_chunks()
+        starts = np.flatnonzero(pc.not_equal(keys[1:], keys[:-1]).to_numpy(zero_copy_only=False)) + 1
+        # Cut only before a group that has a successor: the last group held may go on in the next batch.
+        while len(starts) >= groups:
+            cut = int(starts[groups - 1])
+            yield held.slice(0, cut)
+            held, starts = held.slice(cut), starts[groups:] - cut
+    if held is not None and held.num_rows:
+        yield held
 
 
 def manifest(path: str | Path) -> dict:

@@ -130,10 +130,13 @@ class MineShard:
         return pa.table(columns, schema=schema.CANDIDATES)
 
 
-def negatives(candidates: pa.Table, doc_topics: dict[str, int]) -> pa.Table:
-    """The kept candidates, with the topic of each negative document."""
+def negatives(candidates: pa.Table, doc_topics: pa.Table | None) -> pa.Table:
+    """The kept candidates, with the topic of each negative document (`doc_topics`: id, topic; None: no topics)."""
     kept = candidates.filter(pc.equal(candidates.column("decision"), KEPT))
-    topic = [doc_topics.get(d) for d in kept.column("doc_id").to_pylist()]
+    if doc_topics is None:
+        topic = pa.nulls(kept.num_rows, pa.int32())
+    else:
+        topic = doc_topics["topic"].take(pc.index_in(kept["doc_id"], doc_topics["id"]))
     return pa.table(
         {
             "query_id": kept.column("query_id"),
@@ -141,7 +144,7 @@ def negatives(candidates: pa.Table, doc_topics: dict[str, int]) -> pa.Table:
             "rank": kept.column("rank"),
             "score": kept.column("score"),
             "pos_score": kept.column("pos_score"),
-            "topic": pa.array(topic, type=pa.int32()),
+            "topic": topic.cast(pa.int32()),
         },
         schema=schema.NEGATIVES,
     )

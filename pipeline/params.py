@@ -238,8 +238,11 @@ class FilterParams:
     # Finished judge results (scores, answers, NLLs), keyed by model + settings + texts: re-runs score only new pairs.
     cache: str = "cache/filter"
     checkpoint_rows: int = 256
+    # Queries judged together: the stage holds only their candidates and their documents' texts and vectors.
+    query_shard: int = 16384
 
     def check(self) -> None:
+        _at_least(self, "query_shard", 1)
         _at_least(self, "edit_max_tokens", 1)
         _at_least(self, "edit_max_ratio", 0.0)
         if self.edit_judge == "cross_encoder" and not self.cross_encoder:

@@ -9,6 +9,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
+
 from pipeline import artifacts
 from pipeline.schema import InputError
 
@@ -39,9 +41,8 @@ def stage(name: str) -> Iterator[logging.Logger]:
     log.info("%s finished in %.1f s", name, time.perf_counter() - started)
 
 
-def doc_topics() -> dict[str, int]:
-    """Each document's k-means topic, from the index stage (empty when topics are turned off)."""
+def doc_topics() -> pa.Table | None:
+    """Each document's k-means topic (id, topic), from the index stage; None when topics are turned off."""
     if not (INDEX / "doc_topics").exists():
-        return {}
-    table = artifacts.read(INDEX / "doc_topics")
-    return dict(zip(table["id"].to_pylist(), table["topic"].to_pylist()))
+        return None
+    return artifacts.read(INDEX / "doc_topics", ["id", "topic"])

@@ -39,6 +39,22 @@ def test_parts_manifest_and_content_hash(tmp_path):
     assert artifacts.manifest(tmp_path / "other" / "numbers")["content_hash"] != manifest["content_hash"]
 
 
+def test_streamed_groups_are_whole_and_selection_finds_rows_across_parts(tmp_path):
+    keys = ["a"] * 3 + ["b"] + ["c"] * 4 + ["d"] * 2 + ["e"]
+    with artifacts.ArtifactWriter(tmp_path / "out", {"p": 1}, rows_per_part=3) as out:
+        out.write("rows", pa.table({"key": keys, "n": list(range(len(keys)))}))
+    folder = tmp_path / "out" / "rows"
+    for groups, batch_size in [(1, 1), (2, 2), (2, 5), (3, 100)]:
+        tables = list(artifacts.iter_groups(folder, "key", groups, batch_size))
+        assert pa.concat_tables(tables)["n"].to_pylist() == list(range(len(keys))), "every row once, in order"
+        seen = [sorted(set(t["key"].to_pylist())) for t in tables]
+        assert all(len(s) <= groups for s in seen) and all(len(s) == groups for s in seen[:-1])
+        assert len({k for s in seen for k in s}) == sum(map(len, seen)), "no group is split between tables"
+    found = artifacts.select(folder, "key", pa.array(["c", "e", "z"]), ["key", "n"])
+    assert found["n"].to_pylist() == [4, 5, 6, 7, 10]
+    assert artifacts.select(folder, "key", pa.array(["z"])).num_rows == 0
+
+
 def test_an_empty_artifact_still_has_its_schema(tmp_path):
     write(tmp_path / "out", pa.array([], pa.int64()))
     table = artifacts.read(tmp_path / "out" / "numbers")

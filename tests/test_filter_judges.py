@@ -42,6 +42,15 @@ def test_cross_encoder_judge_decides_by_its_thresholds(pipeline_run, cross_encod
         assert (row["decision"] == "rejected") == flagged, row
         assert row["reason"] == ("judge_relevant" if flagged else None)
     reconcile(workdir)
+    # Streamed in shards of 5 queries (scores from the cache): the same decisions, the same negatives' bytes.
+    negatives_hash = artifacts.manifest(workdir / "data/filtered/negatives")["content_hash"]
+    params["filter"]["query_shard"] = 5
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    run_stage(workdir, "filter")
+    assert artifacts.manifest(workdir / "data/filtered/negatives")["content_hash"] == negatives_hash
+    by_pair = sorted(judged_rows(workdir), key=lambda r: (r["query_id"], r["doc_id"]))
+    assert by_pair == sorted(rows, key=lambda r: (r["query_id"], r["doc_id"]))
+    reconcile(workdir)
 
 
 @pytest.mark.slow

@@ -88,7 +88,7 @@ def _pairforge_negatives(workdir, monkeypatch, config: params.MineParams) -> dic
     index_config = params.load("index")
     queries, _, doc_ids = mine_stage.query_table()
     shard = mine.MineShard("data/index/index.faiss", doc_ids, config, index_config)
-    negatives = mine.negatives(shard(queries), {})
+    negatives = mine.negatives(shard(queries), None)
     found: dict[str, list[str]] = {}
     for query_id, doc_id in zip(negatives["query_id"].to_pylist(), negatives["doc_id"].to_pylist()):
         found.setdefault(query_id, []).append(doc_id)
