@@ -402,6 +402,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep each size's temp folder (projects, logs)")
     total_gib = psutil.virtual_memory().total / 2**30
     parser.add_argument("--memory-limit-gib", type=float, default=round(0.9 * total_gib, 1), help="kill a run above")
+    parser.add_argument("--sides", default="pairforge,peer", help="which sides to run (a re-measure of one side)")
     for hidden in ("--peer-worker", "--docs", "--peer-settings"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -421,7 +422,7 @@ def main() -> None:
         flush=True,
     )
     print(table([]), flush=True)
-    sides, rows = {"pairforge": True, "peer": True}, []
+    sides, rows = {side: side in args.sides.split(",") for side in ("pairforge", "peer")}, []
     for docs in (int(s) for s in args.sizes.split(",")):
         row = run_size(docs, args, sides)
         rows.append(row)
