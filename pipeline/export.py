@@ -7,15 +7,15 @@ Text columns come first (`anchor`, `positive`, `negative...` / `document`, `labe
 
 from __future__ import annotations
 
-import json
-
 import polars as pl
 import pyarrow as pa
 
 TEXT_COLUMNS = {
     "triplet": ["anchor", "positive", "negative"],
     "contrast-triplet": ["anchor", "positive", "negative"],
+    "mixed": ["anchor", "positive", "negative"],
     "labeled-pair": ["anchor", "document", "label"],
+    "labeled-list": ["anchor", "documents", "labels"],
 }
 
 
@@ -159,19 +159,20 @@ def _mined_triplet(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _per_positive(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per (query, positive), its mined negatives as lists in rank order."""
+    return frame.group_by("q_order", "p_order", maintain_order=True).agg(
+        pl.col("anchor", "positive", "query_id", "positive_id", "negative_kind", "pos_score", "topic").first(),
+        pl.col("negative").alias("negatives"),
+        pl.col("negative_id").alias("negative_ids"),
+        pl.col("neg_score").alias("neg_scores"),
+    )
+
+
 def n_tuple(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
     """One row per (query, positive) with negative_1..n of mined negatives; pairs short of n negatives are left
     out, as the peer does. Counterfactuals have their own anchors, so they go to the other formats."""
-    grouped = (
-        frame.group_by("q_order", "p_order", maintain_order=True)
-        .agg(
-            pl.col("anchor", "positive", "query_id", "positive_id", "negative_kind", "pos_score", "topic").first(),
-            pl.col("negative").alias("negatives"),
-            pl.col("negative_id").alias("negative_ids"),
-            pl.col("neg_score").alias("neg_scores"),
-        )
-        .filter(pl.col("negatives").list.len() == num_negatives)
-    )
+    grouped = _per_positive(frame).filter(pl.col("negatives").list.len() == num_negatives)
     negatives = [pl.col("negatives").list.get(i).alias(f"negative_{i + 1}") for i in range(num_negatives)]
     return grouped.select(
         "anchor",
@@ -183,6 +184,29 @@ def n_tuple(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> 
         "negative_kind",
         "pos_score",
         "neg_scores",
+        "topic",
+    )
+
+
+def n_tuple_scores(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
+    """n-tuple plus `score`: [positive's, negative_1's, ...] similarity under the embedding model, the
+    distillation target of MarginMSE-style losses (sentence-transformers' n-tuple-scores)."""
+    score = pl.concat_list(pl.col("pos_score"), pl.col("neg_scores")).alias("score")
+    table = n_tuple(frame, contrast, num_negatives)
+    return table.select(*table.columns[: 2 + num_negatives], score, *table.columns[2 + num_negatives :])
+
+
+def labeled_list(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
+    """(anchor, documents, labels) per (query, positive): the positive (label 1) then its mined negatives
+    (label 0), for listwise losses (sentence-transformers' labeled-list)."""
+    grouped = _per_positive(frame)
+    return grouped.select(
+        "anchor",
+        pl.concat_list(pl.col("positive"), pl.col("negatives")).alias("documents"),
+        pl.concat_list(pl.lit(1, pl.Int64), pl.col("negatives").list.eval(pl.lit(0, pl.Int64))).alias("labels"),
+        "query_id",
+        pl.concat_list(pl.col("positive_id"), pl.col("negative_ids")).alias("doc_ids"),
+        pl.concat_list(pl.col("pos_score"), pl.col("neg_scores")).alias("scores"),
         "topic",
     )
 
@@ -221,66 +245,69 @@ def labeled_pair(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int
     return pl.concat([both.select(columns), counterfactual], how="vertical_relaxed")
 
 
-FORMATS = {"triplet": triplet, "n-tuple": n_tuple, "labeled-pair": labeled_pair, "contrast-triplet": contrast_triplet}
+def mixed(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int, counterfactual_share: float):
+    """Triplets with `num_negatives` negatives per (query, positive) pair: `round(share * n)` counterfactuals of
+    the pair where the generator made them, mined negatives for the rest. A pair's counterfactuals are edits of
+    its positive (anchor: the query, which the edit no longer answers) and edits of its query (anchor: the
+    positive, which no longer answers the edit), as in `contrast-triplet`; `pair_doc` names the pair's document."""
+    wanted = round(counterfactual_share * num_negatives)
+    keys = ["query_id", "pair_doc"]
+    pair_doc = pl.when(pl.col("source_kind") == "query").then(pl.col("anchor_id")).otherwise(pl.col("positive_id"))
+    counterfactual = (
+        contrast.filter(pl.col("source_kind").is_in(["query", "positive"]))
+        .with_row_index("rank")
+        .with_columns(pair_doc.alias("pair_doc"), pl.col("rank").cast(pl.Int64))
+        .filter(pl.int_range(pl.len()).over(keys) < wanted)
+    )
+    used = counterfactual.group_by(keys).len("used")
+    order = frame.select("query_id", pl.col("positive_id").alias("pair_doc"), "q_order", "p_order").unique(keys)
+    mined = (
+        _mined_triplet(frame)
+        .with_columns(frame["rank"].cast(pl.Int64), pl.col("positive_id").alias("pair_doc"))
+        .join(used, on=keys, how="left", maintain_order="left")
+        .filter(pl.int_range(pl.len()).over(keys) < num_negatives - pl.col("used").fill_null(0))
+        .drop("used")
+    )
+    counterfactual = counterfactual.with_columns(
+        pl.lit(None, pl.Float32).alias("pos_score"), pl.lit(None, pl.Float32).alias("neg_score")
+    ).select(mined.columns)
+    both = pl.concat([counterfactual, mined], how="vertical_relaxed").join(order, on=keys, how="inner")
+    kind = (pl.col("negative_kind") == "mined").cast(pl.Int8)
+    return both.sort("q_order", "p_order", kind, "rank").drop("q_order", "p_order", "rank")
+
+
+FORMATS = {
+    "triplet": triplet,
+    "n-tuple": n_tuple,
+    "n-tuple-scores": n_tuple_scores,
+    "labeled-pair": labeled_pair,
+    "labeled-list": labeled_list,
+    "contrast-triplet": contrast_triplet,
+}
 
 
 def text_columns(fmt: str, table: pa.Table) -> list[str]:
-    if fmt == "n-tuple":
-        return ["anchor", "positive", *[c for c in table.column_names if c.startswith("negative_") and c[-1].isdigit()]]
+    if fmt.startswith("n-tuple"):
+        negatives = [c for c in table.column_names if c.startswith("negative_") and c[-1].isdigit()]
+        return ["anchor", "positive", *negatives, *(["score"] if fmt == "n-tuple-scores" else [])]
     return TEXT_COLUMNS[fmt]
 
 
-def _feature(dtype: pa.DataType) -> object:
-    if pa.types.is_list(dtype):
-        return {"list": _feature(dtype.value_type)}
-    names = {pa.string(): "string", pa.int64(): "int64", pa.int32(): "int32", pa.float32(): "float32"}
-    return {"dtype": names.get(dtype, str(dtype))}
+def batch_rows(fmt: str, table: pa.Table, known: dict[str, set[str]]):
+    """What batching needs of a format's rows (see `pipeline.batches`); None for formats not trained with
+    in-batch negatives (labeled-pair)."""
+    from pipeline.batches import Rows
 
-
-def card(name: str, version: str, tables: dict[str, pa.Table], manifest: dict) -> str:
-    """Dataset card: Hugging Face YAML front matter (configs, features, sizes) and a readable summary."""
-    import yaml
-
-    front = {
-        "pretty_name": name,
-        "tags": ["sentence-transformers", "hard-negatives", "pairforge"],
-        "configs": [
-            {"config_name": fmt, "data_files": [{"split": "train", "path": f"{fmt}/part-*.parquet"}]} for fmt in tables
-        ],
-        "dataset_info": [
-            {
-                "config_name": fmt,
-                "features": [{"name": f.name, **_feature(f.type)} for f in table.schema],
-                "splits": [{"name": "train", "num_examples": table.num_rows}],
-            }
-            for fmt, table in tables.items()
-        ],
-    }
-    lines = [
-        "---",
-        yaml.safe_dump(front, sort_keys=False).rstrip(),
-        "---",
-        f"# {name}",
-        "",
-        f"Version `{version}` (content hash of every Parquet part), built by pairforge.",
-        "",
-        "| format | rows | text columns for a trainer |",
-        "| --- | --- | --- |",
-        *[f"| {fmt} | {t.num_rows} | `{', '.join(text_columns(fmt, t))}` |" for fmt, t in tables.items()],
-        "",
-        "Load one format and keep the columns a sentence-transformers trainer reads:",
-        "",
-        "```python",
-        "from datasets import load_dataset",
-        f'ds = load_dataset("parquet", data_files="{next(iter(tables), "triplet")}/part-*.parquet", split="train")',
-        f"ds = ds.select_columns({text_columns(next(iter(tables)), next(iter(tables.values())))!r})" if tables else "",
-        "```",
-        "",
-        "## Provenance",
-        "",
-        "```json",
-        json.dumps(manifest, indent=2, sort_keys=True),
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
+    if fmt == "labeled-pair":
+        return None
+    anchors = table["anchor_id"].to_pylist() if "anchor_id" in table.column_names else [None] * table.num_rows
+    # Sentence counterfactuals have no query: their anchor sentence stands in for it.
+    query_ids = [q if q is not None else f"anchor:{a}" for q, a in zip(table["query_id"].to_pylist(), anchors)]
+    if fmt == "labeled-list":
+        docs = table["doc_ids"].to_pylist()
+        return Rows(query_ids, [d[0] for d in docs], [d[1:] for d in docs], known)
+    if fmt.startswith("n-tuple"):
+        negatives = table["negative_ids"].to_pylist()
+    else:
+        negatives = [[n] for n in table["negative_id"].to_pylist()]
+    return Rows(query_ids, table["positive_id"].to_pylist(), negatives, known)

@@ -269,10 +269,30 @@ class ExportParams:
     name: str = "pairforge-dataset"
     rows_per_part: int = 100_000
     seed: int = 12345
+    # Share of each (query, positive) pair's negatives that are counterfactual edits of the pair, in `mixed`.
+    counterfactual_share: float = 0.25
+    # Queries held out for dev (whole groups of queries sharing a positive); 0 writes train only.
+    dev_fraction: float = 0.0
+    # How rows are grouped into training batches (a `batch_id` column, rows written batch by batch): random,
+    # topic (TAS: one query cluster per batch), b3 (METIS communities of the teacher's rank graph), or none.
+    batching: Literal["none", "random", "topic", "b3"] = "topic"
+    batch_size: int = 32
+    # b3: a query links to the queries whose positives the teacher ranks in [b3_skip, b3_skip + b3_window) for it
+    # (the top b3_skip ranks are left out as likely false negatives); batches bundle this many communities.
+    b3_skip: int = 3
+    b3_window: int = 20
+    b3_communities_per_batch: int = 4
 
     def check(self) -> None:
         _at_least(self, "rows_per_part", 1)
-        known = {"triplet", "n-tuple", "labeled-pair", "contrast-triplet"}
+        _at_least(self, "batch_size", 2)
+        _at_least(self, "b3_skip", 0)
+        _at_least(self, "b3_window", 1)
+        _at_least(self, "b3_communities_per_batch", 1)
+        for name in ("counterfactual_share", "dev_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise InputError("params.yaml", None, f"export.{name}", f"must be in [0, 1], got {getattr(self, name)}")
+        known = {"triplet", "n-tuple", "n-tuple-scores", "labeled-pair", "labeled-list", "contrast-triplet", "mixed"}
         for fmt in self.formats:
             if fmt not in known:
                 raise InputError(

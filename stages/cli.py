@@ -1,4 +1,4 @@
-"""The `pairforge` command: run a stage (what dvc.yaml calls), or inspect the rejections ledger."""
+"""The `pairforge` command: run a stage (what dvc.yaml calls), inspect the rejections ledger, or write a report."""
 
 from __future__ import annotations
 
@@ -19,9 +19,23 @@ def main(argv: list[str] | None = None) -> None:
     audit = commands.add_parser("rejections", help="count rejections by stage and reason, with examples")
     audit.add_argument("--data", type=Path, default=Path("data"))
     audit.add_argument("--samples", type=int, default=3)
+    page = commands.add_parser("report", help="write a static HTML report: score distributions, rejections")
+    page.add_argument("--data", type=Path, default=Path("data"))
+    page.add_argument("--out", type=Path, default=Path("report.html"))
     args = parser.parse_args(argv)
     if args.command == "run":
         importlib.import_module(f"stages.{args.stage}").main()
+        return
+    if args.command == "report":
+        from pipeline import artifacts, ledger, report
+
+        found = report.scores(args.data)
+        name = artifacts.manifest(args.data / "export")["params"]["export"]["name"]
+        html = report.page(
+            name, report.metrics(args.data, found), report.histogram(found), ledger.summary(args.data, 0)[0]
+        )
+        args.out.write_text(html)
+        print(f"wrote {args.out}")
         return
     from pipeline import ledger
 

@@ -23,6 +23,7 @@ GENERATED = DATA / "generated"
 FILTERED = DATA / "filtered"
 EXPORT = DATA / "export"
 METRICS = Path("metrics")
+PLOTS = Path("plots")
 
 
 @contextlib.contextmanager

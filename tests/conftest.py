@@ -13,8 +13,11 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import yaml
+
+from pipeline import artifacts
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("PAIRFORGE_DATASETS", REPO.parent / "shared" / "datasets"))
@@ -103,6 +106,13 @@ def pipeline_run(sample_beir: Path, tmp_path_factory) -> Path:
     for name in STAGES:
         run_stage(workdir, name)
     return workdir
+
+
+def export_table(workdir: Path, fmt: str) -> pa.Table:
+    """Every exported row of a format: the train split, then dev when the export holds one out."""
+    folder = workdir / "data/export" / fmt
+    splits = [folder, *([folder / "dev"] if (folder / "dev").exists() else [])]
+    return pa.concat_tables([artifacts.read(path) for path in splits])
 
 
 def dvc(repo, *args, env: dict | None = None) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 
 import pytest
 import yaml
@@ -45,3 +47,44 @@ def test_every_dvc_stage_is_a_pairforge_command_in_order():
     assert list(stages) == list(COMMANDS) == list(STAGES)
     for name, stage in stages.items():
         assert stage["cmd"] == f"python -m stages.{name}"
+
+
+def git(repo, *args) -> None:
+    identity = ["-c", "user.name=pairforge-test", "-c", "user.email=test@pairforge.invalid"]
+    subprocess.run(["git", *identity, *args], cwd=repo, check=True, capture_output=True)
+
+
+def files(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_a_pushed_version_comes_back_byte_for_byte_in_a_fresh_clone(small_repro, tmp_path):
+    first_repo, _ = small_repro
+    repo = tmp_path / "repo"
+    shutil.copytree(first_repo, repo, symlinks=True)
+    (repo / ".gitignore").write_text("/cache/\n")  # the caches stay local; DVC ignores data/ outputs itself
+    dvc(repo, "remote", "add", "-d", "shared", str(tmp_path / "remote"))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "dataset v1")
+    git(repo, "tag", "v1")
+    assert "pushed" in dvc(repo, "push")
+    exported = files(repo / "data/export")
+    version = json.loads((repo / "data/export/_manifest.json").read_text())["version"]
+    printed = dvc(repo, "metrics", "show", "--json")  # stdout, then anything DVC logged
+    shown = json.loads(printed[printed.index("{") : printed.rindex("}") + 1])
+    metrics = next(iter(shown.values()))["data"]["metrics/export.json"]["data"]
+    assert metrics["version"] == version and metrics["scores"]["positive"]["count"] > 0
+    dvc(repo, "plots", "show", "-o", str(tmp_path / "plots"))
+    page = (tmp_path / "plots/index.html").read_text()
+    assert "score distributions" in page and "rejections by reason" in page
+
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    assert not (clone / "data/export").exists()
+    dvc(clone, "pull")
+    assert files(clone / "data/export") == exported, "the same bytes, every part, card and manifest"
+    dvc(tmp_path, "get", str(repo), "data/export", "--rev", "v1", "-o", str(tmp_path / "got"))
+    assert json.loads((tmp_path / "got/_manifest.json").read_text())["version"] == version
+    assert files(tmp_path / "got") == exported
+    assert ran(dvc(clone, "repro")) == set(), "the clone's outputs match its dvc.lock: nothing to rebuild"

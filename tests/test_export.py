@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 
+import numpy as np
 import polars as pl
 import pytest
 import yaml
 from datasets import load_dataset
 
-from pipeline import artifacts, models
-from tests.conftest import run_stage
+from pipeline import artifacts, batches, export, ledger, models, report, training
+from tests.conftest import export_table, run_stage
 
-FORMATS = ["triplet", "n-tuple", "labeled-pair", "contrast-triplet"]
+FORMATS = ["triplet", "n-tuple", "n-tuple-scores", "labeled-pair", "labeled-list", "contrast-triplet", "mixed"]
 TEXT_COLUMNS = {
     "triplet": ["anchor", "positive", "negative"],
     "contrast-triplet": ["anchor", "positive", "negative"],
+    "mixed": ["anchor", "positive", "negative"],
     "n-tuple": ["anchor", "positive", "negative_1", "negative_2", "negative_3"],
+    "n-tuple-scores": ["anchor", "positive", "negative_1", "negative_2", "negative_3", "score"],
     "labeled-pair": ["anchor", "document", "label"],
+    "labeled-list": ["anchor", "documents", "labels"],
 }
 
 
-def load(run, fmt):
-    return load_dataset("parquet", data_files=str(run / f"data/export/{fmt}/part-*.parquet"), split="train")
+def load(run, fmt, split="train"):
+    files = f"data/export/{fmt}/part-*.parquet" if split == "train" else f"data/export/{fmt}/{split}/part-*.parquet"
+    return load_dataset("parquet", data_files=str(run / files), split="train")
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -34,25 +43,99 @@ def test_each_format_loads_with_datasets_in_sentence_transformers_columns(pipeli
     assert dataset.column_names[: len(expected)] == expected
     if fmt == "labeled-pair":
         assert set(dataset["label"]) == {0, 1}
+    if fmt == "n-tuple-scores":
+        for row in dataset:
+            assert len(row["score"]) == 4 and row["score"][0] > max(row["score"][1:]), "positive scores highest"
+    if fmt == "labeled-list":
+        for row in dataset:
+            assert row["labels"] == [1] + [0] * (len(row["documents"]) - 1) and len(row["documents"]) >= 2
 
 
-def test_triplets_hold_the_mined_negatives_in_rank_order(pipeline_run):
-    triplets = pl.read_parquet(pipeline_run / "data/export/triplet/part-*.parquet")
-    triplets = triplets.filter(pl.col("negative_kind") == "mined")  # counterfactuals follow: tests/test_generate.py
-    negatives = pl.from_arrow(artifacts.read(pipeline_run / "data/mined/negatives"))
+def test_triplets_hold_the_filtered_negatives_in_rank_order(pipeline_run):
+    triplets = pl.from_arrow(export_table(pipeline_run, "triplet")).filter(pl.col("negative_kind") == "mined")
+    negatives = pl.from_arrow(artifacts.read(pipeline_run / "data/filtered/negatives"))
     positives = pl.from_arrow(artifacts.read(pipeline_run / "data/ingested/positives"))
     per_query = positives.group_by("query_id").len().rename({"len": "positives"})
     expected = negatives.join(per_query, on="query_id").select(pl.col("positives").sum()).item()
     assert triplets.height == expected, "each negative is paired with each positive of its query"
-    first = triplets.filter(pl.col("query_id") == triplets["query_id"][0])
-    assert first["neg_score"].to_list() == sorted(first["neg_score"].to_list(), reverse=True)[: first.height]
+    mined = negatives.group_by("query_id", maintain_order=True).agg("doc_id")
+    exported = triplets.sort("query_id", pl.col("neg_score"), descending=[False, True])
+    for query_id, docs in mined.iter_rows():
+        rows = exported.filter(pl.col("query_id") == query_id).unique("negative_id", maintain_order=True)
+        assert rows["negative_id"].to_list() == docs, "by score, the negatives are the filter's, in rank order"
     assert (triplets["neg_score"] < triplets["pos_score"]).all(), "relative_margin keeps negatives below positives"
+
+
+def test_mixed_gives_each_pair_its_share_of_counterfactuals(pipeline_run):
+    mixed = pl.from_arrow(export_table(pipeline_run, "mixed"))
+    per_pair = mixed.group_by("query_id", "pair_doc").agg(
+        pl.len().alias("rows"), (pl.col("negative_kind") == "counterfactual").sum().alias("counterfactual")
+    )
+    assert (per_pair["counterfactual"] <= round(0.25 * 3)).all() and (per_pair["rows"] <= 3).all()
+    assert per_pair["counterfactual"].sum() > 0, "the pipeline run edits queries"
+    contrast = pl.from_arrow(export_table(pipeline_run, "contrast-triplet"))
+    doc = pl.when(pl.col("source_kind") == "query").then(pl.col("anchor_id")).otherwise(pl.col("positive_id"))
+    edited = contrast.select("query_id", doc.alias("pair_doc")).unique()
+    assert (per_pair.join(edited, on=["query_id", "pair_doc"])["counterfactual"] == 1).all(), "used where made"
+
+
+def test_dev_split_shares_no_query_and_no_positive_with_train(pipeline_run):
+    for fmt in ("triplet", "n-tuple", "labeled-list", "contrast-triplet"):
+        train = artifacts.read(pipeline_run / f"data/export/{fmt}")
+        dev = artifacts.read(pipeline_run / f"data/export/{fmt}/dev")
+        assert dev.num_rows > 0 and train.num_rows > 0
+        queries = [set(t["query_id"].drop_null().to_pylist()) for t in (train, dev)]
+        assert not queries[0] & queries[1], fmt
+    positives = artifacts.read(pipeline_run / "data/ingested/positives")
+    dev_queries = set(artifacts.read(pipeline_run / "data/export/triplet/dev")["query_id"].to_pylist())
+    in_dev = {d for q, d in zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()) if q in dev_queries}
+    train_positives = set(artifacts.read(pipeline_run / "data/export/triplet")["positive_id"].to_pylist())
+    assert not in_dev & train_positives
+
+
+@pytest.mark.parametrize("fmt", ["triplet", "n-tuple"])
+def test_rows_come_batch_by_batch_as_a_sequential_trainer_reads_them(pipeline_run, fmt):
+    from sentence_transformers.base.sampler import DefaultBatchSampler
+    from torch.utils.data import SequentialSampler
+
+    table = artifacts.read(pipeline_run / f"data/export/{fmt}")
+    batch_id = table["batch_id"].to_pylist()
+    assert batch_id == sorted(batch_id) and batch_id[0] == 0
+    manifest = json.loads((pipeline_run / "data/export/_manifest.json").read_text())
+    plan = manifest["batches"][fmt]["train"]
+    assert plan["batches"] == batch_id[-1] + 1 and plan["same_positive"] == 0
+    positives = artifacts.read(pipeline_run / "data/ingested/positives")
+    known = {}
+    for q, d in zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()):
+        known.setdefault(q, set()).add(d)
+    recount = batches.conflicts(export.batch_rows(fmt, table, known), np.array(batch_id))
+    assert plan == {"batches": batch_id[-1] + 1, **recount}
+    # Read in order with the export's batch size, a trainer gets each full batch exactly.
+    size = manifest["params"]["export"]["batch_size"]
+    full = [b for b in range(batch_id[-1] + 1) if batch_id.count(b) == size]
+    assert full == list(range(len(full))), "full batches come first (how many depends on the data's conflicts)"
+    sampler = DefaultBatchSampler(SequentialSampler(range(table.num_rows)), batch_size=size, drop_last=False)
+    assert [{batch_id[i] for i in indices} for indices in sampler][: len(full)] == [{b} for b in full]
+    # The README's sampler for sentence-transformers' trainer gives every batch, partial ones included.
+    dataset = load(pipeline_run, fmt).select_columns(TEXT_COLUMNS[fmt])
+    expected = [[i for i, b in enumerate(batch_id) if b == k] for k in range(batch_id[-1] + 1)]
+    in_order = training.export_batches(batch_id, shuffle_batches=False)(dataset, size, False, seed=3)
+    assert [list(indices) for indices in in_order] == expected
+    shuffled = training.export_batches(batch_id)(dataset, size, False, seed=3)
+    assert sorted(sorted(indices) for indices in shuffled) == expected, "batch order shuffles, batches stay whole"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("fmt", "loss"),
-    [("triplet", "mnrl"), ("n-tuple", "mnrl"), ("labeled-pair", "contrastive"), ("contrast-triplet", "mnrl")],
+    [
+        ("triplet", "mnrl"),
+        ("n-tuple", "mnrl"),
+        ("n-tuple-scores", "distill"),
+        ("labeled-pair", "contrastive"),
+        ("contrast-triplet", "mnrl"),
+        ("mixed", "mnrl"),
+    ],
 )
 def test_a_sentence_transformers_model_trains_on_each_format(pipeline_run, tmp_path, fmt, loss):
     import torch
@@ -64,7 +147,11 @@ def test_a_sentence_transformers_model_trains_on_each_format(pipeline_run, tmp_p
     model = SentenceTransformer(str(models.resolve("packaged:all-MiniLM-L6-v2")), device="cpu")
     model.max_seq_length = 64
     before = [p.detach().clone() for p in model.parameters()][-4]
-    objective = losses.MultipleNegativesRankingLoss(model) if loss == "mnrl" else losses.ContrastiveLoss(model)
+    objective = {
+        "mnrl": losses.MultipleNegativesRankingLoss,
+        "contrastive": losses.ContrastiveLoss,
+        "distill": losses.DistillKLDivLoss,  # the teacher's scores in `score`
+    }[loss](model)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(tmp_path),
         max_steps=3,
@@ -94,13 +181,18 @@ def test_polars_queries_the_export_lazily(pipeline_run):
 
 
 def test_card_and_manifest_describe_the_version_and_sizes(pipeline_run):
-    export = pipeline_run / "data/export"
-    manifest = json.loads((export / "_manifest.json").read_text())
-    card = (export / "README.md").read_text()
+    folder = pipeline_run / "data/export"
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    card = (folder / "README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])
     assert {c["config_name"] for c in front["configs"]} == set(FORMATS)
     for info in front["dataset_info"]:
-        assert info["splits"][0]["num_examples"] == manifest["rows"][info["config_name"]]
+        splits = {s["name"]: s["num_examples"] for s in info["splits"]}
+        assert splits == manifest["rows"][info["config_name"]] and set(splits) == {"train", "dev"}
+    for config in front["configs"]:  # every split's files load as the card says
+        for files in config["data_files"]:
+            dataset = load_dataset("parquet", data_files=str(folder / files["path"]), split="train")
+            assert len(dataset) == manifest["rows"][config["config_name"]][files["split"]]
     assert manifest["version"] in card
     assert set(manifest["inputs"]) == {"ingested", "index", "mined", "filtered"}
     assert manifest["params"]["generate"]["rules"]  # the edits' provenance travels with the version
@@ -111,3 +203,56 @@ def test_export_is_deterministic(pipeline_run):
     before = json.loads((pipeline_run / "data/export/_manifest.json").read_text())["version"]
     run_stage(pipeline_run, "export")
     assert json.loads((pipeline_run / "data/export/_manifest.json").read_text())["version"] == before
+
+
+def test_metrics_and_plots_for_dvc(pipeline_run):
+    metrics = json.loads((pipeline_run / "metrics/export.json").read_text())
+    assert (
+        metrics["scores"]["positive"]["count"]
+        == artifacts.manifest(pipeline_run / "data/mined/positive_scores")["rows"]
+    )
+    assert metrics["scores"]["mined"]["mean"] < metrics["scores"]["positive"]["mean"]
+    assert metrics["scores"]["counterfactual"]["count"] > 0
+    counts, _ = ledger.summary(pipeline_run / "data", samples=0)
+    assert sum(metrics["rejections"].values()) == counts["rows"].sum()
+    candidates = artifacts.manifest(pipeline_run / "data/mined/candidates")["rows"]
+    for reason, share in metrics["rejection_shares"]["mine"].items():
+        assert share == round(metrics["rejections"][f"mine/{reason}"] / candidates, 4)
+    histogram = pl.read_csv(pipeline_run / "plots/scores.csv")
+    for kind in ("positive", "mined", "counterfactual"):
+        assert abs(histogram[kind].sum() - 1) < 1e-3, "each kind's shares sum to one"
+    assert pl.read_csv(pipeline_run / "plots/rejections.csv")["rows"].sum() == counts["rows"].sum()
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI installs Debian's chromium (.ci/run); it is missing")
+        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    return found
+
+
+@pytest.mark.slow
+def test_the_html_report_renders_its_plots_in_headless_chromium(pipeline_run, tmp_path):
+    from PIL import Image
+
+    browser = chromium()
+    page = tmp_path / "report.html"
+    done = subprocess.run(
+        [sys.executable, "-m", "stages.cli", "report", "--out", str(page)], cwd=pipeline_run, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}", "--window-size=900,1400", "--hide-scrollbars",
+    ]  # fmt: skip
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
+    dom = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.stdout.count('class="plot"') == 2, "both plots are in the rendered page"
+    pixels = np.asarray(Image.open(shot).convert("RGB"))
+    for kind, colour in report.COLOURS.items():  # each series' bars were painted, not just present in the source
+        rgb = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+        assert (pixels == rgb).all(axis=-1).sum() > 200, f"{kind} bars ({colour}) not drawn"

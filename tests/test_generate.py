@@ -12,7 +12,7 @@ import yaml
 
 from pipeline import artifacts, ledger, schema
 from pipeline.contrast import validate
-from tests.conftest import DATASETS, kill_at_first_checkpoint, run_stage
+from tests.conftest import DATASETS, export_table, kill_at_first_checkpoint, run_stage
 
 KEY_ENV, KEY = "PAIRFORGE_TEST_EDIT_KEY", "sk-test-never-written-anywhere"
 
@@ -78,13 +78,12 @@ def test_filter_validates_every_edit_and_export_carries_the_kept_ones(pipeline_r
             )
     kept = edits.filter(pc.and_(pc.equal(edits["decision"], "kept"), pc.invert(edits["preserves_meaning"])))
     assert kept.num_rows > 0
-    export = pipeline_run / "data/export"
-    triplets = artifacts.read(export / "contrast-triplet")
+    triplets = export_table(pipeline_run, "contrast-triplet")
     assert set(triplets["negative_id"].to_pylist()) == set(kept["pair_id"].to_pylist())
-    all_triplets = artifacts.read(export / "triplet")
+    all_triplets = export_table(pipeline_run, "triplet")
     counterfactual = all_triplets.filter(pc.equal(all_triplets["negative_kind"], "counterfactual"))
     assert counterfactual.num_rows == triplets.num_rows and None not in counterfactual["op"].to_pylist()
-    pairs = artifacts.read(export / "labeled-pair")
+    pairs = export_table(pipeline_run, "labeled-pair")
     assert pc.sum(pc.equal(pairs["kind"], "counterfactual")).as_py() == triplets.num_rows
     counts, _ = ledger.summary(pipeline_run / "data")
     assert set(rejected["reason"].to_pylist()) <= set(counts["reason"].to_list())
@@ -245,7 +244,7 @@ def test_positive_documents_as_the_source_give_query_anchored_triplets(tmp_path,
     query_text = dict(zip(queries["query_id"].to_pylist(), queries["text"].to_pylist()))
     positives = artifacts.read(workdir / "data/ingested/positives")
     pairs = set(zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()))
-    triplets = artifacts.read(workdir / "data/export/contrast-triplet").to_pylist()
+    triplets = export_table(workdir, "contrast-triplet").to_pylist()
     assert triplets
     for row in triplets:  # anchor: a query the edited document answers; positive: that document, unedited
         assert (row["query_id"], row["positive_id"]) in pairs

@@ -1,0 +1,187 @@
+"""Does pairforge's data train better models? Fine-tune the packaged MiniLM with MultipleNegativesRankingLoss on
+SciFact train data built five ways, then score nDCG@10 and Recall@100 on SciFact test (full corpus, exact search).
+
+    python benchmarks/train_eval.py [SCIFACT_DIR] [--seeds 1,2,3] [--settings a,b,c,d,e] [--epochs 1]
+        [--batch-size 32] [--max-seq-length 128] [--work DIR]
+
+(a) no hard negatives: (query, positive) pairs, in-batch negatives only;
+(b) sentence-transformers' `mine_hard_negatives` with its defaults (base model, triplets);
+(c) pairforge: the real pipeline on SciFact train (rule-based edits, default mining and filter params), mined and
+    filtered triplets, batches in random order (`export.batching: random`);
+(d) (c) in topic batches (`export.batching: topic`), and (d-b3) in B3 batches, trained on the export's batches;
+(e) (c) plus counterfactual negatives (`mixed`, `export.counterfactual_share`).
+Every setting trains with the same loss, optimiser, epochs, batch size and seeds; (a), (b), (c) and (e) use the
+sentence-transformers NO_DUPLICATES batch sampler (its advice for in-batch negatives). Evaluation embeds with
+pairforge's Encoder at bf16 (cosine >= 0.9999 to fp32; benchmarks/retrieval_quality.py measured nDCG@10 within
+0.001), the base model included. Prints mean ± std over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.retrieval_quality import load_beir, ndcg_recall  # noqa: E402
+from pipeline import artifacts, models  # noqa: E402
+
+MODEL = "packaged:all-MiniLM-L6-v2"
+STAGES = ("ingest", "embed", "index", "mine", "generate", "filter", "export")
+TEXT = ["anchor", "positive", "negative"]
+
+
+def stage(project: Path, name: str) -> None:
+    done = subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=project, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"stage {name} failed:\n{done.stderr[-3000:]}")
+
+
+def pairforge_exports(scifact: Path, work: Path, settings: list[str], batch_size: int) -> dict[str, Path]:
+    """Run the pipeline once on SciFact train; re-run export per batching; returns each setting's export folder."""
+    project = work / "project"
+    project.mkdir(parents=True, exist_ok=True)
+    for part in ("pipeline", "stages"):
+        shutil.rmtree(project / part, ignore_errors=True)
+        shutil.copytree(REPO / part, project / part)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["ingest"].update(source=str(scifact), split="train")
+    params["embed"]["precision"] = "bf16"
+    params["generate"]["llm_backend"] = "none"  # rule-based edits: the packaged 135M LLM is too weak to help
+    params["export"].update(formats=["triplet", "mixed"], dev_fraction=0.0, batch_size=batch_size)
+    exports = {}
+    for name, batching in (("c", "random"), ("d", "topic"), ("d-b3", "b3"), ("e", "random")):
+        if name not in settings:
+            continue
+        params["export"]["batching"] = batching
+        (project / "params.yaml").write_text(yaml.safe_dump(params))
+        for step in STAGES if not exports else ("export",):
+            stage(project, step)
+        exports[name] = work / f"export-{name}"
+        shutil.rmtree(exports[name], ignore_errors=True)
+        shutil.copytree(project / "data/export", exports[name])
+    return exports
+
+
+def peer_triplets(scifact: Path, model) -> list[dict]:
+    """sentence-transformers' mine_hard_negatives on the train pairs, every knob at its default."""
+    from datasets import Dataset
+    from sentence_transformers.util import mine_hard_negatives
+
+    return mine_hard_negatives(Dataset.from_list(train_pairs(scifact)), model).to_list()
+
+
+def train_pairs(scifact: Path) -> list[dict]:
+    doc_ids, doc_texts, _, _ = load_beir(scifact, "test")
+    text = dict(zip(doc_ids, doc_texts))
+    queries = {}
+    with open(scifact / "queries.jsonl") as handle:
+        for line in handle:
+            query = json.loads(line)
+            queries[str(query["_id"])] = query["text"]
+    pairs = []
+    with open(scifact / "qrels" / "train.tsv") as handle:
+        next(handle)
+        for line in handle:
+            query, doc, score = line.rstrip("\n").split("\t")
+            if float(score) > 0:
+                pairs.append({"anchor": queries[query], "positive": text[doc]})
+    return pairs
+
+
+def train(rows, seed: int, args, out: Path, batch_ids=None) -> Path:
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer import losses
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+
+    from pipeline.training import export_batches
+
+    dataset = rows if not isinstance(rows, list) else Dataset.from_list(rows)
+    model = SentenceTransformer(str(models.resolve(MODEL)), device="cpu")
+    model.max_seq_length = args.max_seq_length
+    sampler = export_batches(batch_ids) if batch_ids is not None else BatchSamplers.NO_DUPLICATES
+    training = SentenceTransformerTrainingArguments(
+        output_dir=str(out / "checkpoints"), num_train_epochs=args.epochs, per_device_train_batch_size=args.batch_size,
+        learning_rate=args.learning_rate, warmup_ratio=0.1, seed=seed, data_seed=seed, bf16=args.bf16,
+        use_cpu=True, report_to=[], save_strategy="no", logging_steps=50, batch_sampler=sampler,
+    )  # fmt: skip
+    trainer = SentenceTransformerTrainer(
+        model=model, args=training, train_dataset=dataset, loss=losses.MultipleNegativesRankingLoss(model)
+    )
+    trainer.train()
+    model.max_seq_length = 256  # evaluate as the base model is evaluated
+    model.save(str(out / "model"))
+    return out / "model"
+
+
+def evaluate(folder, corpus) -> tuple[float, float]:
+    from pipeline.models.encoder import Encoder
+
+    doc_ids, doc_texts, query_texts, relevant = corpus
+    encoder = Encoder(str(folder), device="cpu", precision="bf16")
+    return ndcg_recall(encoder.encode(doc_texts)[0], encoder.encode(query_texts)[0], doc_ids, relevant)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scifact", type=Path, nargs="?", default=REPO.parent / "shared/datasets/scifact")
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--settings", default="a,b,c,d,d-b3,e")
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--no-bf16", dest="bf16", action="store_false")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/pairforge-train-eval"))
+    args = parser.parse_args()
+    settings, seeds = args.settings.split(","), [int(s) for s in args.seeds.split(",")]
+    args.work.mkdir(parents=True, exist_ok=True)
+    corpus = load_beir(args.scifact, "test")
+    started = time.perf_counter()
+    results = {"base": [evaluate(models.resolve(MODEL), corpus)]}
+    print(f"base model: nDCG@10 {results['base'][0][0]:.4f}, R@100 {results['base'][0][1]:.4f}", flush=True)
+    data = {}
+    if "a" in settings:
+        data["a"] = (train_pairs(args.scifact), None)
+    if "b" in settings:
+        from sentence_transformers import SentenceTransformer
+
+        data["b"] = (peer_triplets(args.scifact, SentenceTransformer(str(models.resolve(MODEL)), device="cpu")), None)
+    for name, folder in pairforge_exports(args.scifact, args.work, settings, args.batch_size).items():
+        fmt = "mixed" if name == "e" else "triplet"
+        table = artifacts.read(folder / fmt)
+        batch_ids = table["batch_id"].to_numpy() if name.startswith("d") else None
+        data[name] = (table.select(TEXT).to_pylist(), batch_ids)
+    rows = {name: len(rows) for name, (rows, _) in data.items()}
+    print(f"training rows: {rows}", flush=True)
+    for name in settings:
+        examples, batch_ids = data[name]
+        for seed in seeds:
+            out = args.work / f"run-{name}-{seed}"
+            scores = evaluate(train(examples, seed, args, out, batch_ids), corpus)
+            results.setdefault(name, []).append(scores)
+            print(f"{name} seed {seed}: nDCG@10 {scores[0]:.4f}, R@100 {scores[1]:.4f}", flush=True)
+            shutil.rmtree(out, ignore_errors=True)
+    print(f"\nSciFact test, full corpus ({len(corpus[0])} docs, {len(corpus[2])} queries); seeds {seeds}; "
+          f"{args.epochs} epoch(s), batch {args.batch_size}, lr {args.learning_rate}, max_seq_length "
+          f"{args.max_seq_length}; {time.perf_counter() - started:.0f} s")  # fmt: skip
+    print(f"{'setting':8} {'rows':>6} {'nDCG@10':>17} {'R@100':>17}")
+    for name, scores in results.items():
+        ndcg, recall = np.array(scores).T
+        spread = f"{ndcg.mean():8.4f} ± {ndcg.std():.4f} {recall.mean():8.4f} ± {recall.std():.4f}"
+        print(f"{name:8} {rows.get(name, 0):6} {spread}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The dataset card: Hugging Face YAML front matter (configs, splits, features, sizes) and a readable summary."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+from pipeline.export import text_columns
+
+
+def _feature(dtype: pa.DataType) -> object:
+    if pa.types.is_list(dtype):
+        return {"list": _feature(dtype.value_type)}
+    names = {pa.string(): "string", pa.int64(): "int64", pa.int32(): "int32", pa.float32(): "float32"}
+    return {"dtype": names.get(dtype, str(dtype))}
+
+
+def card(name: str, version: str, tables: dict[str, dict[str, pa.Table]], manifest: dict) -> str:
+    """`tables`: per format, per split (train, and dev when held out), the exported table."""
+    import yaml
+
+    def path(fmt: str, split: str) -> str:
+        return f"{fmt}/part-*.parquet" if split == "train" else f"{fmt}/{split}/part-*.parquet"
+
+    front = {
+        "pretty_name": name,
+        "tags": ["sentence-transformers", "hard-negatives", "pairforge"],
+        "configs": [
+            {"config_name": fmt, "data_files": [{"split": split, "path": path(fmt, split)} for split in splits]}
+            for fmt, splits in tables.items()
+        ],
+        "dataset_info": [
+            {
+                "config_name": fmt,
+                "features": [{"name": f.name, **_feature(f.type)} for f in splits["train"].schema],
+                "splits": [{"name": split, "num_examples": t.num_rows} for split, t in splits.items()],
+            }
+            for fmt, splits in tables.items()
+        ],
+    }
+    first = next(iter(tables), "triplet")
+    batched = [fmt for fmt, splits in tables.items() if "batch_id" in splits["train"].column_names]
+    lines = [
+        "---",
+        yaml.safe_dump(front, sort_keys=False).rstrip(),
+        "---",
+        f"# {name}",
+        "",
+        f"Version `{version}` (content hash of every Parquet part), built by pairforge.",
+        "",
+        "| format | split | rows | text columns for a trainer |",
+        "| --- | --- | --- | --- |",
+        *[
+            f"| {fmt} | {split} | {t.num_rows} | `{', '.join(text_columns(fmt, t))}` |"
+            for fmt, splits in tables.items()
+            for split, t in splits.items()
+        ],
+        "",
+        "Load one format and keep the columns a sentence-transformers trainer reads:",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        f'ds = load_dataset("parquet", data_files="{path(first, "train")}", split="train")',
+        f"ds = ds.select_columns({text_columns(first, tables[first]['train'])!r})" if tables else "",
+        "```",
+        "",
+        *(
+            [
+                f"Rows of {', '.join(batched)} are written batch by batch (`batch_id`, method "
+                f"`{manifest['params']['export']['batching']}`, {manifest['params']['export']['batch_size']} rows):",
+                "read them in order, with that batch size and no shuffling, to train on these batches.",
+                "",
+            ]
+            if batched
+            else []
+        ),
+        "## Provenance",
+        "",
+        "```json",
+        json.dumps(manifest, indent=2, sort_keys=True),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
