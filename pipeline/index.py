@@ -94,14 +94,21 @@ def write(index: faiss.Index, path: str) -> None:
     faiss.write_index(index, path)
 
 
-def load(source: str | np.ndarray, params: IndexParams) -> faiss.Index:
+def gpus() -> int:
+    """GPUs FAISS can use in this process: 0 with faiss-cpu, or where none is visible."""
+    return faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
+
+
+def load(source: str | np.ndarray, params: IndexParams, gpu: bool = False) -> faiss.Index:
     """An index from its file, memory-mapped (the processes of one machine share a flat index's vectors in the page
-    cache instead of each holding a copy), or from its bytes."""
+    cache instead of each holding a copy), or from its bytes; on this process's GPUs if asked and FAISS has any."""
     if isinstance(source, np.ndarray):
         index = faiss.deserialize_index(source)
     else:
         index = faiss.read_index(source, faiss.IO_FLAG_MMAP_IFC)
     set_search_params(index, params)
+    if gpu and gpus():
+        index = faiss.index_cpu_to_all_gpus(index)
     return index
 
 
@@ -109,8 +116,9 @@ def topics(doc_vectors: np.ndarray, params: IndexParams) -> faiss.Kmeans:
     """Spherical k-means over the corpus (centroids on the unit sphere, like the vectors)."""
     k = min(params.topics, len(doc_vectors))
     kmeans = faiss.Kmeans(
-        doc_vectors.shape[1], k, niter=params.kmeans_iterations, seed=params.seed, spherical=True, verbose=False
-    )
+        doc_vectors.shape[1], k, niter=params.kmeans_iterations, seed=params.seed, spherical=True, verbose=False,
+        gpu=gpus() > 0,
+    )  # fmt: skip
     kmeans.train(doc_vectors)
     return kmeans
 

@@ -96,7 +96,7 @@ class MineShard:
     def __init__(
         self, index_source: str | np.ndarray, doc_ids: pa.Array, params: MineParams, index_params: IndexParams
     ):
-        self.index = index.load(index_source, index_params)
+        self.index = index.load(index_source, index_params, gpu=params.gpus_per_actor > 0)
         self.doc_ids = doc_ids
         self.params = params
 

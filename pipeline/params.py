@@ -116,8 +116,14 @@ class MineParams:
     # Queries per search task (streamed to the actors holding the index). Large: FAISS's exact search costs about
     # as much per call for 256 queries as for 2048 (measured over 100k vectors), so small tasks waste ~90% of it.
     query_batch_size: int = 4096
+    # Search actors (0: one per CPU of the cluster, or per GPU share); with gpus_per_actor > 0 each actor moves the
+    # index to its GPU when FAISS was built with GPU support (faiss-gpu), and searches on the CPU otherwise.
+    actors: int = 0
+    gpus_per_actor: float = 0.0
 
     def check(self) -> None:
+        _at_least(self, "actors", 0)
+        _at_least(self, "gpus_per_actor", 0.0)
         _at_least(self, "range_min", 0)
         _at_least(self, "num_negatives", 1)
         _at_least(self, "query_batch_size", 1)

@@ -117,6 +117,9 @@ def map_batches(
     import ray
 
     init()
+    if resources.gpus and not cluster_resources().get("GPU", 0):
+        # Ray would wait for a GPU forever; say so instead.
+        raise RuntimeError(f"{worker.__name__} asks for {resources.gpus} GPU per actor; this Ray cluster has no GPU")
     size = pool_size(resources)
     blocks = [table.slice(start, rows_per_task) for start in range(0, table.num_rows, rows_per_task)]
     if not blocks:

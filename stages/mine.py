@@ -83,7 +83,11 @@ def main() -> None:
         with artifacts.ArtifactWriter(MINED, config, inputs) as out:
             out.write("positive_scores", positive_scores)
             for candidates in runtime.map_batches(
-                queries, mine.MineShard, worker_args, runtime.Resources(), rows_per_task=config.query_batch_size
+                queries,
+                mine.MineShard,
+                worker_args,
+                runtime.Resources(config.actors, 1, config.gpus_per_actor),
+                rows_per_task=config.query_batch_size,
             ):
                 out.write("candidates", candidates)
                 rejected = candidates.filter(pc.equal(candidates["decision"], mine.REJECTED))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipeline import artifacts, mine, models, params
+from pipeline import artifacts, index, mine, models, params, runtime
 
 TOP = params.MineParams(range_min=0, range_max=6, num_negatives=2)
 
@@ -78,6 +79,13 @@ def test_actors_without_the_index_file_mine_the_same_from_its_bytes(pipeline_run
     index_bytes = np.fromfile("data/index/index.faiss", dtype=np.uint8)
     assert mine.MineShard(index_bytes, doc_ids, config, index_config)(queries).equals(mapped)
     assert mapped.equals(artifacts.read(pipeline_run / "data/mined/candidates")), "as the stage's actors found"
+    on_gpu = dataclasses.replace(config, gpus_per_actor=1.0)  # with faiss-cpu: searched on the CPU, same rows
+    assert index.gpus() == 0 and mine.MineShard(index_bytes, doc_ids, on_gpu, index_config)(queries).equals(mapped)
+
+
+def test_asking_for_gpus_on_a_cluster_without_any_fails_at_once():
+    with pytest.raises(RuntimeError, match="this Ray cluster has no GPU"):
+        next(runtime.map_batches(pa.table({"x": [1]}), mine.MineShard, {}, runtime.Resources(gpus=1.0), 1))
 
 
 def _pairforge_negatives(workdir, monkeypatch, config: params.MineParams) -> dict[str, list[str]]:
