@@ -40,12 +40,9 @@ def histogram(found: dict[str, np.ndarray]) -> pl.DataFrame:
 def metrics(data: Path, found: dict[str, np.ndarray]) -> dict:
     """Counts, rejection shares by stage and reason, and score statistics."""
     counts, _ = ledger.summary(data, samples=0)
-    judged = artifacts.manifest(data / "filtered/judged")["rows"]
-    inspected = {"mine": artifacts.manifest(data / "mined/candidates")["rows"], "filter": judged}
-    shares = {}
+    shares = {}  # each reason's share of its stage's rejections
     for stage, reason, rows in counts.iter_rows():
-        total = inspected.get(stage) or counts.filter(pl.col("stage") == stage)["rows"].sum()
-        shares.setdefault(stage, {})[reason] = round(rows / total, 4)
+        shares.setdefault(stage, {})[reason] = round(rows / counts.filter(pl.col("stage") == stage)["rows"].sum(), 4)
     stats = {
         kind: {
             "count": int(len(values)),

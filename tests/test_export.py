@@ -215,9 +215,10 @@ def test_metrics_and_plots_for_dvc(pipeline_run):
     assert metrics["scores"]["counterfactual"]["count"] > 0
     counts, _ = ledger.summary(pipeline_run / "data", samples=0)
     assert sum(metrics["rejections"].values()) == counts["rows"].sum()
-    candidates = artifacts.manifest(pipeline_run / "data/mined/candidates")["rows"]
+    mine_total = counts.filter(pl.col("stage") == "mine")["rows"].sum()
     for reason, share in metrics["rejection_shares"]["mine"].items():
-        assert share == round(metrics["rejections"][f"mine/{reason}"] / candidates, 4)
+        assert share == round(metrics["rejections"][f"mine/{reason}"] / mine_total, 4)
+    assert abs(sum(metrics["rejection_shares"]["filter"].values()) - 1) < 1e-3
     histogram = pl.read_csv(pipeline_run / "plots/scores.csv")
     for kind in ("positive", "mined", "counterfactual"):
         assert abs(histogram[kind].sum() - 1) < 1e-3, "each kind's shares sum to one"
