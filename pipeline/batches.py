@@ -4,13 +4,14 @@ With in-batch negatives (MultipleNegativesRankingLoss and kin), every other row'
 row's negatives too, so the batches decide how hard, and how false, most of the negatives are:
 - `random`: rows in a seeded random order;
 - `topic` (TAS-style): each batch drawn from one k-means cluster of the queries, so in-batch negatives share a
-  topic; batches are full-sized (a cluster's remainder is packed with other clusters' remainders at the end);
+  topic (a cluster's remainder is packed with other clusters' remainders at the end);
 - `b3` (B3-style): a sparse graph joins two queries when the teacher ranks one's positive among the other's top
   candidates (past the first `skip` ranks, likely false negatives); METIS cuts it into small communities, and each
   batch is filled from a few communities, so in-batch negatives are ones the teacher found hard.
-Every method fills batches greedily under the same rules: two rows with the same positive document never share
-a batch, and a row is kept out of a batch where a known positive of one row would be another's in-batch
-negative, unless no batch of its group can take it (then it opens a new one). Conflicts that remain are counted.
+Every method but `none` (ingest order, cut every batch_size rows) fills batches greedily under the same rules:
+two rows with the same positive document never share a batch, and a row is kept out of a batch where a known
+positive of one row would be another's in-batch negative, unless no batch of its group can take it (then it opens
+a new one). Conflicts that remain are counted.
 Full batches go out in a seeded random order, so a trainer does not walk through one topic after another; the
 partial ones (rows no full batch could take, e.g. many edits of one positive) go last. Reading the rows in order
 with the same batch size gives exactly the full batches; `pipeline.training.export_batches` gives all of them.
@@ -139,6 +140,14 @@ def plan(
     return table.take(order).append_column("batch_id", pa.array(batch_id[order], pa.int64())), figures
 
 
+def documents_by_query(table: pa.Table) -> dict[str, list[str]]:
+    """Each query's doc_ids, in table order, from (query_id, doc_id) rows."""
+    found: dict[str, list[str]] = {}
+    for query_id, doc_id in zip(table["query_id"].to_pylist(), table["doc_id"].to_pylist()):
+        found.setdefault(query_id, []).append(doc_id)
+    return found
+
+
 def b3_query_groups(
     ranks: pa.Table,
     positives: pa.Table,
@@ -155,19 +164,14 @@ def b3_query_groups(
     import pymetis
 
     ranks = ranks.filter(pc.is_valid(ranks["rank"])).sort_by([("query_id", "ascending"), ("rank", "ascending")])
-    ranked: dict[str, list[str]] = {}
-    for query_id, doc_id in zip(ranks["query_id"].to_pylist(), ranks["doc_id"].to_pylist()):
-        ranked.setdefault(query_id, []).append(doc_id)
-    positives_of: dict[str, list[str]] = {}
-    for query_id, doc_id in zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()):
-        positives_of.setdefault(query_id, []).append(doc_id)
+    ranked = documents_by_query(ranks)
+    positives_of = documents_by_query(positives)
     query_ids = list(positives_of)
     at = {q: i for i, q in enumerate(query_ids)}
     owners: dict[str, list[int]] = {}
     for query, docs in positives_of.items():
-        if query in at:
-            for doc in docs:
-                owners.setdefault(doc, []).append(at[query])
+        for doc in docs:
+            owners.setdefault(doc, []).append(at[query])
     neighbours: list[set[int]] = [set() for _ in query_ids]
     for query, docs in ranked.items():
         a = at.get(query)

@@ -25,9 +25,7 @@ def main() -> None:
         frame = export.triplet_frame(corpus, queries, artifacts.read(MINED / "positive_scores"), negatives, topics)
         contrast = export.contrast_frame(artifacts.read(FILTERED / "edits"), corpus, queries, positives, topics)
         pairs = list(zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()))
-        known: dict[str, set[str]] = {}
-        for query_id, doc_id in pairs:
-            known.setdefault(query_id, set()).add(doc_id)
+        known = {query_id: set(docs) for query_id, docs in batches.documents_by_query(positives).items()}
         dev = pa.array(sorted(split.dev_queries(pairs, config.dev_fraction, config.seed)), pa.string())
         query_group = None
         if config.batching == "b3":
