@@ -165,22 +165,29 @@ def main() -> None:
         data[name] = (table.select(TEXT).to_pylist(), batch_ids)
     rows = {name: len(rows) for name, (rows, _) in data.items()}
     print(f"training rows: {rows}", flush=True)
-    for name in settings:
-        examples, batch_ids = data[name]
-        for seed in seeds:
+    for done, seed in enumerate(seeds, start=1):  # seeds outermost: every setting has as many seeds at any time
+        for name in settings:
+            examples, batch_ids = data[name]
             out = args.work / f"run-{name}-{seed}"
             scores = evaluate(train(examples, seed, args, out, batch_ids), corpus)
             results.setdefault(name, []).append(scores)
             print(f"{name} seed {seed}: nDCG@10 {scores[0]:.4f}, R@100 {scores[1]:.4f}", flush=True)
             shutil.rmtree(out, ignore_errors=True)
-    print(f"\nSciFact test, full corpus ({len(corpus[0])} docs, {len(corpus[2])} queries); seeds {seeds}; "
-          f"{args.epochs} epoch(s), batch {args.batch_size}, lr {args.learning_rate}, max_seq_length "
-          f"{args.max_seq_length}; {time.perf_counter() - started:.0f} s")  # fmt: skip
-    print(f"{'setting':8} {'rows':>6} {'nDCG@10':>17} {'R@100':>17}")
+        print(f"\nSciFact test, full corpus ({len(corpus[0])} docs, {len(corpus[2])} queries); seeds {seeds[:done]}; "
+              f"{args.epochs} epoch(s), batch {args.batch_size}, lr {args.learning_rate}, max_seq_length "
+              f"{args.max_seq_length}; {time.perf_counter() - started:.0f} s")  # fmt: skip
+        print_table(results, rows)
+
+
+def print_table(results: dict[str, list[tuple[float, float]]], rows: dict[str, int]) -> None:
+    """Mean ± population std over seeds, and each setting's nDCG@10 gain over the peer (b)."""
+    print(f"{'setting':8} {'rows':>6} {'nDCG@10':>17} {'R@100':>17} {'vs b':>8}", flush=True)
+    peer = np.mean([ndcg for ndcg, _ in results["b"]]) if "b" in results else None
     for name, scores in results.items():
         ndcg, recall = np.array(scores).T
         spread = f"{ndcg.mean():8.4f} ± {ndcg.std():.4f} {recall.mean():8.4f} ± {recall.std():.4f}"
-        print(f"{name:8} {rows.get(name, 0):6} {spread}")
+        gain = f"{ndcg.mean() - peer:+8.4f}" if peer is not None and name != "base" else ""
+        print(f"{name:8} {rows.get(name, 0):6} {spread} {gain}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
 """Ingest: the user's corpora (BEIR folders, pair files; JSONL, CSV/TSV, Parquet) into corpus / queries / positives.
 
 Every record is checked as it is read, so an error names the file, the line (JSONL, CSV: the physical line;
-Parquet: the 1-based row) and the field.
+Parquet: the 1-based row) and the field. Under `on_bad_row: skip` a bad row is left out instead and kept, with its
+error, in the rejections ledger (reason `bad_row`); a file that can't be read at all still stops the stage.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
+import math
 import random
 import sys
 from collections.abc import Iterator
@@ -27,8 +30,40 @@ FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # the default (128 KiB) rejects long documents
 
 
-def read_records(path: Path) -> Iterator[tuple[int, dict]]:
-    """(row number, record) pairs from a JSONL, CSV, TSV or Parquet file."""
+class BadRows(list):
+    """Where rows that can't be used go under `on_bad_row: skip`; `None` in its place raises them."""
+
+    def rejections(self) -> pa.Table:
+        return pa.table(
+            {
+                "stage": ["ingest"] * len(self),
+                "kind": ["row"] * len(self),
+                "key": [f"{Path(err.source).name}:{err.row}" for err in self],
+                "reason": ["bad_row"] * len(self),
+                "detail": [str(err) for err in self],
+                "scores": [[] for _ in self],
+            },
+            schema=schema.REJECTIONS,
+        )
+
+
+def _bad(err: InputError, bad_rows: BadRows | None) -> None:
+    if bad_rows is None:
+        raise err
+    bad_rows.append(err)
+
+
+@contextlib.contextmanager
+def _each_row(bad_rows: BadRows | None) -> Iterator[None]:
+    """Wraps one row's checks: under `skip` a bad row is recorded and the loop goes on to the next."""
+    try:
+        yield
+    except InputError as err:
+        _bad(err, bad_rows)
+
+
+def read_records(path: Path, bad_rows: BadRows | None = None) -> Iterator[tuple[int, dict]]:
+    """(row number, record) pairs from a JSONL, CSV, TSV or Parquet file; unreadable rows go to `bad_rows`."""
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -47,11 +82,12 @@ def read_records(path: Path) -> Iterator[tuple[int, dict]]:
         try:
             lines.append(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
         except UnicodeDecodeError as err:
-            raise InputError(path, number, None, f"not valid UTF-8 ({err.reason} at byte {err.start})") from err
+            _bad(InputError(path, number, None, f"not valid UTF-8 ({err.reason} at byte {err.start})"), bad_rows)
+            lines.append("")  # a blank in its place keeps the physical line numbers of the rows after it
     if fmt == "jsonl":
-        records = _jsonl_records(path, lines)
+        records = _jsonl_records(path, lines, bad_rows)
     else:
-        records = _delimited_records(path, lines, "\t" if fmt == "tsv" else ",")
+        records = _delimited_records(path, lines, "\t" if fmt == "tsv" else ",", bad_rows)
     empty = True
     for item in records:
         empty = False
@@ -60,20 +96,24 @@ def read_records(path: Path) -> Iterator[tuple[int, dict]]:
         raise InputError(path, None, None, "file holds no records")
 
 
-def _jsonl_records(path: Path, lines: list[str]) -> Iterator[tuple[int, dict]]:
+def _jsonl_records(path: Path, lines: list[str], bad_rows: BadRows | None) -> Iterator[tuple[int, dict]]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise InputError(path, number, None, f"malformed JSON: {err.msg} at column {err.colno}") from err
+            _bad(InputError(path, number, None, f"malformed JSON: {err.msg} at column {err.colno}"), bad_rows)
+            continue
         if not isinstance(record, dict):
-            raise InputError(path, number, None, f"expected a JSON object, found {type(record).__name__}")
+            _bad(InputError(path, number, None, f"expected a JSON object, found {type(record).__name__}"), bad_rows)
+            continue
         yield number, record
 
 
-def _delimited_records(path: Path, lines: list[str], delimiter: str) -> Iterator[tuple[int, dict]]:
+def _delimited_records(
+    path: Path, lines: list[str], delimiter: str, bad_rows: BadRows | None
+) -> Iterator[tuple[int, dict]]:
     reader = csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter)
     header = next(reader, None)
     if not header:
@@ -83,7 +123,9 @@ def _delimited_records(path: Path, lines: list[str], delimiter: str) -> Iterator
         if not values:
             continue
         if len(values) != len(header):
-            raise InputError(path, number, None, f"expected {len(header)} fields ({header}), found {len(values)}")
+            problem = f"expected {len(header)} fields ({header}), found {len(values)}"
+            _bad(InputError(path, number, None, problem), bad_rows)
+            continue
         yield number, dict(zip(header, values))
 
 
@@ -172,63 +214,72 @@ def _find(folder: Path, stem: str) -> Path:
     raise InputError(folder / f"{stem}.jsonl", None, None, f"file not found (looked for {stem}.* in {folder})")
 
 
-def read_beir(params: IngestParams) -> tuple[Collection, Collection, list[tuple[str, str, float]]]:
+Source = tuple[Collection, Collection, list[tuple[str, str, float]]]
+
+
+def _score(record: dict, path: Path, row: int) -> float:
+    try:
+        score = float(record.get("score", 1))
+    except (TypeError, ValueError):
+        score = math.nan
+    if not math.isfinite(score):
+        raise InputError(path, row, "score", f"expected a finite number, found {record.get('score')!r}")
+    return score
+
+
+def read_beir(params: IngestParams, bad_rows: BadRows | None) -> Source:
     folder = Path(params.source)
     corpus = Collection.empty("doc")
     corpus_path = _find(folder, "corpus")
-    for row, record in read_records(corpus_path):
-        id_ = field(record, "_id", corpus_path, row)
-        text = field(record, "text", corpus_path, row)
-        title = field(record, "title", corpus_path, row, required=False) or None
-        corpus.add(id_, _joined(text, title, params.title_separator), title, corpus_path, row, "_id")
+    for row, record in read_records(corpus_path, bad_rows):
+        with _each_row(bad_rows):
+            id_ = field(record, "_id", corpus_path, row)
+            text = field(record, "text", corpus_path, row)
+            title = field(record, "title", corpus_path, row, required=False) or None
+            corpus.add(id_, _joined(text, title, params.title_separator), title, corpus_path, row, "_id")
     queries = Collection.empty("query")
     queries_path = _find(folder, "queries")
-    for row, record in read_records(queries_path):
-        queries.add(
-            field(record, "_id", queries_path, row),
-            field(record, "text", queries_path, row),
-            None,
-            queries_path,
-            row,
-            "_id",
-        )
+    for row, record in read_records(queries_path, bad_rows):
+        with _each_row(bad_rows):
+            id_, text = field(record, "_id", queries_path, row), field(record, "text", queries_path, row)
+            queries.add(id_, text, None, queries_path, row, "_id")
     qrels_path = _find(folder / "qrels", params.split)
     positives = []
-    for row, record in read_records(qrels_path):
-        query_id = queries.canonical(field(record, "query-id", qrels_path, row))
-        if query_id is None:
-            raise InputError(qrels_path, row, "query-id", f"unknown query {record['query-id']!r}")
-        doc_id = corpus.canonical(field(record, "corpus-id", qrels_path, row))
-        if doc_id is None:
-            raise InputError(qrels_path, row, "corpus-id", f"unknown document {record['corpus-id']!r}")
-        try:
-            score = float(record.get("score", 1))
-        except (TypeError, ValueError) as err:
-            raise InputError(qrels_path, row, "score", f"expected a number, found {record.get('score')!r}") from err
-        if score > 0:
-            positives.append((query_id, doc_id, score))
+    for row, record in read_records(qrels_path, bad_rows):
+        with _each_row(bad_rows):
+            query_id = queries.canonical(field(record, "query-id", qrels_path, row))
+            if query_id is None:
+                raise InputError(qrels_path, row, "query-id", f"unknown query {record['query-id']!r}")
+            doc_id = corpus.canonical(field(record, "corpus-id", qrels_path, row))
+            if doc_id is None:
+                raise InputError(qrels_path, row, "corpus-id", f"unknown document {record['corpus-id']!r}")
+            score = _score(record, qrels_path, row)
+            if score > 0:
+                positives.append((query_id, doc_id, score))
     return corpus, queries, positives
 
 
-def read_pairs(params: IngestParams) -> tuple[Collection, Collection, list[tuple[str, str, float]]]:
+def read_pairs(params: IngestParams, bad_rows: BadRows | None) -> Source:
     path = Path(params.source)
     corpus, queries = Collection.empty("doc"), Collection.empty("query")
     positives = []
-    for row, record in read_records(path):
-        anchor = field(record, params.anchor_column, path, row)
-        positive = field(record, params.positive_column, path, row)
-        query_id = queries.add(stable_id("q", anchor), anchor, None, path, row, params.anchor_column)
-        doc_id = corpus.add(stable_id("d", positive), positive, None, path, row, params.positive_column)
-        positives.append((query_id, doc_id, 1.0))
-        if params.negative_column:
-            negative = field(record, params.negative_column, path, row)
-            corpus.add(stable_id("d", negative), negative, None, path, row, params.negative_column)
+    for row, record in read_records(path, bad_rows):
+        with _each_row(bad_rows):  # every field is checked before anything is added: a skipped row leaves no trace
+            anchor = field(record, params.anchor_column, path, row)
+            positive = field(record, params.positive_column, path, row)
+            negative = field(record, params.negative_column, path, row) if params.negative_column else None
+            query_id = queries.add(stable_id("q", anchor), anchor, None, path, row, params.anchor_column)
+            doc_id = corpus.add(stable_id("d", positive), positive, None, path, row, params.positive_column)
+            positives.append((query_id, doc_id, 1.0))
+            if negative is not None:
+                corpus.add(stable_id("d", negative), negative, None, path, row, params.negative_column)
     return corpus, queries, positives
 
 
 def ingest(params: IngestParams) -> dict[str, pa.Table]:
     """Read the configured source; returns the corpus, queries, positives and rejections tables."""
-    corpus, queries, positives = (read_beir if params.format == "beir" else read_pairs)(params)
+    bad_rows = BadRows() if params.on_bad_row == "skip" else None
+    corpus, queries, positives = (read_beir if params.format == "beir" else read_pairs)(params, bad_rows)
     best: dict[tuple[str, str], float] = {}  # the same judgement twice (e.g. via merged ids) counts once, best score
     for query_id, doc_id, score in positives:
         best[query_id, doc_id] = max(score, best.get((query_id, doc_id), score))
@@ -259,6 +310,8 @@ def ingest(params: IngestParams) -> dict[str, pa.Table]:
             },
             schema=schema.POSITIVES,
         ),
-        "rejections": pa.concat_tables([corpus.rejections(), queries.rejections()]),
+        "rejections": pa.concat_tables(
+            [(bad_rows or BadRows()).rejections(), corpus.rejections(), queries.rejections()]
+        ),
     }
     return tables

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ class IngestParams:
     # Keep only this many queries (with their positives), sampled with `seed`; 0 keeps all.
     max_queries: int = 0
     seed: int = 12345
+    # A row that can't be used (missing or mistyped field, malformed line, unknown id in the qrels, ...): fail stops
+    # with the file, row and field named; skip leaves the row out and records it in the rejections (`bad_row`).
+    on_bad_row: Literal["fail", "skip"] = "fail"
 
     def check(self) -> None:
         _at_least(self, "max_queries", 0)
@@ -335,8 +339,8 @@ def _matches(value: object, hint: object) -> bool:
         return isinstance(value, list) and all(_matches(v, item) for v in value)
     if hint is type(None):
         return value is None
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is float:  # nan and inf pass every `>=` range check unnoticed, so no param takes them
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, hint)
@@ -366,4 +370,6 @@ def load(section: str, path: str | Path = "params.yaml"):
         document = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise InputError(str(path), None, None, f"not valid YAML: {err}") from err
+    if not isinstance(document, dict):
+        raise InputError(str(path), None, None, f"expected a mapping of stage names to sections, found {document!r}")
     return parse(section, document.get(section), str(path))

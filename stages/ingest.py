@@ -11,9 +11,12 @@ def main() -> None:
         with artifacts.ArtifactWriter(INGESTED, config, {"source": artifacts.fingerprint(config.source)}) as out:
             for name, table in tables.items():
                 out.write(name, table)
+        reasons = tables["rejections"]["reason"].to_pylist()
         log.info(
-            "corpus %d docs, %d queries, %d positives; %d duplicate texts merged",
-            *(tables[n].num_rows for n in ("corpus", "queries", "positives", "rejections")),
+            "corpus %d docs, %d queries, %d positives; %d duplicate texts merged, %d bad rows skipped",
+            *(tables[n].num_rows for n in ("corpus", "queries", "positives")),
+            reasons.count("duplicate_text"),
+            reasons.count("bad_row"),
         )
 
 

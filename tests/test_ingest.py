@@ -340,7 +340,7 @@ PROBLEMS = {
     "duplicate id, other text": "duplicate id 'd1' with a different text",
     "qrels unknown query": "unknown query 'nope'",
     "qrels unknown doc": "unknown document 'nope'",
-    "qrels score not a number": "expected a number",
+    "qrels score not a number": "expected a finite number",
     "qrels wrong field count": "expected 3 fields",
     "malformed JSON (physical line)": "malformed JSON",
     "JSON line not an object": "expected a JSON object",
