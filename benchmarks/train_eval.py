@@ -6,10 +6,10 @@ SciFact train data built five ways, then score nDCG@10 and Recall@100 on SciFact
 
 (a) no hard negatives: (query, positive) pairs, in-batch negatives only;
 (b) sentence-transformers' `mine_hard_negatives` with its defaults (base model, triplets);
-(c) pairforge: the real pipeline on SciFact train (rule-based edits, default mining and filter params), mined and
-    filtered triplets, batches in random order (`export.batching: random`);
+(c) pairforge: the real pipeline on SciFact train (rule-based edits, default mining and filter params), the mined
+    and filtered triplets of the `triplet` export (`negative_kind: mined`), batches in random order;
 (d) (c) in topic batches (`export.batching: topic`), and (d-b3) in B3 batches, trained on the export's batches;
-(e) (c) plus counterfactual negatives (`mixed`, `export.counterfactual_share`).
+(e) (c) plus the counterfactual triplets of the same export (rule edits of the queries and their positives).
 Every setting trains with the same loss, optimiser, epochs, batch size and seeds; (a), (b), (c) and (e) use the
 sentence-transformers NO_DUPLICATES batch sampler (its advice for in-batch negatives). Evaluation embeds with
 pairforge's Encoder at bf16 (cosine >= 0.9999 to fp32; benchmarks/retrieval_quality.py measured nDCG@10 within
@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +47,9 @@ def stage(project: Path, name: str) -> None:
         raise SystemExit(f"stage {name} failed:\n{done.stderr[-3000:]}")
 
 
-def pairforge_exports(scifact: Path, work: Path, settings: list[str], batch_size: int) -> dict[str, Path]:
+def pairforge_exports(
+    scifact: Path, work: Path, settings: list[str], batch_size: int, reuse: bool = False
+) -> dict[str, Path]:
     """Run the pipeline once on SciFact train; re-run export per batching; returns each setting's export folder."""
     project = work / "project"
     project.mkdir(parents=True, exist_ok=True)
@@ -57,15 +60,23 @@ def pairforge_exports(scifact: Path, work: Path, settings: list[str], batch_size
     params["ingest"].update(source=str(scifact), split="train")
     params["embed"]["precision"] = "bf16"
     params["generate"]["llm_backend"] = "none"  # rule-based edits: the packaged 135M LLM is too weak to help
-    params["export"].update(formats=["triplet", "mixed"], dev_fraction=0.0, batch_size=batch_size)
+    params["export"].update(formats=["triplet"], dev_fraction=0.0, batch_size=batch_size)
+    rules, last_edits = params["generate"]["rules"], None
     exports = {}
-    for name, batching in (("c", "random"), ("d", "topic"), ("d-b3", "b3"), ("e", "random")):
+    runs = (("c", "random", False), ("d", "topic", False), ("d-b3", "b3", False), ("e", "random", True))
+    for name, batching, edits in runs:
         if name not in settings:
             continue
+        if reuse and (work / f"export-{name}").exists():
+            exports[name] = work / f"export-{name}"
+            continue
         params["export"]["batching"] = batching
+        params["generate"]["rules"] = rules if edits else []  # (c), (d): no counterfactuals in the export at all
         (project / "params.yaml").write_text(yaml.safe_dump(params))
-        for step in STAGES if not exports else ("export",):
+        steps = STAGES if last_edits is None else ("export",) if last_edits == edits else STAGES[-3:]
+        for step in steps:
             stage(project, step)
+        last_edits = edits
         exports[name] = work / f"export-{name}"
         shutil.rmtree(exports[name], ignore_errors=True)
         shutil.copytree(project / "data/export", exports[name])
@@ -144,6 +155,7 @@ def main() -> None:
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--no-bf16", dest="bf16", action="store_false")
     parser.add_argument("--work", type=Path, default=Path("/tmp/pairforge-train-eval"))
+    parser.add_argument("--reuse-exports", action="store_true", help="keep the exports a previous run left in --work")
     args = parser.parse_args()
     settings, seeds = args.settings.split(","), [int(s) for s in args.seeds.split(",")]
     args.work.mkdir(parents=True, exist_ok=True)
@@ -158,9 +170,11 @@ def main() -> None:
         from sentence_transformers import SentenceTransformer
 
         data["b"] = (peer_triplets(args.scifact, SentenceTransformer(str(models.resolve(MODEL)), device="cpu")), None)
-    for name, folder in pairforge_exports(args.scifact, args.work, settings, args.batch_size).items():
-        fmt = "mixed" if name == "e" else "triplet"
-        table = artifacts.read(folder / fmt)
+    exports = pairforge_exports(args.scifact, args.work, settings, args.batch_size, args.reuse_exports)
+    for name, folder in exports.items():
+        table = artifacts.read(folder / "triplet")
+        kinds = dict(zip(*pc.value_counts(table["negative_kind"]).flatten()))
+        print(f"{name}: {table.num_rows} triplets, {kinds}", flush=True)
         batch_ids = table["batch_id"].to_numpy() if name.startswith("d") else None
         data[name] = (table.select(TEXT).to_pylist(), batch_ids)
     rows = {name: len(rows) for name, (rows, _) in data.items()}

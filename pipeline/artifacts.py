@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,27 @@ def recover(path: Path) -> None:
     path = Path(path)
     if not path.exists() and _old(path).exists():
         os.rename(_old(path), path)
+
+
+def write_atomically(final: Path, write: Callable[[Path], object]) -> None:
+    """`write(tmp_path)`, fsync, then rename to `final`: readers see the whole file (or folder) or none of it."""
+    final = Path(final)
+    tmp = final.parent / f".tmp-{os.getpid()}-{final.name}"
+    write(tmp)
+    for path in [tmp, *tmp.rglob("*")] if tmp.is_dir() else [tmp]:
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    os.rename(tmp, final)
+
+
+def write_text_atomically(final: Path, text: str) -> None:
+    """A single file (metrics, plots, a report) replaced whole; a killed writer leaves the previous one."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".tmp-*-{final.name}"):  # left by a writer killed mid-write
+        stale.unlink()
+    write_atomically(final, lambda tmp: tmp.write_text(text))
 
 
 def params_hash(params: object) -> str:

@@ -53,6 +53,9 @@ def init() -> None:
     )
 
 
+ACTOR_RETRIES = 3
+
+
 def cluster_resources() -> dict[str, float]:
     import ray
 
@@ -143,6 +146,10 @@ def map_batches(
         num_cpus=resources.cpus,
         num_gpus=resources.gpus,
         zero_copy_batch=True,
+        # A dead actor (killed, OOM, lost node) is restarted and its batch retried, a few times: Ray Data's default
+        # is forever, which turns a batch that kills every actor it reaches into a hang.
+        max_restarts=ACTOR_RETRIES,
+        max_task_retries=ACTOR_RETRIES,
     )
     yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1)
 

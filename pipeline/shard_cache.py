@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from pipeline import artifacts
 
 
 def row_keys(*columns: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -42,17 +43,6 @@ def settings_key(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _write_atomically(final: Path, write) -> None:
-    """`write(tmp_path)`, fsync, then rename to `final`: readers see the whole shard or none of it."""
-    tmp = final.parent / f".tmp-{os.getpid()}-{final.name}"
-    write(tmp)
-    for path in [tmp, *tmp.rglob("*")] if tmp.is_dir() else [tmp]:
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-    os.rename(tmp, final)
-
-
 class ShardCache:
     """The key index shared by the cache kinds; subclasses say how a shard's values are stored and read."""
 
@@ -61,7 +51,8 @@ class ShardCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         settings_file = self.folder / "settings.json"  # for a person deciding which folders to delete
         if not settings_file.exists():
-            settings_file.write_text(json.dumps(settings, indent=2, sort_keys=True, default=str) + "\n")
+            text = json.dumps(settings, indent=2, sort_keys=True, default=str) + "\n"
+            artifacts.write_text_atomically(settings_file, text)
         for stale in self.folder.glob(".tmp-*"):  # shards a killed run was still writing
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
         self._shards: list[Path] = sorted(self.folder.glob("shard-*"))
@@ -91,7 +82,7 @@ class ShardCache:
             return
         keys = results["key"].to_numpy()
         final = self.folder / f"shard-{hashlib.sha256(keys.tobytes()).hexdigest()[:16]}{self.SUFFIX}"
-        _write_atomically(final, lambda tmp: self._write(tmp, results))
+        artifacts.write_atomically(final, lambda tmp: self._write(tmp, results))
         shard = len(self._shards)
         self._shards.append(final)
         order = np.argsort(merged := np.concatenate([self._keys, keys]), kind="stable")

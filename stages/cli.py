@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         html = report.page(
             name, report.metrics(args.data, found), report.histogram(found), ledger.summary(args.data, 0)[0]
         )
-        args.out.write_text(html)
+        artifacts.write_text_atomically(args.out, html)
         print(f"wrote {args.out}")
         return
     from pipeline import ledger

@@ -75,10 +75,9 @@ def main() -> None:
             out.write_text("_manifest.json", json.dumps(provenance, indent=2, sort_keys=True, default=str) + "\n")
             out.write_text("README.md", card.card(config.name, version, tables, provenance))
         found = report.scores(DATA)
-        METRICS.mkdir(exist_ok=True)
-        PLOTS.mkdir(exist_ok=True)
-        report.histogram(found).write_csv(PLOTS / "scores.csv")
-        ledger.summary(DATA, samples=0)[0].write_csv(PLOTS / "rejections.csv")
+        # Each file is replaced whole (a kill leaves the previous one); `version` ties them to the export.
+        artifacts.write_text_atomically(PLOTS / "scores.csv", report.histogram(found).write_csv())
+        artifacts.write_text_atomically(PLOTS / "rejections.csv", ledger.summary(DATA, samples=0)[0].write_csv())
         stats = {
             "version": version,
             "rows": rows,
@@ -95,7 +94,7 @@ def main() -> None:
                     "mean_neg_score": pc.mean(triplets["neg_score"]).as_py(),
                 }
             )
-        (METRICS / "export.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+        artifacts.write_text_atomically(METRICS / "export.json", json.dumps(stats, indent=2, sort_keys=True) + "\n")
         log.info("export version %s: %s; in-batch conflicts %s", version, rows, plans)
 
 

@@ -64,6 +64,14 @@ def project_params(source: Path, **overrides: dict) -> dict:
     return params
 
 
+def set_params(workdir: Path, **sections: dict) -> None:
+    """Update sections of a project's params.yaml in place."""
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+
+
 def run_stage(workdir: Path, name: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run one stage entry point for real, in its own process, as DVC would."""
     result = subprocess.run(

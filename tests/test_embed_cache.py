@@ -6,9 +6,12 @@ import json
 import re
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -100,11 +103,17 @@ def project(small_repro: tuple[Path, str], tmp_path_factory) -> Path:
     return workdir
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(project: Path, tmp_path_factory) -> Path:
+    """The embed stage run once, start to end, on a copy of `project`: the bytes every interrupted run must give."""
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    shutil.copytree(project, workdir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("cache", "embeddings"))
+    run_stage(workdir, "embed")
+    return workdir
+
+
 @pytest.mark.slow
-def test_killed_embed_resumes_from_its_checkpoints_and_writes_the_same_bytes(project, tmp_path):
-    uninterrupted = tmp_path / "uninterrupted"
-    shutil.copytree(project, uninterrupted)
-    run_stage(uninterrupted, "embed")
+def test_killed_embed_resumes_from_its_checkpoints_and_writes_the_same_bytes(project, uninterrupted):
     kill_at_first_checkpoint(project, "embed", "cache/embeddings/*/shard-*")
     assert not (project / "data/embeddings").exists(), "a killed stage leaves no partial artifact"
     total = uninterrupted.joinpath("data/ingested")
@@ -113,6 +122,29 @@ def test_killed_embed_resumes_from_its_checkpoints_and_writes_the_same_bytes(pro
     assert cached >= 16 and embedded >= 16 and embedded + cached == texts, "only texts without a checkpoint again"
     # Same shards of the same length-sorted order, so the same batches: the bytes of an uninterrupted run.
     assert content_hashes(project) == content_hashes(uninterrupted)
+
+
+@pytest.mark.slow
+def test_an_encoder_actor_killed_mid_run_is_restarted_and_its_batch_retried(project, uninterrupted, tmp_path):
+    """SIGKILL one of the stage's Ray encoder actors while tasks are in flight: Ray restarts it and retries its
+    batch, the stage finishes, and the vectors are the bytes of an uninterrupted run."""
+    workdir = tmp_path / "project"
+    shutil.copytree(project, workdir, ignore=shutil.ignore_patterns("cache", "embeddings"))
+    log = (tmp_path / "embed.log").open("w+")
+    stage = subprocess.Popen([sys.executable, "-m", "stages.embed"], cwd=workdir, stdout=log, stderr=log)
+    deadline = time.monotonic() + 600
+    while not list(workdir.glob("cache/embeddings/*/shard-*")) and time.monotonic() < deadline:
+        assert stage.poll() is None, (tmp_path / "embed.log").read_text()[-3000:]
+        time.sleep(0.02)
+    actors = [p for p in psutil.Process(stage.pid).children(recursive=True) if "EmbedBatch" in " ".join(p.cmdline())]
+    assert actors, "the stage's encoder actors run as its descendants (a local Ray)"
+    checkpoints = len(list(workdir.glob("cache/embeddings/*/shard-*")))
+    actors[0].kill()  # SIGKILL, mid-stream: a checkpoint is written, later tasks are still running
+    stage.wait(timeout=600)
+    assert stage.returncode == 0, (tmp_path / "embed.log").read_text()[-3000:]
+    assert not actors[0].is_running()
+    assert len(list(workdir.glob("cache/embeddings/*/shard-*"))) > checkpoints, "work was left after the kill"
+    assert content_hashes(workdir) == content_hashes(uninterrupted)
 
 
 @pytest.mark.slow

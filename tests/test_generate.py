@@ -12,7 +12,7 @@ import yaml
 
 from pipeline import artifacts, ledger, schema
 from pipeline.contrast import validate
-from tests.conftest import DATASETS, export_table, kill_at_first_checkpoint, run_stage
+from tests.conftest import DATASETS, export_table, kill_at_first_checkpoint, run_stage, set_params
 
 KEY_ENV, KEY = "PAIRFORGE_TEST_EDIT_KEY", "sk-test-never-written-anywhere"
 
@@ -28,13 +28,6 @@ def reconcile(workdir) -> tuple:
     assert sorted(failed) == sorted(rejections["reason"].to_pylist())
     assert pc.count_distinct(contrast["pair_id"]).as_py() == contrast.num_rows
     return contrast, attempts, rejections
-
-
-def set_params(workdir, **sections) -> None:
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
-    for section, values in sections.items():
-        params[section].update(values)
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
 
 
 def test_generate_accounts_for_every_source_and_op(pipeline_run):

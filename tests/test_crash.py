@@ -1,0 +1,120 @@
+"""Crashes: every stage SIGKILLed (with its local Ray) at random points, several seeds each. Right after the kill
+each output is byte for byte the previous complete one or the new complete one, never partial; the re-run then
+writes exactly the bytes of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import artifacts
+from tests.conftest import STAGES, run_stage, set_params
+
+SEEDS = (1, 2)
+# Per stage: a param change that changes its output (so "previous" and "new" differ), and what it writes.
+CHANGES = {
+    "ingest": {"ingest": {"max_queries": 15}},
+    "embed": {"embed": {"max_length": 64}},
+    "index": {"index": {"topics": 3}},
+    "mine": {"mine": {"num_negatives": 2}},
+    "generate": {"generate": {"rules": ["negation_insert", "number_change"]}},
+    "filter": {"filter": {"duplicate_cosine": 0.6}},
+    "export": {"export": {"batch_size": 16}},
+}
+OUTPUTS = {
+    "ingest": ["data/ingested"],
+    "embed": ["data/embeddings"],
+    "index": ["data/index"],
+    "mine": ["data/mined"],
+    "generate": ["data/generated"],
+    "filter": ["data/filtered"],
+    "export": ["data/export", "metrics/export.json", "plots/scores.csv", "plots/rejections.csv"],
+}
+
+
+def _scrubbed(value):
+    """A manifest without wall-clock timings (the one thing two identical runs may differ in)."""
+    if isinstance(value, dict):
+        return {k: _scrubbed(v) for k, v in value.items() if "seconds" not in k}
+    if isinstance(value, list):
+        return [_scrubbed(v) for v in value]
+    return value
+
+
+def snapshot(project: Path, output: str) -> dict[str, bytes] | None:
+    """Every file of an output as a reader sees it (after `recover`), or None when there is none."""
+    path = project / output
+    artifacts.recover(path)
+    if not path.exists():
+        return None
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    found = {}
+    for file in files:
+        data = file.read_bytes()
+        if file.name == artifacts.MANIFEST:
+            data = json.dumps(_scrubbed(json.loads(data)), sort_keys=True).encode()
+        found[str(file.relative_to(project))] = data
+    return found
+
+
+def kill_after(project: Path, name: str, delay: float) -> bool:
+    """Run stage `name` and SIGKILL its process group after `delay` seconds; False if it had finished first."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", f"stages.{name}"],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the kill takes the local Ray workers with it
+    )
+    try:
+        process.wait(timeout=delay)
+        return False
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", STAGES)
+def test_stage_killed_at_random_points_leaves_old_or_new_output_and_reruns_to_the_same_bytes(
+    small_repro, tmp_path, name
+):
+    previous, _ = small_repro
+    reference = tmp_path / "uninterrupted"
+    shutil.copytree(previous, reference, symlinks=True)
+    set_params(reference, **CHANGES[name])
+    started = time.monotonic()
+    run_stage(reference, name)
+    duration = time.monotonic() - started
+    old = {output: snapshot(previous, output) for output in OUTPUTS[name]}
+    new = {output: snapshot(reference, output) for output in OUTPUTS[name]}
+    assert old != new, "the param change must change the output, or old and new can't be told apart"
+    killed = 0
+    for seed in SEEDS:
+        work = tmp_path / f"seed-{seed}"
+        shutil.copytree(previous, work, symlinks=True)
+        set_params(work, **CHANGES[name])
+        # Past the first quarter (interpreter start and imports), anywhere up to the end: in the work, in the
+        # writes, in the swap. A run faster than the reference is tried again with a shorter fuse.
+        delay = random.Random(f"{name}-{seed}").uniform(0.25, 1.0) * duration
+        for _ in range(3):
+            if kill_after(work, name, delay):
+                killed += 1
+                break
+            delay *= 0.5
+        for output in OUTPUTS[name]:
+            seen = snapshot(work, output)
+            assert seen in (old[output], new[output]), f"{output} after a kill at {delay:.1f} s is neither whole"
+        run_stage(work, name)
+        assert {output: snapshot(work, output) for output in OUTPUTS[name]} == new, f"seed {seed}: re-run differs"
+    assert killed == len(SEEDS), f"a kill came after {name} had finished ({duration:.1f} s): nothing interrupted"
