@@ -173,7 +173,7 @@ def main() -> None:
     exports = pairforge_exports(args.scifact, args.work, settings, args.batch_size, args.reuse_exports)
     for name, folder in exports.items():
         table = artifacts.read(folder / "triplet")
-        kinds = dict(zip(*pc.value_counts(table["negative_kind"]).flatten()))
+        kinds = dict(zip(*(column.to_pylist() for column in pc.value_counts(table["negative_kind"]).flatten())))
         print(f"{name}: {table.num_rows} triplets, {kinds}", flush=True)
         batch_ids = table["batch_id"].to_numpy() if name.startswith("d") else None
         data[name] = (table.select(TEXT).to_pylist(), batch_ids)

@@ -68,21 +68,23 @@ def main() -> None:
             cache.folder,
         )
         inputs = {"ingested": artifacts.fingerprint(INGESTED), "model": fingerprint}
-        truncated = 0
+        truncated = dict.fromkeys((name for name, _ in SOURCES), 0)
         with artifacts.ArtifactWriter(EMBEDDINGS, config, inputs) as out:
             for chunk in chunks():
                 vectors, cut = cache.lookup(chunk["key"].to_numpy())
-                truncated += int(cut.sum())
                 vectors_schema = schema.embeddings(vectors.shape[1], config.model, fingerprint)
                 for name, _ in SOURCES:
                     rows = pc.equal(chunk["source"], name).to_numpy(zero_copy_only=False)
+                    truncated[name] += int(cut[rows].sum())
                     table = pa.table(
                         {"id": chunk["id"].filter(pa.array(rows)), "vector": embed.vectors_column(vectors[rows])}
                     )
                     if table.num_rows:
                         out.write(name, table, vectors_schema)
+            for name, count in truncated.items():  # in the manifest: texts cut to the model's token limit
+                out.describe(name, truncated=count)
             log.info(
-                "wrote %d docs and %d queries; %d texts truncated to the model's limit",
+                "wrote %d docs and %d queries; texts truncated to the model's limit: %s",
                 out.rows("corpus"),
                 out.rows("queries"),
                 truncated,

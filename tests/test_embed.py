@@ -97,3 +97,21 @@ def test_embeddings_artifact_carries_the_model_and_covers_every_text(pipeline_ru
     assert metadata["fingerprint"] == models.fingerprint(models.resolve(MODEL))
     assert sorted(vectors["id"].to_pylist()) == sorted(corpus["doc_id"].to_pylist())
     assert np.allclose(np.linalg.norm(embed.to_numpy(vectors["vector"]), axis=1), 1.0, atol=1e-5)
+
+
+def test_texts_over_the_token_limit_are_cut_and_counted_in_the_manifest(pipeline_run):
+    """Documents longer than the model's limit are truncated, not a crash, and the manifest says how many."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(models.resolve(MODEL)))
+    limit = Encoder(MODEL).max_length
+    for name, column in (("corpus", "text"), ("queries", "text")):
+        texts = artifacts.read(pipeline_run / "data/ingested" / name)[column].to_pylist()
+        over = sum(len(ids) > limit for ids in tokenizer(texts)["input_ids"])
+        assert artifacts.manifest(pipeline_run / "data/embeddings" / name)["truncated"] == over, name
+    assert over == 0 and artifacts.manifest(pipeline_run / "data/embeddings/corpus")["truncated"] > 0
+
+
+def test_a_text_of_a_million_characters_is_truncated_not_a_crash():
+    vectors, truncated = Encoder(MODEL).encode(["word " * 200_000, "short"])
+    assert truncated.tolist() == [True, False] and np.isfinite(vectors).all()

@@ -107,7 +107,7 @@ def test_openai_backend_with_injected_faults_ends_every_item(pipeline_run, tmp_p
                 "llm_timeout_s": 1.5,
             },
         )
-        run_stage(workdir, "generate")
+        first = run_stage(workdir, "generate")
     _, attempts, rejections = reconcile(workdir)
     assert attempts.num_rows == 6
     assert {entry["authorization"] for entry in server.log} == {f"Bearer {KEY}"}
@@ -126,9 +126,11 @@ def test_openai_backend_with_injected_faults_ends_every_item(pipeline_run, tmp_p
     assert len(healthy.log) >= transient
     _, _, rejections = reconcile(workdir)
     assert set(rejections["reason"].to_pylist()) <= {"unparseable_output"}
-    for path in workdir.rglob("*"):  # artifacts, manifests, caches and logs alike
+    for path in workdir.rglob("*"):  # artifacts, manifests, cards, caches and metrics alike
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
+    for run in (first, rerun):  # and the stage's log
+        assert KEY not in run.stdout + run.stderr
 
 
 # 2 items x 2 controls in tasks of 1: a shard per task, so a kill lands between checkpoints.
