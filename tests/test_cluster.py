@@ -43,13 +43,13 @@ def worker_nodes(address: str) -> dict[str, set[str]]:
 
 
 def content_hashes(workdir: Path) -> dict[str, str]:
-    """Every artifact's content hash (the export's dataset manifest whole), and the FAISS index's bytes."""
+    """Every artifact's content hash (the export's: its version, the hash of its formats' content hashes), and
+    the FAISS index's bytes. Manifests also record the params, actor counts included: not compared."""
     data = workdir / "data"
     hashes = {}
     for manifest in data.rglob("_manifest.json"):
-        hashes[str(manifest.parent.relative_to(data))] = json.loads(manifest.read_text()).get("content_hash") or (
-            manifest.read_text()
-        )
+        found = json.loads(manifest.read_text())
+        hashes[str(manifest.parent.relative_to(data))] = found.get("content_hash") or found["version"]
     hashes["index/index.faiss"] = (data / "index/index.faiss").read_bytes().hex()
     return hashes
 
