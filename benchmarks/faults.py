@@ -2,7 +2,7 @@
 packaged SmolLM2, a share of whose requests fail (500, 429 with Retry-After, a reply slower than the client's
 timeout, a truncated JSON body). Prints what the server did and how every item ended; the counts must reconcile.
 
-    python benchmarks/faults.py [--items 120] [--fault-rate 0.3] [--max-new-tokens 24]
+    python benchmarks/faults.py [--items 60] [--fault-rate 0.3] [--max-new-tokens 16]
 """
 
 from __future__ import annotations
@@ -32,19 +32,23 @@ TEXTS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--items", type=int, default=120)
+    parser.add_argument("--items", type=int, default=60)
     parser.add_argument("--fault-rate", type=float, default=0.3)
-    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--max-retries", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=2)
     args = parser.parse_args()
     controls = sorted(CONTROLS)
     items = [(TEXTS[i % len(TEXTS)], controls[i % len(controls)]) for i in range(args.items)]
     os.environ[KEY_ENV] = "sk-benchmark-secret"
     local = llms.load("transformers", "packaged:SmolLM2-135M-Instruct", batch_size=4)
-    with OpenAIServer(local, fault_rate=args.fault_rate, seed=7, retry_after_s=1, slow_s=2.0) as server:
+    # The server generates one reply at a time; the client's timeout leaves room for every request it has in
+    # flight, or abandoned requests pile up behind the model and everything times out (an overloaded server).
+    timeout_s = args.concurrency * args.max_new_tokens / 4 + 5
+    with OpenAIServer(local, fault_rate=args.fault_rate, seed=7, retry_after_s=1, slow_s=timeout_s + 1) as server:
         client = llms.load(
-            "openai", "smollm2", base_url=server.base_url, api_key_env=KEY_ENV, concurrency=4, timeout_s=1.5,
-            max_retries=args.max_retries, backoff_s=0.05,
+            "openai", "smollm2", base_url=server.base_url, api_key_env=KEY_ENV, concurrency=args.concurrency,
+            timeout_s=timeout_s, max_retries=args.max_retries, backoff_s=0.05,
         )  # fmt: skip
         started = time.perf_counter()
         # Edit retries (asking again after unparseable output) off: this counts the endpoint's failures.
@@ -55,8 +59,9 @@ def main() -> None:
     print(f"{args.items} items, fault rate {args.fault_rate}, client max_retries {args.max_retries}: {seconds:.0f} s")
     print(f"server: {len(server.log)} requests: {dict(sorted(faults.items()))}")
     print(f"items: {dict(sorted(ended.items()))}")
-    print(f"requests per item: at most {len(server.log) / args.items:.2f} on average, bound {args.max_retries + 1}")
+    print(f"requests per item: {len(server.log) / args.items:.2f} on average, at most {args.max_retries + 1}")
     answered = faults["answered"]
+    print(f"client: timeout {timeout_s:.1f} s, up to {args.max_retries} retries with backoff")
     kept_or_parsed = ended["edited"] + ended["unparseable_output"]
     # Every answered request is one item's final answer (no edit retries), every other item ran out of retries.
     assert kept_or_parsed == answered, (kept_or_parsed, answered)
