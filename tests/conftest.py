@@ -82,15 +82,32 @@ def run_stage(workdir: Path, name: str, check: bool = True) -> subprocess.Comple
     return result
 
 
-def kill_at_first_checkpoint(workdir: Path, name: str, shards: str) -> None:
-    """Start stage `name` and SIGKILL it, with its local Ray, once a cache shard matching `shards` exists."""
-    process = subprocess.Popen(
+def start_stage_group(workdir: Path, name: str) -> subprocess.Popen:
+    """Start stage `name` in its own process group, so that one SIGKILL takes its local Ray workers with it."""
+    return subprocess.Popen(
         [sys.executable, "-m", f"stages.{name}"],
         cwd=workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: the kill takes the local Ray workers with it
+        start_new_session=True,
     )
+
+
+def kill_after(workdir: Path, name: str, delay: float) -> bool:
+    """Run stage `name` and SIGKILL its process group after `delay` seconds; False if it had finished first."""
+    process = start_stage_group(workdir, name)
+    try:
+        process.wait(timeout=delay)
+        return False
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return True
+
+
+def kill_at_first_checkpoint(workdir: Path, name: str, shards: str) -> None:
+    """Start stage `name` and SIGKILL it, with its local Ray, once a cache shard matching `shards` exists."""
+    process = start_stage_group(workdir, name)
     deadline = time.monotonic() + 600
     while not list(workdir.glob(shards)) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

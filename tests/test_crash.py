@@ -5,19 +5,15 @@ writes exactly the bytes of an uninterrupted run."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from pipeline import artifacts
-from tests.conftest import STAGES, run_stage, set_params
+from tests.conftest import STAGES, kill_after, run_stage, set_params
 
 SEEDS = (1, 2)
 # Per stage: a param change that changes its output (so "previous" and "new" differ), and what it writes.
@@ -64,24 +60,6 @@ def snapshot(project: Path, output: str) -> dict[str, bytes] | None:
             data = json.dumps(_scrubbed(json.loads(data)), sort_keys=True).encode()
         found[str(file.relative_to(project))] = data
     return found
-
-
-def kill_after(project: Path, name: str, delay: float) -> bool:
-    """Run stage `name` and SIGKILL its process group after `delay` seconds; False if it had finished first."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", f"stages.{name}"],
-        cwd=project,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: the kill takes the local Ray workers with it
-    )
-    try:
-        process.wait(timeout=delay)
-        return False
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        return True
 
 
 @pytest.mark.slow
