@@ -106,16 +106,59 @@ def _resolving(worker: type) -> type:
     return Resolving
 
 
+# The one actor pool kept between calls (see `map_batches(keep=True)`): its key, its actors, Ray's ActorPool.
+_kept: dict = {}
+
+
+def release_kept_pool() -> None:
+    """End the kept pool's actors, giving their CPUs and GPUs back to the cluster."""
+    import ray
+
+    for actor in _kept.get("actors", ()):
+        ray.kill(actor)
+    _kept.clear()
+
+
+def _kept_pool(worker: type, worker_args: dict, resources: Resources, size: int):
+    """The kept pool for this worker, arguments and resources: the one kept, or a new one in its place."""
+    import ray
+    from ray.util import ActorPool
+
+    key = (worker, repr(sorted(worker_args.items())), resources, size)
+    if _kept.get("key") == key:
+        return _kept["pool"], False
+    release_kept_pool()
+
+    def __init__(self, **kwargs):
+        self.work = worker(**kwargs)
+
+    def run(self, batch: pa.Table) -> pa.Table:
+        return self.work(batch)
+
+    # Named after the worker, as Ray Data's actors are, so the cluster's actor table says what each one is.
+    actor = ray.remote(
+        num_cpus=resources.cpus, num_gpus=resources.gpus, max_restarts=ACTOR_RETRIES, max_task_retries=ACTOR_RETRIES
+    )(type(worker.__name__, (), {"__init__": __init__, "run": run}))
+    actors = [actor.remote(**worker_args) for _ in range(size)]  # ObjectRef arguments arrive resolved
+    _kept.update(key=key, actors=actors, pool=ActorPool(actors))
+    return _kept["pool"], True
+
+
 def map_batches(
     table: pa.Table,
     worker: type,
     worker_args: dict,
     resources: Resources,
     rows_per_task: int,
+    keep: bool = False,
 ) -> Iterator[pa.Table]:
     """Run `worker(**worker_args)(batch)` over `table` in an actor pool; yield result tables in input order.
 
     `rows_per_task` sets how much each actor call receives; the worker batches further inside (e.g. by tokens).
+    `keep=True` keeps the pool's actors, with what they loaded, for the next call with the same worker, arguments
+    and resources: for a stage that calls one model again and again (the filter's refill rounds and query shards),
+    which would otherwise load it once per call. One pool is kept at a time, and any other pool ends it first, so
+    that pools never wait on each other's CPUs.
     """
     import ray
 
@@ -127,14 +170,26 @@ def map_batches(
     blocks = [table.slice(start, rows_per_task) for start in range(0, table.num_rows, rows_per_task)]
     if not blocks:
         return
+    if keep:
+        pool, started = _kept_pool(worker, worker_args, resources, size)
+    else:
+        release_kept_pool()
     log.info(
-        "pool: %d x %s (%g CPU, %g GPU each), %d tasks",
+        "pool: %d x %s (%g CPU, %g GPU each), %d tasks%s",
         size,
         worker.__name__,
         resources.cpus,
         resources.gpus,
         len(blocks),
+        "" if not keep else ", new actors, kept" if started else ", kept actors",
     )
+    if keep:
+        try:
+            yield from pool.map(lambda actor, block: actor.run.remote(block), blocks)
+        except BaseException:  # a failed or abandoned map leaves tasks behind: start afresh next time
+            release_kept_pool()
+            raise
+        return
     if any(isinstance(value, ray.ObjectRef) for value in worker_args.values()):
         worker = _resolving(worker)
     dataset = ray.data.from_arrow(blocks).map_batches(

@@ -33,7 +33,8 @@ def cross_encoder_scores(config: params.FilterParams, query: list[str], document
     cache = TableCache(Path(config.cache) / "cross_encoder", settings)
 
     def score(todo: pa.Table) -> Iterator[pa.Table]:
-        return runtime.map_batches(todo, CrossEncoderBatch, {**args, "device": "auto"}, pool(config), rows)
+        # Kept: the judge scores every refill round and query shard, and would otherwise load the model each time.
+        return runtime.map_batches(todo, CrossEncoderBatch, {**args, "device": "auto"}, pool(config), rows, keep=True)
 
     out, _ = cached(cache, pairs(query, document), score, ["ce_score"], whole_tasks(config.checkpoint_rows, rows))
     return out["ce_score"].to_numpy().astype(np.float32)
@@ -92,7 +93,7 @@ def llm_answers(config: params.FilterParams, question: str, query: list[str], do
         rows = config.batch_size
 
         def ask(todo: pa.Table) -> Iterator[pa.Table]:
-            return runtime.map_batches(todo, LLMJudgeBatch, args, resources, rows)
+            return runtime.map_batches(todo, LLMJudgeBatch, args, resources, rows, keep=True)  # as the cross-encoder
 
     def answered(results: pa.Table) -> pa.Array:
         return pc.equal(results["failure"], 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pyarrow.compute as pc
@@ -15,6 +16,12 @@ from tests.conftest import STAGES, project_params, run_stage, write_beir_sample
 def judged_rows(workdir):
     judged = artifacts.read(workdir / "data/filtered/judged")
     return [dict(row, scores=dict(row["scores"])) for row in judged.to_pylist()]
+
+
+def assert_one_model_load(log: str, worker: str) -> None:
+    """The judge's actor pool started once and was kept for every later round (see runtime.map_batches)."""
+    calls = re.findall(rf"pool: \d+ x {worker} \(.*?\), \d+ tasks, (new actors, kept|kept actors)", log)
+    assert calls.count("new actors, kept") == 1 and len(calls) > 1, calls
 
 
 def reconcile(workdir) -> None:
@@ -32,8 +39,9 @@ def test_cross_encoder_judge_decides_by_its_thresholds(pipeline_run, cross_encod
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["filter"].update(cross_encoder=str(cross_encoder_dir), ce_absolute=0.8, ce_relative=0.9, refill_depth=3)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-    run_stage(workdir, "filter")
+    assert_one_model_load(run_stage(workdir, "filter").stderr, "CrossEncoderBatch")
     rows = judged_rows(workdir)
+    assert max(r["round"] for r in rows) >= 2, "rejections made the filter refill: rounds after the first"
     scored = [r for r in rows if "cross_encoder.ce" in r["scores"]]
     assert scored and len(scored) == sum(1 for r in rows if r["reason"] != "near_duplicate")
     for row in scored:
@@ -67,7 +75,8 @@ def test_llm_judge_with_the_packaged_local_model(scifact, tmp_path):
     )
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     for name in STAGES[:-1]:
-        run_stage(workdir, name)
+        log = run_stage(workdir, name).stderr
+    assert_one_model_load(log, "LLMJudgeBatch")
     rows = judged_rows(workdir)
     assert rows
     for row in rows:
