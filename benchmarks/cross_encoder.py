@@ -103,14 +103,7 @@ def build(out_dir: Path, datasets_dir: Path, pairs: int = 2000, epochs: int = 1,
     train = read_sts(Path(datasets_dir) / "stsbenchmark" / "sts-train.csv")
     # A seeded sample, not the first rows: the file is grouped by genre (captions, then news, then forums).
     train = random.Random(seed).sample(train, min(pairs, len(train)))
-    # One thread: on these 2-core machines a training step of this small model took ~6 s with two torch threads
-    # and ~0.45 s with one (measured); the threads' hand-offs cost more than the small matrices gain.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model, tokenizer = fine_tune(train, epochs, seed)
-    finally:
-        torch.set_num_threads(threads)  # the caller's setting back, even when training fails
+    model, tokenizer = fine_tune(train, epochs, seed)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     marker.unlink(missing_ok=True)
