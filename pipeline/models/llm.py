@@ -14,6 +14,8 @@ import importlib.util
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -67,29 +69,57 @@ def yes_probability_from_logprobs(logprobs: list[dict] | None, after: str = "") 
     return None
 
 
-def _weights(model: str) -> tuple[Path, dict]:
-    """The folder to load from, plus `gguf_file` when the weights are one GGUF file (no transformers config)."""
+# Where GGUF models are kept once converted (see `_converted`); one folder per GGUF file's content.
+GGUF_CACHE = Path(os.environ.get("PAIRFORGE_GGUF_CACHE", Path.home() / ".cache" / "pairforge" / "gguf"))
+
+
+def _weights(model: str) -> Path:
+    """The transformers folder to load from: the model's own, or the converted copy of its one GGUF file."""
     path = models.resolve(model)
     if path.is_file():  # a .gguf file named directly
-        return path.parent, {"gguf_file": path.name}
+        return _converted(path.parent, path.name)
     ggufs = sorted(path.glob("*.gguf"))
-    return path, {"gguf_file": ggufs[0].name} if len(ggufs) == 1 and not (path / "config.json").exists() else {}
+    return _converted(path, ggufs[0].name) if len(ggufs) == 1 and not (path / "config.json").exists() else path
+
+
+def _converted(folder: Path, gguf_file: str) -> Path:
+    """A GGUF model as a plain transformers folder, converted on first use. transformers dequantizes GGUF to
+    float32 on every load anyway, and parsing the file took ~16 s a load here; the converted copy (the same
+    tensors, tokenizer and chat template) loads in under a second. Written to a temporary folder and renamed, so
+    actors converting at the same time never see half a copy."""
+    target = GGUF_CACHE / f"{Path(gguf_file).stem}-{models.fingerprint(folder)}"
+    if target.is_dir():
+        return target
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
+    model.hf_quantizer = None  # the weights are plain float32 tensors now; transformers won't save a GGUF model
+    GGUF_CACHE.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=GGUF_CACHE))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        staging.rename(target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not target.is_dir():  # else another process got there first, with the same content
+            raise
+    return target
 
 
 class TransformersLLM:
     """A local causal LM loaded once; greedy decoding, so the same prompts give the same text."""
 
     def __init__(self, model: str, device: str = "auto", max_new_tokens: int = 64, batch_size: int = 8):
-        folder, gguf = _weights(model)
+        folder = _weights(model)
         device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.name, self.device = model, torch.device(device)
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, **gguf)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
         # Left padding: every prompt of a batch then ends where generation (or the next-token read) starts.
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(folder, **gguf).to(self.device).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(folder).to(self.device).eval()
         # Only words that are one token: a longer word's first piece ("Y") would count unrelated text.
         words = {w: self.tokenizer.encode(w, add_special_tokens=False) for w in YES_WORDS + NO_WORDS}
         self.yes_ids = sorted({ids[0] for w, ids in words.items() if len(ids) == 1 and w in YES_WORDS})
