@@ -63,7 +63,8 @@ def test_cross_encoder_judge_decides_by_its_thresholds(pipeline_run, cross_encod
 
 @pytest.mark.slow
 def test_llm_judge_with_the_packaged_local_model(scifact, tmp_path):
-    source = write_beir_sample(scifact, tmp_path / "beir", queries=2, docs=20)
+    # One query, one actor: each judged pair costs the 135M model seconds of CPU, and the mechanics need no more.
+    source = write_beir_sample(scifact, tmp_path / "beir", queries=1, docs=20)
     workdir = tmp_path / "project"
     workdir.mkdir()
     params = project_params(
@@ -71,7 +72,13 @@ def test_llm_judge_with_the_packaged_local_model(scifact, tmp_path):
         index={"topics": 2},
         mine={"range_max": 6, "relative_margin": None},
         generate={"llm_backend": "none", "rules": ["negation_insert"]},
-        filter={"llm_backend": "transformers", "llm_threshold": 0.9, "refill_depth": 1, "duplicate_cosine": None},
+        filter={
+            "llm_backend": "transformers",
+            "llm_threshold": 0.9,
+            "refill_depth": 1,
+            "duplicate_cosine": None,
+            "actors": 1,
+        },
     )
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     for name in STAGES[:-1]:
