@@ -16,15 +16,15 @@ COLOURS = {"positive": "#2b8a3e", "mined": "#1c7ed6", "counterfactual": "#e8590c
 
 
 def scores(data: Path) -> dict[str, np.ndarray]:
-    """positive: query . positive; mined: query . kept negative; counterfactual: original . its kept edit
-    (the encoder judge's sameness: how close a counterfactual sits to what it edits)."""
+    """positive: query . positive; mined: query . kept negative; counterfactual: anchor . counterfactual negative of
+    each exported contrast row (the filter's `context_scores`: an edited query against its positive documents, an
+    edited positive against its queries, an edited sentence against its original)."""
     found = {
         "positive": artifacts.read(data / "mined/positive_scores", ["score"])["score"].to_numpy(),
         "mined": artifacts.read(data / "filtered/negatives", ["score"])["score"].to_numpy(),
     }
-    edits = pl.from_arrow(artifacts.read(data / "filtered/edits", ["decision", "preserves_meaning", "sameness"]))
-    kept = edits.filter((pl.col("decision") == "kept") & ~pl.col("preserves_meaning") & pl.col("sameness").is_not_nan())
-    found["counterfactual"] = kept["sameness"].to_numpy()
+    edits = pl.from_arrow(artifacts.read(data / "filtered/edits", ["context_scores"]))
+    found["counterfactual"] = edits["context_scores"].explode().drop_nulls().to_numpy()
     return found
 
 
@@ -111,7 +111,7 @@ def page(name: str, figures: dict, hist: pl.DataFrame, rejections: pl.DataFrame)
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:2px 8px}</style></head><body>"
         f"<h1>{html.escape(name)}</h1><h2>Scores</h2>{score_plot}"
-        "<p>positive: query · positive; mined: query · kept negative; counterfactual: original · its kept edit.</p>"
+        "<p>positive: query · positive; mined: query · kept negative; counterfactual: anchor · edited negative.</p>"
         "<table><tr><th>kind</th><th>count</th><th>p10</th><th>p50</th><th>p90</th><th>mean</th></tr>"
         f"{rows}</table><h2>Rejections</h2>{rejection_plot}</body></html>"
     )

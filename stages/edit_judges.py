@@ -1,12 +1,15 @@
 """The filter stage's validation of generated edits: the checks of `pipeline.contrast.validate`, with the measured
 ones (fluency LM, meaning judge) run in Ray actor pools through the result caches of `stages.scoring`."""
 
+import collections
+
 import numpy as np
 import pyarrow as pa
 
-from pipeline import params
+from pipeline import artifacts, params
 from pipeline.contrast import validate
 from stages import scoring
+from stages.common import INGESTED
 
 
 def sameness(config: params.FilterParams, original: list[str], edited: list[str]) -> np.ndarray:
@@ -60,3 +63,37 @@ def validate_edits(config: params.FilterParams, contrast: pa.Table) -> pa.Table:
         .append_column("reason", pa.array(reasons, pa.string()))
         .append_column("detail", pa.array(details, pa.string()))
     )
+
+
+def context_scores(edits: pa.Table, positives: pa.Table, query_text: dict[str, str]) -> pa.Array:
+    """Per edit, the encoder's cosine of a kept meaning-changing edit to each context the export pairs it with
+    (`pipeline.export.contrast_frame`, in its order): an edited query against the query's positive documents, an
+    edited positive against the queries it answers, an edited sentence against its original. That is the score a
+    counterfactual negative gets on the axis of the positives' and the mined negatives' (`dvc plots`); empty for
+    every other edit."""
+    kinds, sources = edits["source_kind"].to_pylist(), edits["source_id"].to_pylist()
+    originals, edited = edits["original"].to_pylist(), edits["edited"].to_pylist()
+    decisions, keeps_meaning = edits["decision"].to_pylist(), edits["preserves_meaning"].to_pylist()
+    negatives = [i for i, (d, keeps) in enumerate(zip(decisions, keeps_meaning)) if d == validate.KEPT and not keeps]
+    docs_of, queries_of = collections.defaultdict(list), collections.defaultdict(list)
+    for query_id, doc_id in zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()):
+        docs_of[query_id].append(doc_id)
+        queries_of[doc_id].append(query_id)
+    wanted = pa.array(sorted({d for i in negatives if kinds[i] == "query" for d in docs_of[sources[i]]}), pa.string())
+    corpus = artifacts.select(INGESTED / "corpus", "doc_id", wanted, ["doc_id", "text"])
+    doc_text = dict(zip(corpus["doc_id"].to_pylist(), corpus["text"].to_pylist()))
+    contexts = {
+        "query": lambda i: [doc_text[d] for d in docs_of[sources[i]] if d in doc_text],
+        "positive": lambda i: [query_text[q] for q in queries_of[sources[i]]],
+        "sentence": lambda i: [originals[i]],
+    }
+    texts = {i: contexts[kinds[i]](i) for i in negatives}
+    scores = [[] for _ in kinds]
+    if negatives:
+        flat = [text for i in negatives for text in texts[i]]
+        vectors = scoring.vectors(params.load("embed"), [edited[i] for i in negatives] + flat)
+        at = len(negatives)
+        for row, i in enumerate(negatives):
+            scores[i] = (vectors[at : at + len(texts[i])] @ vectors[row]).tolist()
+            at += len(texts[i])
+    return pa.array(scores, pa.list_(pa.float32()))

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from pipeline import artifacts, embed, filter, ledger, mine, params, schema
 from stages import scoring
 from stages.common import EMBEDDINGS, FILTERED, GENERATED, INGESTED, MINED, doc_topics, stage
-from stages.edit_judges import validate_edits
+from stages.edit_judges import context_scores, validate_edits
 
 
 def cross_encoder_judge(config: params.FilterParams, query_text, doc_text, positives: pa.Table) -> filter.Judge:
@@ -76,6 +76,7 @@ def main() -> None:
         positives = artifacts.read(INGESTED / "positives", ["query_id", "doc_id"])
         topics = doc_topics()
         edits = validate_edits(config, artifacts.read(GENERATED / "contrast"))
+        edits = edits.append_column("context_scores", context_scores(edits, positives, query_text))
         rejected_edits = edits.filter(pc.equal(edits["decision"], "rejected"))
         measures = ("token_edits", "edit_ratio", "nll_increase", "sameness")
         inputs = {

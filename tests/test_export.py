@@ -212,7 +212,8 @@ def test_metrics_and_plots_for_dvc(pipeline_run):
         == artifacts.manifest(pipeline_run / "data/mined/positive_scores")["rows"]
     )
     assert metrics["scores"]["mined"]["mean"] < metrics["scores"]["positive"]["mean"]
-    assert metrics["scores"]["counterfactual"]["count"] > 0
+    contrast_rows = export_table(pipeline_run, "contrast-triplet").num_rows
+    assert metrics["scores"]["counterfactual"]["count"] == contrast_rows > 0, "one score per exported contrast row"
     counts, _ = ledger.summary(pipeline_run / "data", samples=0)
     assert sum(metrics["rejections"].values()) == counts["rows"].sum()
     mine_total = counts.filter(pl.col("stage") == "mine")["rows"].sum()
@@ -223,6 +224,29 @@ def test_metrics_and_plots_for_dvc(pipeline_run):
     for kind in ("positive", "mined", "counterfactual"):
         assert abs(histogram[kind].sum() - 1) < 1e-3, "each kind's shares sum to one"
     assert pl.read_csv(pipeline_run / "plots/rejections.csv")["rows"].sum() == counts["rows"].sum()
+
+
+def test_a_counterfactual_scores_anchor_against_edit_as_exported(pipeline_run):
+    """The counterfactual scores `dvc plots` draws are each contrast row's anchor · negative, on the axis of the
+    positives' (query · positive) and mined negatives' (query · negative) scores, by the embed stage's encoder."""
+    from pipeline.models.encoder import Encoder
+
+    edits = artifacts.read(pipeline_run / "data/filtered/edits").to_pylist()
+    rows = export_table(pipeline_run, "contrast-triplet").to_pylist()
+    exported = {}
+    for row in rows:
+        exported.setdefault(row["negative_id"], []).append(row)
+    for edit in edits:
+        counterfactual = edit["decision"] == "kept" and not edit["preserves_meaning"]
+        assert (len(edit["context_scores"]) > 0) == counterfactual, edit
+        assert len(edit["context_scores"]) == len(exported.get(edit["pair_id"], [])), edit
+    encoder = Encoder(str(models.resolve("packaged:all-MiniLM-L6-v2")), device="cpu")
+    scores = {e["pair_id"]: sorted(e["context_scores"]) for e in edits}
+    sample = sorted(exported)[:: max(1, len(exported) // 12)]  # a dozen edits, each with all its rows
+    assert sample
+    for pair_id in sample:
+        vectors = encoder.encode([r["anchor"] for r in exported[pair_id]] + [exported[pair_id][0]["negative"]])[0]
+        assert np.allclose(scores[pair_id], sorted(vectors[:-1] @ vectors[-1]), atol=1e-4), pair_id
 
 
 def chromium() -> str:
