@@ -133,8 +133,15 @@ def test_openai_backend_with_injected_faults_ends_every_item(pipeline_run, tmp_p
         assert KEY not in run.stdout + run.stderr
 
 
-# 2 items x 2 controls in tasks of 1: a shard per task, so a kill lands between checkpoints.
-FOUR_EDITS = {"checkpoint_rows": 1, "batch_size": 1, "llm_controls": ["negate", "change_quantity"], "rules": []}
+# 2 items x 2 controls in tasks of 1: a shard per task, so a kill lands between checkpoints. A claim's edit is a
+# one-field JSON record of a few dozen tokens: 48 new tokens hold it, and halve the default's worst case.
+FOUR_EDITS = {
+    "checkpoint_rows": 1,
+    "batch_size": 1,
+    "llm_controls": ["negate", "change_quantity"],
+    "llm_max_new_tokens": 48,
+    "rules": [],
+}
 
 
 @pytest.mark.slow

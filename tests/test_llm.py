@@ -232,29 +232,28 @@ def test_transformers_generates_deterministically(local_llm):
     assert all(len(step["top_logprobs"]) == 3 for step in with_logprobs.logprobs)
 
 
-def test_a_gguf_model_is_converted_once_to_the_same_tensors_and_tokenizer(monkeypatch, tmp_path):
+def test_a_gguf_model_is_converted_once_to_the_same_tensors_and_tokenizer(local_llm):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from pipeline import models
 
-    monkeypatch.setattr(llms, "GGUF_CACHE", tmp_path / "gguf")
-    converted = llms.TransformersLLM(MODEL, max_new_tokens=8)
-    (folder,) = (tmp_path / "gguf").iterdir()  # one converted copy, no staging folder left behind
+    # `local_llm` loaded the packaged GGUF model: from its converted copy, made then if not before.
+    gguf = next(models.resolve(MODEL).glob("*.gguf"))
+    folder = llms.GGUF_CACHE / f"{gguf.stem}-{models.fingerprint(gguf.parent)}"
     assert {p.name for p in folder.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json"}
+    assert not list(llms.GGUF_CACHE.glob(f".{folder.name}-*")), "no staging folder left behind"
     stamp = (folder / "model.safetensors").stat().st_mtime_ns
     again = llms.TransformersLLM(MODEL, max_new_tokens=8)
-    assert list((tmp_path / "gguf").iterdir()) == [folder], "loaded again from the copy, not converted again"
-    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp, "loaded from the copy, not converted again"
     # Against transformers' own GGUF load: the same tensors, the same chat prompt, the same tokens.
-    gguf = next(models.resolve(MODEL).glob("*.gguf"))
     direct = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).state_dict()
-    assert all(torch.equal(direct[name], tensor) for name, tensor in converted.model.state_dict().items())
+    assert all(torch.equal(direct[name], tensor) for name, tensor in again.model.state_dict().items())
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     chat = [conversation("Négate: the drug <b>lowers</b> blood pressure.")]
     prompt = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
     assert prompt == again.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
     assert tokenizer(prompt)["input_ids"] == again.tokenizer(prompt)["input_ids"]
-    assert converted.generate(chat)[0].text == again.generate(chat)[0].text
+    assert local_llm.generate(chat)[0].text == again.generate(chat)[0].text
 
 
 @pytest.mark.slow
