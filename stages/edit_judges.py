@@ -68,13 +68,18 @@ def validate_edits(config: params.FilterParams, contrast: pa.Table) -> pa.Table:
 def context_scores(edits: pa.Table, positives: pa.Table, query_text: dict[str, str]) -> pa.Array:
     """Per edit, the encoder's cosine of a kept meaning-changing edit to each context the export pairs it with
     (`pipeline.export.contrast_frame`, in its order): an edited query against the query's positive documents, an
-    edited positive against the queries it answers, an edited sentence against its original. That is the score a
-    counterfactual negative gets on the axis of the positives' and the mined negatives' (`dvc plots`); empty for
-    every other edit."""
+    edited positive against the queries it answers, an edited sentence against its original (when a paraphrase of
+    it was kept, as the export asks). That is the score a counterfactual negative gets on the axis of the
+    positives' and the mined negatives' (`dvc plots`); empty for every other edit."""
     kinds, sources = edits["source_kind"].to_pylist(), edits["source_id"].to_pylist()
     originals, edited = edits["original"].to_pylist(), edits["edited"].to_pylist()
     decisions, keeps_meaning = edits["decision"].to_pylist(), edits["preserves_meaning"].to_pylist()
     negatives = [i for i, (d, keeps) in enumerate(zip(decisions, keeps_meaning)) if d == validate.KEPT and not keeps]
+    paraphrased = {
+        source
+        for source, kind, decision, keeps in zip(sources, kinds, decisions, keeps_meaning)
+        if kind == "sentence" and decision == validate.KEPT and keeps
+    }
     docs_of, queries_of = collections.defaultdict(list), collections.defaultdict(list)
     for query_id, doc_id in zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()):
         docs_of[query_id].append(doc_id)
@@ -85,7 +90,8 @@ def context_scores(edits: pa.Table, positives: pa.Table, query_text: dict[str, s
     contexts = {
         "query": lambda i: [doc_text[d] for d in docs_of[sources[i]] if d in doc_text],
         "positive": lambda i: [query_text[q] for q in queries_of[sources[i]]],
-        "sentence": lambda i: [originals[i]],
+        # The export pairs a sentence's edits only where one of its paraphrases was kept (the row's positive).
+        "sentence": lambda i: [originals[i]] if sources[i] in paraphrased else [],
     }
     texts = {i: contexts[kinds[i]](i) for i in negatives}
     scores = [[] for _ in kinds]

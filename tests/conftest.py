@@ -140,6 +140,17 @@ def export_table(workdir: Path, fmt: str) -> pa.Table:
     return pa.concat_tables([artifacts.read(path) for path in splits])
 
 
+def contrast_rows_by_edit(workdir: Path) -> dict[str, list[dict]]:
+    """The exported contrast-triplet rows (train and dev) of each edit, and check that the filter's
+    `context_scores` hold one score per such row and none for an edit the export does not use."""
+    exported: dict[str, list[dict]] = {}
+    for row in export_table(workdir, "contrast-triplet").to_pylist():
+        exported.setdefault(row["negative_id"], []).append(row)
+    for edit in artifacts.read(workdir / "data/filtered/edits").to_pylist():
+        assert len(edit["context_scores"]) == len(exported.get(edit["pair_id"], [])), edit
+    return exported
+
+
 def dvc(repo, *args, env: dict | None = None) -> str:
     env = {**os.environ, **(env or {}), "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
     result = subprocess.run(

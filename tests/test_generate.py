@@ -12,7 +12,14 @@ import yaml
 
 from pipeline import artifacts, ledger, schema
 from pipeline.contrast import validate
-from tests.conftest import DATASETS, export_table, kill_at_first_checkpoint, run_stage, set_params
+from tests.conftest import (
+    DATASETS,
+    contrast_rows_by_edit,
+    export_table,
+    kill_at_first_checkpoint,
+    run_stage,
+    set_params,
+)
 
 KEY_ENV, KEY = "PAIRFORGE_TEST_EDIT_KEY", "sk-test-never-written-anywhere"
 
@@ -177,10 +184,20 @@ def test_sentence_files_are_a_source(tmp_path, pipeline_run):
         generate={"source": "sentences", "sentences_file": str(sentences), "sentence_column": "sentence_A"},
     )
     set_params(workdir, generate={"llm_backend": "none", "max_items": 0})
-    run_stage(workdir, "generate")
+    for name in ("generate", "filter", "export"):
+        run_stage(workdir, name)
     contrast, attempts, _ = reconcile(workdir)
     assert set(attempts["source_kind"].to_pylist()) == {"sentence"}
     assert contrast.num_rows > 0 and set(contrast["source_kind"].to_pylist()) == {"sentence"}
+    # A sentence's counterfactuals are exported (and scored, anchor = the sentence) only beside a kept paraphrase.
+    edits = artifacts.read(workdir / "data/filtered/edits").to_pylist()
+    paraphrased = {e["source_id"] for e in edits if e["decision"] == "kept" and e["preserves_meaning"]}
+    exported = contrast_rows_by_edit(workdir)
+    kept = [e for e in edits if e["decision"] == "kept" and not e["preserves_meaning"]]
+    assert {e["pair_id"] for e in kept if e["source_id"] in paraphrased} == set(exported)
+    assert any(e["source_id"] not in paraphrased for e in kept), "some counterfactuals have no paraphrase to pair"
+    for rows in exported.values():
+        assert all(r["anchor"] == rows[0]["anchor"] and r["negative"] == rows[0]["negative"] for r in rows)
 
 
 def test_bad_sentence_file_names_file_row_and_field_and_keeps_the_old_artifact(tmp_path, pipeline_run):
