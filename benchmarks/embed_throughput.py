@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import loopback_cluster  # noqa: E402
-from pipeline import embed, models, runtime  # noqa: E402
+from pipeline import embed, models, runtime, schema  # noqa: E402
 from pipeline.models.encoder import Encoder  # noqa: E402
 
 
@@ -50,7 +50,7 @@ def pool_run(texts: list[str], args: dict, actors: int) -> np.ndarray:
         runtime.map_batches(table, embed.EmbedBatch, args, runtime.Resources(actors=actors), rows_per_task=rows)
     )
     order = np.argsort(np.array(out["id"].to_pylist()))
-    return embed.to_numpy(out["vector"])[order]
+    return schema.vectors_matrix(out["vector"])[order]
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline import artifacts, embed, models  # noqa: E402
+from pipeline import artifacts, models, schema  # noqa: E402
 
 MODEL = "packaged:all-MiniLM-L6-v2"
 
@@ -150,7 +150,7 @@ def load_vectors(workdir: Path) -> dict[tuple[str, str], np.ndarray]:
     vectors = {}
     for name in ("corpus", "queries"):
         table = artifacts.read(workdir / "data/embeddings" / name)
-        vectors.update({(name, i): v for i, v in zip(table["id"].to_pylist(), embed.to_numpy(table["vector"]))})
+        vectors.update({(name, i): v for i, v in zip(table["id"].to_pylist(), schema.vectors_matrix(table["vector"]))})
     return vectors
 
 

@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
-from pipeline import artifacts, embed, schema
+from pipeline import artifacts, schema
 from stages.common import EMBEDDINGS, INDEX, INGESTED, MINED
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,8 +120,10 @@ def write_inputs(project: Path, cache: Path, docs: int, seed: int) -> None:
             positive_ids = pa.array([f"d{QUERY_EVERY * j}" for j in query_rows])
             scores = pa.array(np.ones(len(query_rows), np.float32))
             ingested.write("positives", pa.table([query_ids, positive_ids, scores], schema=schema.POSITIVES))
-            embedded.write("corpus", pa.table([doc_ids, embed.vectors_column(doc_vectors)], schema=vectors_schema))
-            embedded.write("queries", pa.table([query_ids, embed.vectors_column(query_vectors)], schema=vectors_schema))
+            embedded.write("corpus", pa.table([doc_ids, schema.vectors_column(doc_vectors)], schema=vectors_schema))
+            embedded.write(
+                "queries", pa.table([query_ids, schema.vectors_column(query_vectors)], schema=vectors_schema)
+            )
             peer_docs.write(np.ascontiguousarray(doc_vectors).tobytes())
             peer_queries.write(np.ascontiguousarray(query_vectors).tobytes())
 

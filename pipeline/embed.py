@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from pipeline import schema
 
 
 def length_sorted(table: pa.Table) -> pa.Table:
@@ -18,19 +19,6 @@ def length_sorted(table: pa.Table) -> pa.Table:
         .sort_by([("_length", "descending"), ("id", "ascending")])
         .drop(["_length"])
     )
-
-
-def vectors_column(vectors: np.ndarray) -> pa.FixedSizeListArray:
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
-
-
-def to_numpy(column: pa.ChunkedArray | pa.FixedSizeListArray) -> np.ndarray:
-    """Vectors column -> (rows, dim) float32 array without a per-row Python loop."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    dim = column.type.list_size
-    return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
 
 
 class EmbedBatch:
@@ -52,6 +40,6 @@ class EmbedBatch:
         vectors, truncated = self.encoder.encode(batch.column("text").to_pylist())
         return (
             batch.drop_columns(["text"])
-            .append_column("vector", vectors_column(vectors))
+            .append_column("vector", schema.vectors_column(vectors))
             .append_column("truncated", pa.array(truncated))
         )

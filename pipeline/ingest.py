@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import schema
+from pipeline import schema, vocabulary
 from pipeline.params import IngestParams
 from pipeline.schema import InputError
 
@@ -39,7 +39,7 @@ class BadRows(list):
                 "stage": ["ingest"] * len(self),
                 "kind": ["row"] * len(self),
                 "key": [f"{Path(err.source).name}:{err.row}" for err in self],
-                "reason": ["bad_row"] * len(self),
+                "reason": [vocabulary.BAD_ROW] * len(self),
                 "detail": [str(err) for err in self],
                 "scores": [[] for _ in self],
             },
@@ -194,7 +194,7 @@ class Collection:
                 "stage": ["ingest"] * len(keys),
                 "kind": [self.kind] * len(keys),
                 "key": keys,
-                "reason": ["duplicate_text"] * len(keys),
+                "reason": [vocabulary.DUPLICATE_TEXT] * len(keys),
                 "detail": [f"same text as {self.merged[k]}" for k in keys],
                 "scores": [[] for _ in keys],
             },

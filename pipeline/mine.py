@@ -28,11 +28,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import index, schema
-from pipeline.embed import to_numpy
 from pipeline.params import IndexParams, MineParams
-
-KEPT = "kept"
-REJECTED = "rejected"
+from pipeline.schema import vectors_matrix
+from pipeline.vocabulary import (
+    ABOVE_ABSOLUTE_MARGIN,
+    ABOVE_MAX_SCORE,
+    ABOVE_RELATIVE_MARGIN,
+    BELOW_MIN_SCORE,
+    BELOW_RANGE_MIN,
+    KEPT,
+    KNOWN_POSITIVE,
+    NOT_SAMPLED,
+    REJECTED,
+)
 
 
 def score_rule_reasons(scores: np.ndarray, pos_score: float, params: MineParams) -> np.ndarray:
@@ -43,13 +51,13 @@ def score_rule_reasons(scores: np.ndarray, pos_score: float, params: MineParams)
         reasons[broken & (reasons == None)] = code  # noqa: E711 - elementwise comparison on an object array
 
     if params.absolute_margin is not None:
-        mark(scores + params.absolute_margin > pos_score, "above_absolute_margin")
+        mark(scores + params.absolute_margin > pos_score, ABOVE_ABSOLUTE_MARGIN)
     if params.relative_margin is not None:
-        mark(scores > pos_score - abs(pos_score) * params.relative_margin, "above_relative_margin")
+        mark(scores > pos_score - abs(pos_score) * params.relative_margin, ABOVE_RELATIVE_MARGIN)
     if params.max_score is not None:
-        mark(scores > params.max_score, "above_max_score")
+        mark(scores > params.max_score, ABOVE_MAX_SCORE)
     if params.min_score is not None:
-        mark(scores < params.min_score, "below_min_score")
+        mark(scores < params.min_score, BELOW_MIN_SCORE)
     return reasons
 
 
@@ -76,14 +84,14 @@ def decide_query(
     rank[~known] = np.arange(int((~known).sum()), dtype=np.int32)
     inspected = known | (rank < params.range_max)
     reasons = score_rule_reasons(scores, pos_score, params)
-    reasons[known] = "known_positive"
+    reasons[known] = KNOWN_POSITIVE
     below = ~known & (rank < params.range_min)
-    reasons[below & (reasons == None)] = "below_range_min"  # noqa: E711
+    reasons[below & (reasons == None)] = BELOW_RANGE_MIN  # noqa: E711
     in_window = ~known & (rank >= params.range_min) & (rank < params.range_max)
     valid = np.flatnonzero(in_window & (reasons == None))  # noqa: E711
     kept = np.zeros(len(rows), dtype=bool)
     kept[select(valid, query_id, params)] = True
-    reasons[in_window & (reasons == None) & ~kept] = "not_sampled"  # noqa: E711
+    reasons[in_window & (reasons == None) & ~kept] = NOT_SAMPLED  # noqa: E711
     return rows, scores, rank, kept, reasons, inspected
 
 
@@ -102,7 +110,7 @@ class MineShard:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """batch: query_id, vector, pos_score, positive_rows (index rows of the query's known positives)."""
-        vectors = np.ascontiguousarray(to_numpy(batch.column("vector")))
+        vectors = np.ascontiguousarray(vectors_matrix(batch.column("vector")))
         positive_rows = batch.column("positive_rows").to_pylist()
         depth = self.params.range_max + max(len(p) for p in positive_rows)
         all_scores, all_rows = self.index.search(vectors, min(depth, self.index.ntotal))

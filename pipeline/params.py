@@ -12,8 +12,8 @@ from typing import Literal
 
 import yaml
 
-from pipeline.contrast import RULE_OPS
 from pipeline.schema import InputError
+from pipeline.vocabulary import LLM_CONTROLS, RULE_OPS
 
 
 @dataclass(frozen=True)
@@ -147,16 +147,14 @@ class GenerateParams:
     # Source texts edited by the rules, sampled with `seed` (0: all).
     max_items: int = 0
     seed: int = 12345
-    # Rule ops (op codes of pipeline/contrast/rules.py); [] turns the rules off.
+    # Rule ops (op codes of pipeline/vocabulary.py); [] turns the rules off.
     rules: list[str] = field(default_factory=lambda: list(RULE_OPS))
     # LLM edits (none: off) on the first `llm_max_items` of the same sample, one per control code.
     llm_backend: Literal["none", "transformers", "openai", "vllm"] = "transformers"
     llm_model: str = "packaged:SmolLM2-135M-Instruct"
     llm_base_url: str | None = None
     llm_api_key_env: str = "OPENAI_API_KEY"
-    llm_controls: list[str] = field(
-        default_factory=lambda: ["negate", "change_fact", "change_quantity", "swap_roles", "paraphrase"]
-    )
+    llm_controls: list[str] = field(default_factory=lambda: list(LLM_CONTROLS))
     llm_max_items: int = 4
     llm_max_new_tokens: int = 96
     # Asks again (showing the model its reply) when a reply does not fit the JSON schema.
@@ -172,8 +170,6 @@ class GenerateParams:
     checkpoint_rows: int = 64
 
     def check(self) -> None:
-        from pipeline.contrast.prompts import CONTROLS
-
         unknown = [op for op in self.rules if op not in RULE_OPS]
         if unknown:
             raise InputError("params.yaml", None, "generate.rules", f"unknown op {unknown}; known: {list(RULE_OPS)}")
@@ -185,12 +181,12 @@ class GenerateParams:
         _at_least(self, "actors", 0)
         _at_least(self, "gpus_per_actor", 0.0)
         for control in self.llm_controls:
-            if control not in CONTROLS:
+            if control not in LLM_CONTROLS:
                 raise InputError(
                     "params.yaml",
                     None,
                     "generate.llm_controls",
-                    f"unknown control {control!r}; known: {sorted(CONTROLS)}",
+                    f"unknown control {control!r}; known: {sorted(LLM_CONTROLS)}",
                 )
         if self.source == "sentences" and not self.sentences_file:
             raise InputError("params.yaml", None, "generate.sentences_file", "source `sentences` needs a file")

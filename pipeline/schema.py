@@ -6,6 +6,7 @@ it is made, with the file, row and field named, rather than three stages later i
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -91,6 +92,20 @@ def embeddings(dim: int, model: str = "", fingerprint: str = "") -> pa.Schema:
     """Vectors are fixed-size float32 lists; the model that made them travels in the schema metadata."""
     schema = pa.schema([("id", pa.string()), ("vector", pa.list_(pa.float32(), dim))])
     return schema.with_metadata({"model": model, "fingerprint": fingerprint})
+
+
+def vectors_column(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    """(rows, dim) array -> the contract's vectors column: fixed_size_list<float32>[dim]."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+
+
+def vectors_matrix(column: pa.ChunkedArray | pa.FixedSizeListArray) -> np.ndarray:
+    """Vectors column -> (rows, dim) float32 array without a per-row Python loop."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    dim = column.type.list_size
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
 
 
 def validate(table: pa.Table, schema: pa.Schema, source: str, required_text: tuple[str, ...] = ()) -> pa.Table:

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import artifacts
+from pipeline.schema import vectors_matrix
 
 
 def row_keys(*columns: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -108,11 +109,9 @@ class EmbeddingCache(ShardCache):
 
     @staticmethod
     def _write(tmp: Path, results: pa.Table) -> None:
-        from pipeline.embed import to_numpy
-
         tmp.mkdir()
         np.save(tmp / "keys.npy", results["key"].to_numpy())
-        np.save(tmp / "vectors.npy", np.ascontiguousarray(to_numpy(results["vector"]), dtype=np.float32))
+        np.save(tmp / "vectors.npy", np.ascontiguousarray(vectors_matrix(results["vector"]), dtype=np.float32))
         np.save(tmp / "truncated.npy", results["truncated"].to_numpy(zero_copy_only=False))
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

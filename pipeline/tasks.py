@@ -15,7 +15,7 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-UNPARSEABLE = "unparseable_output"
+from pipeline.vocabulary import UNPARSEABLE
 
 
 @dataclass(frozen=True)

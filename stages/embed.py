@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import artifacts, embed, params, schema
+from pipeline import artifacts, params, schema
 from pipeline.shard_cache import fill, row_keys
 from stages import scoring
 from stages.common import EMBEDDINGS, INGESTED, stage
@@ -77,7 +77,7 @@ def main() -> None:
                     rows = pc.equal(chunk["source"], name).to_numpy(zero_copy_only=False)
                     truncated[name] += int(cut[rows].sum())
                     table = pa.table(
-                        {"id": chunk["id"].filter(pa.array(rows)), "vector": embed.vectors_column(vectors[rows])}
+                        {"id": chunk["id"].filter(pa.array(rows)), "vector": schema.vectors_column(vectors[rows])}
                     )
                     if table.num_rows:
                         out.write(name, table, vectors_schema)

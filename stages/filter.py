@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import artifacts, embed, filter, ledger, mine, params, schema
+from pipeline import artifacts, filter, ledger, mine, params, schema
 from stages import scoring
 from stages.common import EMBEDDINGS, FILTERED, GENERATED, INGESTED, MINED, doc_topics, stage
 from stages.edit_judges import context_scores, validate_edits
@@ -56,7 +56,7 @@ def judge_shard(
     texts = artifacts.select(INGESTED / "corpus", "doc_id", doc_ids, ["doc_id", "text"])
     doc_text = dict(zip(texts["doc_id"].to_pylist(), texts["text"].to_pylist()))
     vectors = artifacts.select(EMBEDDINGS / "corpus", "id", doc_ids, ["id", "vector"])
-    doc_vector = dict(zip(vectors["id"].to_pylist(), embed.to_numpy(vectors["vector"])))
+    doc_vector = dict(zip(vectors["id"].to_pylist(), schema.vectors_matrix(vectors["vector"])))
     pairs = list(zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()))
     known = filter.Positives.build(pairs, doc_text, doc_vector)
     judges = []

@@ -11,7 +11,7 @@ import faiss
 import numpy as np
 import pyarrow as pa
 
-from pipeline import artifacts, embed, index, params
+from pipeline import artifacts, index, params, schema
 from stages.common import EMBEDDINGS, INDEX, stage
 
 
@@ -20,8 +20,8 @@ def main() -> None:
         config = params.load("index")
         docs = artifacts.read(EMBEDDINGS / "corpus")
         queries = artifacts.read(EMBEDDINGS / "queries")
-        doc_vectors = embed.to_numpy(docs["vector"])
-        query_vectors = embed.to_numpy(queries["vector"])
+        doc_vectors = schema.vectors_matrix(docs["vector"])
+        query_vectors = schema.vectors_matrix(queries["vector"])
         started = time.perf_counter()
         built, factory = index.build(doc_vectors, config)
         facts = {"factory": factory, "vectors": built.ntotal, "build_seconds": round(time.perf_counter() - started, 1)}

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import artifacts, embed, ledger, mine, params, runtime
+from pipeline import artifacts, ledger, mine, params, runtime, schema
 from stages.common import EMBEDDINGS, INDEX, INGESTED, MINED, doc_topics, stage
 
 
@@ -17,7 +17,7 @@ def positive_vectors(doc_ids: pa.Array) -> tuple[pa.Array, np.ndarray]:
         for batch in artifacts.iter_batches(EMBEDDINGS / "corpus", 65_536, ["id", "vector"])
     ]
     table = pa.concat_tables(found)
-    return table["id"], embed.to_numpy(table["vector"])
+    return table["id"], schema.vectors_matrix(table["vector"])
 
 
 def query_table() -> tuple[pa.Table, pa.Table, pa.Array]:
@@ -30,7 +30,7 @@ def query_table() -> tuple[pa.Table, pa.Table, pa.Array]:
     positives = artifacts.read(INGESTED / "positives", ["query_id", "doc_id"])
     order = artifacts.read(INGESTED / "queries", ["query_id"])["query_id"]
     queries = artifacts.read(EMBEDDINGS / "queries")
-    query_vectors = embed.to_numpy(queries["vector"])
+    query_vectors = schema.vectors_matrix(queries["vector"])
     positive_ids, positive_matrix = positive_vectors(pc.unique(positives["doc_id"]))
     query_at = pc.index_in(positives["query_id"], queries["id"]).to_numpy()
     doc_at = pc.index_in(positives["doc_id"], positive_ids).to_numpy()
@@ -53,7 +53,7 @@ def query_table() -> tuple[pa.Table, pa.Table, pa.Array]:
     table = pa.table(
         {
             "query_id": order,
-            "vector": embed.vectors_column(query_vectors[pc.index_in(order, queries["id"]).to_numpy()]),
+            "vector": schema.vectors_column(query_vectors[pc.index_in(order, queries["id"]).to_numpy()]),
             "pos_score": per_query["score_min"].take(at).cast(pa.float32()),
             "positive_rows": per_query["row_list"].take(at),
         }

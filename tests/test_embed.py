@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from pipeline import artifacts, embed, models, runtime
+from pipeline import artifacts, embed, models, runtime, schema
 from pipeline.models.encoder import Encoder
 
 MODEL = "packaged:all-MiniLM-L6-v2"
@@ -71,7 +71,7 @@ def test_vectors_through_the_ray_actor_pool_equal_encode(texts, reference):
         runtime.map_batches(table, embed.EmbedBatch, args, runtime.Resources(actors=2), rows_per_task=16)
     )
     assert out["id"].to_pylist() == table["id"].to_pylist(), "results come back in input order"
-    assert np.abs(embed.to_numpy(out["vector"]) - reference).max() < 1e-5
+    assert np.abs(schema.vectors_matrix(out["vector"]) - reference).max() < 1e-5
 
 
 def pool_actors(name: str) -> dict[str, str]:
@@ -97,7 +97,7 @@ def test_a_kept_pool_loads_its_model_once_and_gives_way_to_any_other_pool(texts,
     assert pool_actors("EmbedBatch") == actors, "the second call ran on the first one's actors: one model load"
     for out in (first, second):
         assert out["id"].to_pylist() == table["id"].to_pylist(), "results come back in input order"
-        assert np.abs(embed.to_numpy(out["vector"]) - reference).max() < 1e-5
+        assert np.abs(schema.vectors_matrix(out["vector"]) - reference).max() < 1e-5
     # Any other pool ends the kept one first: on this 2-CPU machine it would otherwise wait for CPUs forever.
     assert run(keep=False).equals(first)
     assert pool_actors("EmbedBatch") == dict.fromkeys(actors, "DEAD")
@@ -125,7 +125,7 @@ def test_embeddings_artifact_carries_the_model_and_covers_every_text(pipeline_ru
     assert metadata["model"] == MODEL
     assert metadata["fingerprint"] == models.fingerprint(models.resolve(MODEL))
     assert sorted(vectors["id"].to_pylist()) == sorted(corpus["doc_id"].to_pylist())
-    assert np.allclose(np.linalg.norm(embed.to_numpy(vectors["vector"]), axis=1), 1.0, atol=1e-5)
+    assert np.allclose(np.linalg.norm(schema.vectors_matrix(vectors["vector"]), axis=1), 1.0, atol=1e-5)
 
 
 def test_texts_over_the_token_limit_are_cut_and_counted_in_the_manifest(pipeline_run):

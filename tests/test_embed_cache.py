@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pytest
 import yaml
 
-from pipeline import artifacts, embed, models
+from pipeline import artifacts, models, schema
 from pipeline.shard_cache import EmbeddingCache, TableCache, cached, row_keys, whole_tasks
 from tests.conftest import kill_at_first_checkpoint, project_params, run_stage, write_beir_sample
 
@@ -28,7 +28,7 @@ def test_cache_stores_shards_atomically_and_finds_them_again(tmp_path):
     keys = row_keys(pa.array(["a", "b", "c", "a"]))
     assert keys[0] == keys[3] and len(set(keys[:3].tolist())) == 3
     vectors = np.random.default_rng(0).random((2, 4), dtype=np.float32)
-    cache.add(pa.table({"key": keys[:2], "vector": embed.vectors_column(vectors), "truncated": [True, False]}))
+    cache.add(pa.table({"key": keys[:2], "vector": schema.vectors_column(vectors), "truncated": [True, False]}))
     (cache.folder / ".tmp-999-shard-dead").mkdir()  # a shard a killed run was writing
     reopened = EmbeddingCache(tmp_path, settings)
     assert not list(cache.folder.glob(".tmp-*")), "half-written shards are swept away"
@@ -173,8 +173,10 @@ def test_new_documents_are_the_only_texts_embedded_again(project, scifact):
     assert embedded == len(added) and cached >= before.num_rows
     after = artifacts.read(project / "data/embeddings/corpus")
     assert after.num_rows == before.num_rows + len(added)
-    old = dict(zip(after["id"].to_pylist(), embed.to_numpy(after["vector"])))
-    assert all(np.array_equal(old[d], v) for d, v in zip(before["id"].to_pylist(), embed.to_numpy(before["vector"])))
+    old = dict(zip(after["id"].to_pylist(), schema.vectors_matrix(after["vector"])))
+    assert all(
+        np.array_equal(old[d], v) for d, v in zip(before["id"].to_pylist(), schema.vectors_matrix(before["vector"]))
+    )
 
 
 @pytest.mark.slow

@@ -15,7 +15,8 @@ import torch
 
 from pipeline import runtime
 from pipeline.models import llm as llms
-from pipeline.tasks import RELEVANCE_ANSWER_PREFIX, RELEVANCE_JUDGE, UNPARSEABLE, Task, judge_relevance
+from pipeline.tasks import RELEVANCE_ANSWER_PREFIX, RELEVANCE_JUDGE, Task, judge_relevance
+from pipeline.vocabulary import UNPARSEABLE
 from tests.openai_server import OpenAIServer
 
 MODEL = "packaged:SmolLM2-135M-Instruct"

@@ -285,7 +285,7 @@ def test_apply_takes_texts_and_docs(nlp):
 
 
 def test_ops_are_the_documented_codes():
-    from pipeline.contrast import RULE_OPS
+    from pipeline.vocabulary import RULE_OPS
 
     assert (
         list(rules.OPS)

@@ -13,9 +13,9 @@ import pyarrow.compute as pc
 
 from pipeline import ingest, ledger, schema
 from pipeline.schema import InputError
+from pipeline.vocabulary import APPLIED
 
-RULES = "rules"
-APPLIED, NOT_APPLICABLE = "applied", "not_applicable"
+RULES = "rules"  # the `generator` of rule-based edits
 
 
 def sentences(path: str | Path, column: str) -> pa.Table:

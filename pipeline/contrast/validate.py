@@ -17,8 +17,20 @@ import numpy as np
 import pyarrow as pa
 from rapidfuzz.distance import Levenshtein
 
+from pipeline.vocabulary import (
+    EDIT_DRIFTED,
+    EDIT_DUPLICATE,
+    EDIT_NOT_FLUENT,
+    EDIT_TOO_LARGE,
+    EDIT_TRIVIAL,
+    EDIT_UNCHANGED,
+    KEPT,
+    MEANING_CHANGED,
+    MEANING_UNCHANGED,
+    REJECTED,
+)
+
 TOKEN = re.compile(r"\w+|[^\w\s]")
-KEPT, REJECTED = "kept", "rejected"
 
 
 def tokens(text: str) -> list[str]:
@@ -42,12 +54,12 @@ def _letters(text: str) -> str:
 def minimality(original: str, edited: str, max_tokens: int, max_ratio: float) -> tuple[str | None, str | None]:
     """(reason, detail) for an edit that is no change, a trivial change or too large a change; (None, None) if fine."""
     if " ".join(original.split()) == " ".join(edited.split()):
-        return "edit_unchanged", "the edit is the original text"
+        return EDIT_UNCHANGED, "the edit is the original text"
     if _letters(original) == _letters(edited):
-        return "edit_trivial", "only punctuation, case or spacing changed"
+        return EDIT_TRIVIAL, "only punctuation, case or spacing changed"
     distance, ratio = token_edits(original, edited), edit_ratio(original, edited)
     if distance > max_tokens or ratio > max_ratio:
-        return "edit_too_large", f"{distance} token edits, ratio {ratio:.2f} (max {max_tokens}, ratio {max_ratio})"
+        return EDIT_TOO_LARGE, f"{distance} token edits, ratio {ratio:.2f} (max {max_tokens}, ratio {max_ratio})"
     return None, None
 
 
@@ -64,7 +76,7 @@ def check(contrast: pa.Table, max_tokens: int, max_ratio: float) -> pa.Table:
         reason, detail = minimality(original, edited, max_tokens, max_ratio)
         key = (kind, source, " ".join(edited.split()))
         if reason is None and key in seen:
-            reason, detail = "edit_duplicate", "an earlier edit of this source has the same text"
+            reason, detail = EDIT_DUPLICATE, "an earlier edit of this source has the same text"
         seen.add(key)
         reasons.append(reason)
         details.append(detail)
@@ -91,18 +103,18 @@ def meaning_reasons(
         if np.isnan(score):
             reasons.append(None)
         elif preserves:
-            reasons.append("meaning_changed" if score < paraphrase_min else None)
+            reasons.append(MEANING_CHANGED if score < paraphrase_min else None)
         elif unchanged_above is not None and score >= unchanged_above:
-            reasons.append("meaning_unchanged")
+            reasons.append(MEANING_UNCHANGED)
         elif drifted_below is not None and score < drifted_below:
-            reasons.append("edit_drifted")
+            reasons.append(EDIT_DRIFTED)
         else:
             reasons.append(None)
     return reasons
 
 
 def fluency_reasons(original_nll: np.ndarray, edited_nll: np.ndarray, max_increase: float) -> list[str | None]:
-    return ["edit_not_fluent" if e - o > max_increase else None for o, e in zip(original_nll, edited_nll)]
+    return [EDIT_NOT_FLUENT if e - o > max_increase else None for o, e in zip(original_nll, edited_nll)]
 
 
 class FluencyBatch:

@@ -1,0 +1,62 @@
+"""The stable codes every stage shares: decisions, outcomes, rejection reasons, rule op codes, LLM edit controls.
+
+They are data: users filter the ledger and the artifacts on them, so they never change spelling. Every module
+names them from here rather than as string literals. This module imports nothing, so the lowest modules (params,
+schema) and the domain can both use it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+# What happened to a candidate, an edit or a judged negative.
+KEPT = "kept"
+REJECTED = "rejected"
+# What happened to a (text, op) the generate stage tried.
+APPLIED = "applied"
+NOT_APPLICABLE = "not_applicable"
+
+# Rejection reasons, by the stage that decides them (the ledger's `reason` column).
+# ingest
+DUPLICATE_TEXT = "duplicate_text"  # an exact duplicate text, merged into the first id that carried it
+BAD_ROW = "bad_row"  # a row that could not be used, with `ingest.on_bad_row: skip`
+# mine
+KNOWN_POSITIVE = "known_positive"
+BELOW_RANGE_MIN = "below_range_min"
+ABOVE_ABSOLUTE_MARGIN = "above_absolute_margin"
+ABOVE_RELATIVE_MARGIN = "above_relative_margin"
+ABOVE_MAX_SCORE = "above_max_score"
+BELOW_MIN_SCORE = "below_min_score"
+NOT_SAMPLED = "not_sampled"  # a valid candidate that sampling did not pick (the filter's refills)
+# generate and filter: an LLM that gave no usable answer
+UNPARSEABLE = "unparseable_output"  # the reply did not fit the task's schema (the raw output is kept)
+BACKEND_ERROR = "backend_error"  # the backend failed on the item (the generate ledger keeps its own error code)
+# filter: negatives
+NEAR_DUPLICATE = "near_duplicate"
+JUDGE_RELEVANT = "judge_relevant"
+# filter: generated edits
+EDIT_UNCHANGED = "edit_unchanged"
+EDIT_TRIVIAL = "edit_trivial"
+EDIT_TOO_LARGE = "edit_too_large"
+EDIT_DUPLICATE = "edit_duplicate"
+EDIT_NOT_FLUENT = "edit_not_fluent"
+MEANING_UNCHANGED = "meaning_unchanged"
+EDIT_DRIFTED = "edit_drifted"
+MEANING_CHANGED = "meaning_changed"
+
+# Rule-based edits, in the order they run (`pipeline.contrast.rules.OPS` maps each to its function).
+RuleOp = Literal[
+    "negation_insert",
+    "negation_remove",
+    "number_change",
+    "swap_entities",
+    "swap_noun_phrases",
+    "antonym_flip",
+    "paraphrase_contraction",
+    "paraphrase_number_format",
+]
+RULE_OPS: tuple[str, ...] = get_args(RuleOp)
+
+# LLM edit controls (`pipeline.contrast.prompts.CONTROLS` holds each one's instruction and example).
+LLMControl = Literal["negate", "change_fact", "change_quantity", "swap_roles", "paraphrase"]
+LLM_CONTROLS: tuple[str, ...] = get_args(LLMControl)
