@@ -6,7 +6,7 @@ import json
 
 import pyarrow as pa
 
-from pipeline.export import text_columns
+from pipeline.formats import text_columns
 
 
 def _feature(dtype: pa.DataType) -> object:

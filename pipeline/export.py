@@ -1,313 +1,105 @@
-"""Export: trainer-ready tables in sentence-transformers' formats, and the dataset card.
-
-Text columns come first (`anchor`, `positive`, `negative...` / `document`, `label`); metadata columns follow
-(ids, scores, kind, topic). Trainers that take every column as an input want
-`dataset.select_columns(TEXT_COLUMNS[format])`; the card says so.
-"""
+"""Export: the filtered data as trainer-ready tables, per format and split (train, and dev when held out), each
+planned into training batches; the dataset's provenance and the figures `dvc metrics` shows."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
-TEXT_COLUMNS = {
-    "triplet": ["anchor", "positive", "negative"],
-    "contrast-triplet": ["anchor", "positive", "negative"],
-    "mixed": ["anchor", "positive", "negative"],
-    "labeled-pair": ["anchor", "document", "label"],
-    "labeled-list": ["anchor", "documents", "labels"],
-}
+from pipeline import artifacts, batches, formats, report, schema, split
+from pipeline.params import ExportParams
 
 
-def to_arrow(frame: pl.DataFrame) -> pa.Table:
-    """Polars -> Arrow with plain (not large) strings and lists, the types every reader expects."""
-    table = frame.to_arrow()
+@dataclass(frozen=True)
+class Frames:
+    """What every format is built from: mined triplets and counterfactual rows (polars frames), the positives."""
 
-    def plain(dtype: pa.DataType) -> pa.DataType:
-        if pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype):
-            return pa.string()
-        if pa.types.is_large_list(dtype) or pa.types.is_list(dtype):
-            return pa.list_(plain(dtype.value_type))
-        return dtype
-
-    return table.cast(pa.schema([pa.field(f.name, plain(f.type)) for f in table.schema]))
+    triplets: pl.DataFrame
+    contrast: pl.DataFrame
+    positives: pa.Table
+    query_topics: pa.Table
 
 
-def triplet_frame(
-    corpus: pa.Table, queries: pa.Table, positives: pa.Table, negatives: pa.Table, topics: pa.Table
-) -> pl.DataFrame:
-    """One row per (query, positive, negative), in query order, then positive order, then negative rank.
-
-    `positives` holds each (query, positive) pair with its model similarity in `score`.
-    """
-    docs = pl.from_arrow(corpus).select("doc_id", "text")
-    query_topics = pl.from_arrow(topics).select(pl.col("id").alias("query_id"), "topic")
-    frame = (
-        pl.from_arrow(queries)
-        .with_row_index("q_order")
-        .rename({"text": "anchor"})
-        .join(query_topics, on="query_id", how="left")
-        .join(
-            pl.from_arrow(positives).with_row_index("p_order").rename({"doc_id": "positive_id", "score": "pos_score"}),
-            on="query_id",
-        )
-        .join(
-            pl.from_arrow(negatives).select(
-                "query_id", pl.col("doc_id").alias("negative_id"), "rank", pl.col("score").alias("neg_score")
-            ),
-            on="query_id",
-        )
-        .join(docs.rename({"doc_id": "positive_id", "text": "positive"}), on="positive_id", how="left")
-        .join(docs.rename({"doc_id": "negative_id", "text": "negative"}), on="negative_id", how="left")
-        .sort("q_order", "p_order", "rank")
-    )
-    return frame.with_columns(pl.lit("mined").alias("negative_kind"))
+def frames(ingested: Path, index: Path, mined: Path, filtered: Path) -> Frames:
+    """Read the artifacts the export needs; of the corpus, only the documents the dataset holds (positives and
+    kept negatives), streamed out of it."""
+    topics_path = index / "query_topics"
+    topics = artifacts.read(topics_path) if topics_path.exists() else schema.TOPICS.empty_table()
+    queries, positives = artifacts.read(ingested / "queries"), artifacts.read(ingested / "positives")
+    negatives = artifacts.read(filtered / "negatives")
+    used = pc.unique(pa.concat_arrays([pc.unique(positives["doc_id"]), pc.unique(negatives["doc_id"])]))
+    corpus = artifacts.select(ingested / "corpus", "doc_id", used)
+    triplets = formats.triplet_frame(corpus, queries, artifacts.read(mined / "positive_scores"), negatives, topics)
+    contrast = formats.contrast_frame(artifacts.read(filtered / "edits"), corpus, queries, positives, topics)
+    return Frames(triplets, contrast, positives, topics)
 
 
-CONTRAST_COLUMNS = ["anchor", "positive", "negative", "anchor_id", "positive_id", "negative_id", "query_id"]
+@dataclass(frozen=True)
+class Part:
+    """One format's split, its rows in batch order, and its batch plan (None where the format is not batched)."""
+
+    format: str
+    split: str
+    table: pa.Table
+    plan: dict | None
+
+    @property
+    def path(self) -> str:
+        """Where the part lives in the export folder: `<format>/` for train, `<format>/<split>/` otherwise."""
+        return self.format if self.split == "train" else f"{self.format}/{self.split}"
 
 
-def contrast_frame(
-    edits: pa.Table, corpus: pa.Table, queries: pa.Table, positives: pa.Table, topics: pa.Table
-) -> pl.DataFrame:
-    """Kept meaning-changing edits as (anchor, positive, minimally edited negative), one row per context:
-
-    - an edited query: anchor = each positive document of the query, positive = the query, negative = the edit
-      (the document supports the query, not its counterfactual);
-    - an edited positive document: anchor = each query it answers, positive = the document, negative = the edit;
-    - an edited sentence: anchor = the sentence, positive = its first kept paraphrase edit, negative = the edit
-      (SugarCrepe++ style; sentences without a kept paraphrase give no row).
-    """
-    kept = pl.from_arrow(edits).filter(pl.col("decision") == "kept")
-    negatives = kept.filter(~pl.col("preserves_meaning")).with_row_index("e_order")
-    docs = pl.from_arrow(corpus).select("doc_id", pl.col("text").alias("doc_text"))
-    pairs = pl.from_arrow(positives).select("query_id", "doc_id").with_row_index("p_order")
-    query_text = pl.from_arrow(queries).select("query_id", pl.col("text").alias("query_text"))
-    common = [pl.col("edited").alias("negative"), pl.col("pair_id").alias("negative_id"), "op", "generator"]
-    from_queries = (
-        negatives.filter(pl.col("source_kind") == "query")
-        .join(pairs, left_on="source_id", right_on="query_id")
-        .join(docs, on="doc_id")
-        .select(
-            "e_order", "p_order", pl.col("doc_text").alias("anchor"), pl.col("original").alias("positive"),
-            pl.col("doc_id").alias("anchor_id"), pl.col("source_id").alias("positive_id"), *common,
-            pl.col("source_id").alias("query_id"), "source_kind",
-        )
-    )  # fmt: skip
-    from_positives = (
-        negatives.filter(pl.col("source_kind") == "positive")
-        .join(pairs, left_on="source_id", right_on="doc_id")
-        .join(query_text, on="query_id")
-        .select(
-            "e_order", "p_order", pl.col("query_text").alias("anchor"), pl.col("original").alias("positive"),
-            pl.col("query_id").alias("anchor_id"), pl.col("source_id").alias("positive_id"), *common,
-            "query_id", "source_kind",
-        )
-    )  # fmt: skip
-    paraphrases = (
-        kept.filter(pl.col("preserves_meaning") & (pl.col("source_kind") == "sentence"))
-        .group_by("source_id", maintain_order=True)
-        .first()
-        .select("source_id", pl.col("edited").alias("paraphrase"), pl.col("pair_id").alias("paraphrase_id"))
-    )
-    from_sentences = (
-        negatives.filter(pl.col("source_kind") == "sentence")
-        .join(paraphrases, on="source_id")
-        .select(
-            "e_order", pl.lit(0, pl.UInt32).alias("p_order"), pl.col("original").alias("anchor"),
-            pl.col("paraphrase").alias("positive"), pl.col("source_id").alias("anchor_id"),
-            pl.col("paraphrase_id").alias("positive_id"), *common, pl.lit(None, pl.String).alias("query_id"),
-            "source_kind",
-        )
-    )  # fmt: skip
-    query_topics = pl.from_arrow(topics).select(pl.col("id").alias("query_id"), "topic")
-    return (
-        pl.concat([from_queries, from_positives, from_sentences])
-        .sort("e_order", "p_order")
-        .join(query_topics, on="query_id", how="left", maintain_order="left")
-        .drop("e_order", "p_order")
-        .with_columns(pl.lit("counterfactual").alias("negative_kind"))
-    )
+def parts(data: Frames, candidates: Path, config: ExportParams, num_negatives: int) -> Iterator[Part]:
+    """Every format of `config` in every split, planned into batches (B3 reads the teacher's ranks from the mined
+    `candidates`)."""
+    pairs = list(zip(data.positives["query_id"].to_pylist(), data.positives["doc_id"].to_pylist()))
+    known = {query_id: set(docs) for query_id, docs in batches.documents_by_query(data.positives).items()}
+    dev = pa.array(sorted(split.dev_queries(pairs, config.dev_fraction, config.seed)), pa.string())
+    query_group = None
+    if config.batching == "b3":
+        ranks = artifacts.read(candidates, ["query_id", "doc_id", "rank"])
+        community = max(1, config.batch_size // config.b3_communities_per_batch)
+        query_group = batches.b3_query_groups(
+            ranks, data.positives, config.b3_skip, config.b3_window, community, config.b3_communities_per_batch,
+            config.seed,
+        )  # fmt: skip
+    builders = {**formats.FORMATS, "mixed": formats.mixed_at(config.counterfactual_share)}
+    for fmt in config.formats:
+        table = formats.to_arrow(builders[fmt](data.triplets, data.contrast, num_negatives))
+        in_dev = pc.fill_null(pc.is_in(table["query_id"], dev), False)
+        splits = {"train": table.filter(pc.invert(in_dev))}
+        if config.dev_fraction:
+            splits["dev"] = table.filter(in_dev)
+        for name, rows in splits.items():
+            shape = formats.batch_rows(fmt, rows, known)
+            planned, plan = batches.plan(rows, shape, config.batching, config.batch_size, config.seed, query_group)
+            yield Part(fmt, name, planned, plan)
 
 
-def contrast_triplet(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
-    return contrast.select(*CONTRAST_COLUMNS, "op", "generator", "source_kind", "topic")
+def tally(written: list[Part]) -> tuple[dict, dict]:
+    """Rows and batch plans per format and split, as the manifest, the card and the metrics report them."""
+    rows, plans = {}, {}
+    for part in written:
+        rows.setdefault(part.format, {})[part.split] = part.table.num_rows
+        if part.plan:
+            plans.setdefault(part.format, {})[part.split] = part.plan
+    return rows, plans
 
 
-def triplet(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
-    """Mined triplets, then the counterfactual ones (`negative_kind`, `op` tell them apart)."""
-    counterfactual = contrast.select(
-        "anchor", "positive", "negative", "query_id", "positive_id", "negative_id", "negative_kind", "op",
-        pl.lit(None, pl.Float32).alias("pos_score"), pl.lit(None, pl.Float32).alias("neg_score"), "topic",
-    )  # fmt: skip
-    return pl.concat([_mined_triplet(frame), counterfactual], how="vertical_relaxed")
-
-
-def _mined_triplet(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.with_columns(pl.lit(None, pl.String).alias("op")).select(
-        "anchor",
-        "positive",
-        "negative",
-        "query_id",
-        "positive_id",
-        "negative_id",
-        "negative_kind",
-        "op",
-        "pos_score",
-        "neg_score",
-        "topic",
-    )
-
-
-def _per_positive(frame: pl.DataFrame) -> pl.DataFrame:
-    """One row per (query, positive), its mined negatives as lists in rank order."""
-    return frame.group_by("q_order", "p_order", maintain_order=True).agg(
-        pl.col("anchor", "positive", "query_id", "positive_id", "negative_kind", "pos_score", "topic").first(),
-        pl.col("negative").alias("negatives"),
-        pl.col("negative_id").alias("negative_ids"),
-        pl.col("neg_score").alias("neg_scores"),
-    )
-
-
-def n_tuple(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
-    """One row per (query, positive) with negative_1..n of mined negatives; pairs short of n negatives are left
-    out, as the peer does. Counterfactuals have their own anchors, so they go to the other formats."""
-    grouped = _per_positive(frame).filter(pl.col("negatives").list.len() == num_negatives)
-    negatives = [pl.col("negatives").list.get(i).alias(f"negative_{i + 1}") for i in range(num_negatives)]
-    return grouped.select(
-        "anchor",
-        "positive",
-        *negatives,
-        "query_id",
-        "positive_id",
-        "negative_ids",
-        "negative_kind",
-        "pos_score",
-        "neg_scores",
-        "topic",
-    )
-
-
-def n_tuple_scores(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
-    """n-tuple plus `score`: [positive's, negative_1's, ...] similarity under the embedding model, the
-    distillation target of MarginMSE-style losses (sentence-transformers' n-tuple-scores)."""
-    score = pl.concat_list(pl.col("pos_score"), pl.col("neg_scores")).alias("score")
-    table = n_tuple(frame, contrast, num_negatives)
-    return table.select(*table.columns[: 2 + num_negatives], score, *table.columns[2 + num_negatives :])
-
-
-def labeled_list(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
-    """(anchor, documents, labels) per (query, positive): the positive (label 1) then its mined negatives
-    (label 0), for listwise losses (sentence-transformers' labeled-list)."""
-    grouped = _per_positive(frame)
-    return grouped.select(
-        "anchor",
-        pl.concat_list(pl.col("positive"), pl.col("negatives")).alias("documents"),
-        pl.concat_list(pl.lit(1, pl.Int64), pl.col("negatives").list.eval(pl.lit(0, pl.Int64))).alias("labels"),
-        "query_id",
-        pl.concat_list(pl.col("positive_id"), pl.col("negative_ids")).alias("doc_ids"),
-        pl.concat_list(pl.col("pos_score"), pl.col("neg_scores")).alias("scores"),
-        "topic",
-    )
-
-
-def labeled_pair(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
-    """(anchor, document, label): each query's positives (label 1), then its negatives (label 0); then each
-    counterfactual (label 0) after its anchor."""
-    common = ["anchor", "query_id", "q_order", "topic"]
-    positives = frame.unique(["q_order", "p_order"], maintain_order=True).select(
-        *common,
-        pl.col("positive").alias("document"),
-        pl.lit(1, pl.Int64).alias("label"),
-        pl.col("positive_id").alias("doc_id"),
-        pl.lit("positive").alias("kind"),
-        pl.col("pos_score").alias("score"),
-        pl.lit(0).alias("group"),
-        pl.col("p_order").cast(pl.Int64).alias("order"),
-    )
-    negatives = frame.unique(["q_order", "negative_id"], maintain_order=True).select(
-        *common,
-        pl.col("negative").alias("document"),
-        pl.lit(0, pl.Int64).alias("label"),
-        pl.col("negative_id").alias("doc_id"),
-        pl.col("negative_kind").alias("kind"),
-        pl.col("neg_score").alias("score"),
-        pl.lit(1).alias("group"),
-        pl.col("rank").cast(pl.Int64).alias("order"),
-    )
-    both = pl.concat([positives, negatives]).sort("q_order", "group", "order")
-    columns = ["anchor", "document", "label", "query_id", "doc_id", "kind", "score", "topic"]
-    counterfactual = contrast.select(
-        "anchor", pl.col("negative").alias("document"), pl.lit(0, pl.Int64).alias("label"), "query_id",
-        pl.col("negative_id").alias("doc_id"), pl.col("negative_kind").alias("kind"),
-        pl.lit(None, pl.Float32).alias("score"), "topic",
-    )  # fmt: skip
-    return pl.concat([both.select(columns), counterfactual], how="vertical_relaxed")
-
-
-def mixed(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int, counterfactual_share: float):
-    """Triplets with `num_negatives` negatives per (query, positive) pair: `round(share * n)` counterfactuals of
-    the pair where the generator made them, mined negatives for the rest. A pair's counterfactuals are edits of
-    its positive (anchor: the query, which the edit no longer answers) and edits of its query (anchor: the
-    positive, which no longer answers the edit), as in `contrast-triplet`; `pair_doc` names the pair's document."""
-    wanted = round(counterfactual_share * num_negatives)
-    keys = ["query_id", "pair_doc"]
-    pair_doc = pl.when(pl.col("source_kind") == "query").then(pl.col("anchor_id")).otherwise(pl.col("positive_id"))
-    counterfactual = (
-        contrast.filter(pl.col("source_kind").is_in(["query", "positive"]))
-        .with_row_index("rank")
-        .with_columns(pair_doc.alias("pair_doc"), pl.col("rank").cast(pl.Int64))
-        .filter(pl.int_range(pl.len()).over(keys) < wanted)
-    )
-    used = counterfactual.group_by(keys).len("used")
-    order = frame.select("query_id", pl.col("positive_id").alias("pair_doc"), "q_order", "p_order").unique(keys)
-    mined = (
-        _mined_triplet(frame)
-        .with_columns(frame["rank"].cast(pl.Int64), pl.col("positive_id").alias("pair_doc"))
-        .join(used, on=keys, how="left", maintain_order="left")
-        .filter(pl.int_range(pl.len()).over(keys) < num_negatives - pl.col("used").fill_null(0))
-        .drop("used")
-    )
-    counterfactual = counterfactual.with_columns(
-        pl.lit(None, pl.Float32).alias("pos_score"), pl.lit(None, pl.Float32).alias("neg_score")
-    ).select(mined.columns)
-    both = pl.concat([counterfactual, mined], how="vertical_relaxed").join(order, on=keys, how="inner")
-    kind = (pl.col("negative_kind") == "mined").cast(pl.Int8)
-    return both.sort("q_order", "p_order", kind, "rank").drop("q_order", "p_order", "rank")
-
-
-FORMATS = {
-    "triplet": triplet,
-    "n-tuple": n_tuple,
-    "n-tuple-scores": n_tuple_scores,
-    "labeled-pair": labeled_pair,
-    "labeled-list": labeled_list,
-    "contrast-triplet": contrast_triplet,
-}
-
-
-def text_columns(fmt: str, table: pa.Table) -> list[str]:
-    if fmt.startswith("n-tuple"):
-        negatives = [c for c in table.column_names if c.startswith("negative_") and c[-1].isdigit()]
-        return ["anchor", "positive", *negatives, *(["score"] if fmt == "n-tuple-scores" else [])]
-    return TEXT_COLUMNS[fmt]
-
-
-def batch_rows(fmt: str, table: pa.Table, known: dict[str, set[str]]):
-    """What batching needs of a format's rows (see `pipeline.batches`); None for formats not trained with
-    in-batch negatives (labeled-pair)."""
-    from pipeline.batches import Rows
-
-    if fmt == "labeled-pair":
-        return None
-    anchors = table["anchor_id"].to_pylist() if "anchor_id" in table.column_names else [None] * table.num_rows
-    # Sentence counterfactuals have no query: their anchor sentence stands in for it.
-    query_ids = [q if q is not None else f"anchor:{a}" for q, a in zip(table["query_id"].to_pylist(), anchors)]
-    if fmt == "labeled-list":
-        docs = table["doc_ids"].to_pylist()
-        return Rows(query_ids, [d[0] for d in docs], [d[1:] for d in docs], known)
-    if fmt.startswith("n-tuple"):
-        negatives = table["negative_ids"].to_pylist()
-    else:
-        negatives = [[n] for n in table["negative_id"].to_pylist()]
-    return Rows(query_ids, table["positive_id"].to_pylist(), negatives, known)
+def metrics(data: Path, scores: dict, version: str, written: list[Part], counterfactuals: int) -> dict:
+    """`metrics/export.json`: rows and batch plans per format and split, how many counterfactual rows there are,
+    rejections and score statistics (`scores`: `report.scores(data)`), and the train triplets' averages."""
+    rows, plans = tally(written)
+    stats = {"version": version, "rows": rows, "batches": plans, "counterfactuals": counterfactuals}
+    stats |= report.metrics(data, scores)
+    triplets = next((p.table for p in written if p.format == "triplet" and p.split == "train"), None)
+    if triplets is not None:
+        stats["queries"] = len(set(triplets["query_id"].to_pylist()))
+        stats["mean_pos_score"] = pc.mean(triplets["pos_score"]).as_py()
+        stats["mean_neg_score"] = pc.mean(triplets["neg_score"]).as_py()
+    return stats

@@ -90,6 +90,18 @@ def recall(index: faiss.Index, vectors: np.ndarray, queries: np.ndarray, k: int)
     return float(np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(truth, found)]))
 
 
+def facts(built: faiss.Index, factory: str, seconds: float, doc_vectors, query_vectors, params: IndexParams) -> dict:
+    """What the manifest says of an index: its factory, size and build time, and for an approximate index its
+    recall@10 / @100 against exact search on a seeded sample of `params.recall_queries` queries."""
+    found = {"factory": factory, "vectors": built.ntotal, "build_seconds": round(seconds, 1)}
+    if params.recall_queries and not isinstance(faiss.downcast_index(built), faiss.IndexFlat):
+        count = min(params.recall_queries, len(query_vectors))
+        sample = query_vectors[np.sort(np.random.default_rng(params.seed).choice(len(query_vectors), count, False))]
+        found["recall"] = {f"at_{k}": round(recall(built, doc_vectors, sample, k), 4) for k in (10, 100)}
+        found["recall"]["queries"] = count
+    return found
+
+
 def write(index: faiss.Index, path: str) -> None:
     faiss.write_index(index, path)
 

@@ -22,12 +22,14 @@ With no score rules and range_min = 0 (or no score rules at all), "top" sampling
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import index, schema
+from pipeline import artifacts, index, runtime, schema, work
 from pipeline.params import IndexParams, MineParams
 from pipeline.schema import vectors_matrix
 from pipeline.vocabulary import (
@@ -95,7 +97,7 @@ def decide_query(
     return rows, scores, rank, kept, reasons, inspected
 
 
-class MineShard:
+class MineBatch:
     """Actor body: holds the index; turns a table of queries into their inspected candidates.
 
     `index_source` is the index file's path (memory-mapped) or its bytes (where the file is not on this node).
@@ -156,3 +158,75 @@ def negatives(candidates: pa.Table, doc_topics: pa.Table | None) -> pa.Table:
         },
         schema=schema.NEGATIVES,
     )
+
+
+def _positive_vectors(embeddings: Path, doc_ids: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """(ids, vectors) of the given documents, streamed from the corpus embeddings rather than read whole."""
+    found = [
+        batch.filter(pc.is_in(batch["id"], doc_ids))
+        for batch in artifacts.iter_batches(embeddings / "corpus", 65_536, ["id", "vector"])
+    ]
+    table = pa.concat_tables(found)
+    return table["id"], vectors_matrix(table["vector"])
+
+
+def query_table(ingested: Path, embeddings: Path, doc_ids: pa.Array) -> tuple[pa.Table, pa.Table]:
+    """Queries in ingest order with their vector, known positives' index rows (`doc_ids`: row -> doc id) and
+    hardest positive's score; and every (query, positive) pair with its score.
+
+    Holds the query vectors and the positives' vectors, never the whole corpus's: the index stage is the one
+    that needs every corpus vector.
+    """
+    positives = artifacts.read(ingested / "positives", ["query_id", "doc_id"])
+    order = artifacts.read(ingested / "queries", ["query_id"])["query_id"]
+    queries = artifacts.read(embeddings / "queries")
+    query_vectors = vectors_matrix(queries["vector"])
+    positive_ids, positive_matrix = _positive_vectors(embeddings, pc.unique(positives["doc_id"]))
+    query_at = pc.index_in(positives["query_id"], queries["id"]).to_numpy()
+    doc_at = pc.index_in(positives["doc_id"], positive_ids).to_numpy()
+    similarity = np.array([np.dot(query_vectors[q], positive_matrix[d]) for q, d in zip(query_at, doc_at)])
+    positive_scores = pa.table(
+        {"query_id": positives["query_id"], "doc_id": positives["doc_id"], "score": pa.array(similarity, pa.float32())}
+    )
+    per_query = (
+        pa.table(
+            {
+                "query_id": positives["query_id"],
+                "row": pc.index_in(positives["doc_id"], doc_ids).cast(pa.int64()),
+                "score": similarity,
+            }
+        )
+        .group_by("query_id", use_threads=False)  # keeps each query's positives in qrels order
+        .aggregate([("row", "list"), ("score", "min")])
+    )
+    at = pc.index_in(order, per_query["query_id"])
+    table = pa.table(
+        {
+            "query_id": order,
+            "vector": schema.vectors_column(query_vectors[pc.index_in(order, queries["id"]).to_numpy()]),
+            "pos_score": per_query["score_min"].take(at).cast(pa.float32()),
+            "positive_rows": per_query["row_list"].take(at),
+        }
+    )
+    return table, positive_scores
+
+
+def search(
+    queries: pa.Table, index_file: Path, doc_ids: pa.Array, params: MineParams, index_params: IndexParams
+) -> Iterator[pa.Table]:
+    """Every inspected candidate of `queries` (from `query_table`), a table per task, in query order: actors
+    holding the index search their share of the queries.
+
+    Actors memory-map the index file where they can reach it and get the document ids from the object store: at
+    1M documents, unpickling both into every actor cost several GB.
+    """
+    args = {
+        "index_source": runtime.file_for_workers(index_file),
+        "doc_ids": runtime.share(doc_ids),
+        "params": params,
+        "index_params": index_params,
+    }
+    call = work.Work(
+        MineBatch, args, runtime.Resources(params.actors, 1, params.gpus_per_actor), params.query_batch_size
+    )
+    return work.stream(call, queries)

@@ -159,8 +159,13 @@ class GenerateParams:
     llm_max_new_tokens: int = 96
     # Asks again (showing the model its reply) when a reply does not fit the JSON schema.
     llm_retries: int = 1
+    # openai: requests in flight at once, and each request's timeout.
     llm_concurrency: int = 4
     llm_timeout_s: float = 60.0
+    # vllm: GPUs per engine (tensor parallel), and further vllm.LLM arguments (max_model_len, dtype, ...). Engines:
+    # `actors` (0: as many as the cluster's GPUs hold).
+    llm_tensor_parallel_size: int = 1
+    llm_engine_options: dict = field(default_factory=dict)
     batch_size: int = 8
     actors: int = 0
     cpus_per_actor: int = 1
@@ -175,7 +180,8 @@ class GenerateParams:
             raise InputError("params.yaml", None, "generate.rules", f"unknown op {unknown}; known: {list(RULE_OPS)}")
         for name in ("max_items", "llm_max_items", "llm_retries"):
             _at_least(self, name, 0)
-        for name in ("llm_max_new_tokens", "llm_concurrency", "batch_size", "cpus_per_actor", "checkpoint_rows"):
+        for name in ("llm_max_new_tokens", "llm_concurrency", "llm_tensor_parallel_size", "batch_size",
+                     "cpus_per_actor", "checkpoint_rows"):  # fmt: skip
             _at_least(self, name, 1)
         _at_least(self, "llm_timeout_s", 0.001)
         _at_least(self, "actors", 0)
@@ -214,6 +220,11 @@ class FilterParams:
     llm_api_key_env: str = "OPENAI_API_KEY"
     # Reject when the judge's probability of "relevant" is above this.
     llm_threshold: float = 0.5
+    # As in `generate`: openai requests in flight and their timeout; vllm GPUs per engine and engine arguments.
+    llm_concurrency: int = 4
+    llm_timeout_s: float = 30.0
+    llm_tensor_parallel_size: int = 1
+    llm_engine_options: dict = field(default_factory=dict)
     # How the expensive judges combine: sequence (early exit), any, all.
     policy: Literal["sequence", "any", "all"] = "sequence"
     # Replace rejected negatives with the miner's next candidates, at most this many extra per query.
@@ -249,6 +260,9 @@ class FilterParams:
 
     def check(self) -> None:
         _at_least(self, "query_shard", 1)
+        _at_least(self, "llm_concurrency", 1)
+        _at_least(self, "llm_tensor_parallel_size", 1)
+        _at_least(self, "llm_timeout_s", 0.001)
         _at_least(self, "edit_max_tokens", 1)
         _at_least(self, "edit_max_ratio", 0.0)
         if self.edit_judge == "cross_encoder" and not self.cross_encoder:

@@ -106,28 +106,39 @@ def _resolving(worker: type) -> type:
     return Resolving
 
 
-# The one actor pool kept between calls (see `map_batches(keep=True)`): its key, its actors, Ray's ActorPool.
-_kept: dict = {}
+# Actor pools kept between calls (see `map_batches(keep=True)`), oldest first: key -> (actors, Ray's ActorPool).
+_kept: dict[tuple, tuple[list, object]] = {}
 
 
-def release_kept_pool() -> None:
-    """End the kept pool's actors, giving their CPUs and GPUs back to the cluster."""
+def release_kept_pools(keys: list[tuple] | None = None) -> None:
+    """End kept pools' actors (all of them by default), giving their CPUs and GPUs back to the cluster."""
     import ray
 
-    for actor in _kept.get("actors", ()):
-        ray.kill(actor)
-    _kept.clear()
+    for key in list(_kept) if keys is None else keys:
+        for actor in _kept.pop(key)[0]:
+            ray.kill(actor)
+
+
+def _fits(resources: Resources, size: int) -> bool:
+    import ray
+
+    free = ray.available_resources()
+    return free.get("CPU", 0) >= size * resources.cpus and free.get("GPU", 0) >= size * resources.gpus
 
 
 def _kept_pool(worker: type, worker_args: dict, resources: Resources, size: int):
-    """The kept pool for this worker, arguments and resources: the one kept, or a new one in its place."""
+    """The kept pool for this worker, arguments and resources: the one kept, or a new one. Older kept pools stay
+    while the new one fits beside them (a cross-encoder and an LLM judge on a cluster with room for both), and are
+    ended, oldest first, when it does not: a pool waiting for CPUs another pool holds would wait forever."""
     import ray
     from ray.util import ActorPool
 
     key = (worker, repr(sorted(worker_args.items())), resources, size)
-    if _kept.get("key") == key:
-        return _kept["pool"], False
-    release_kept_pool()
+    if key in _kept:
+        _kept[key] = _kept.pop(key)  # the most recently used is the last to be ended
+        return _kept[key][1], False
+    while _kept and not _fits(resources, size):
+        release_kept_pools([next(iter(_kept))])
 
     def __init__(self, **kwargs):
         self.work = worker(**kwargs)
@@ -140,8 +151,8 @@ def _kept_pool(worker: type, worker_args: dict, resources: Resources, size: int)
         num_cpus=resources.cpus, num_gpus=resources.gpus, max_restarts=ACTOR_RETRIES, max_task_retries=ACTOR_RETRIES
     )(type(worker.__name__, (), {"__init__": __init__, "run": run}))
     actors = [actor.remote(**worker_args) for _ in range(size)]  # ObjectRef arguments arrive resolved
-    _kept.update(key=key, actors=actors, pool=ActorPool(actors))
-    return _kept["pool"], True
+    _kept[key] = (actors, ActorPool(actors))
+    return _kept[key][1], True
 
 
 def map_batches(
@@ -157,8 +168,8 @@ def map_batches(
     `rows_per_task` sets how much each actor call receives; the worker batches further inside (e.g. by tokens).
     `keep=True` keeps the pool's actors, with what they loaded, for the next call with the same worker, arguments
     and resources: for a stage that calls one model again and again (the filter's refill rounds and query shards),
-    which would otherwise load it once per call. One pool is kept at a time, and any other pool ends it first, so
-    that pools never wait on each other's CPUs.
+    which would otherwise load it once per call. Kept pools stay side by side while the cluster has room for them;
+    a Ray Data pool (`keep=False`) ends them all first, so that pools never wait on each other's CPUs.
     """
     import ray
 
@@ -173,7 +184,7 @@ def map_batches(
     if keep:
         pool, started = _kept_pool(worker, worker_args, resources, size)
     else:
-        release_kept_pool()
+        release_kept_pools()
     log.info(
         "pool: %d x %s (%g CPU, %g GPU each), %d tasks%s",
         size,
@@ -187,7 +198,7 @@ def map_batches(
         try:
             yield from pool.map(lambda actor, block: actor.run.remote(block), blocks)
         except BaseException:  # a failed or abandoned map leaves tasks behind: start afresh next time
-            release_kept_pool()
+            release_kept_pools([key for key, (_, kept) in _kept.items() if kept is pool])
             raise
         return
     if any(isinstance(value, ray.ObjectRef) for value in worker_args.values()):
@@ -207,50 +218,3 @@ def map_batches(
         max_task_retries=ACTOR_RETRIES,
     )
     yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1)
-
-
-def vllm_generate(prompts: list, settings) -> list[str]:
-    """Generate with vLLM on GPU workers through `ray.data.llm`; texts come back in prompt order.
-
-    A prompt is a chat conversation (a list of {"role", "content"} messages) or a string, which becomes one user
-    message, so both go through the model's chat template as in the transformers backend. `settings` is a
-    `pipeline.models.llm.VLLMSettings`; decoding is greedy (and seeded) unless its temperature is above 0.
-    """
-    import importlib.util
-
-    from pipeline.models.llm import VLLM_MISSING
-
-    # Checked here, before any actor starts, so a CPU-only run fails with the fix rather than a scheduling hang.
-    if importlib.util.find_spec("vllm") is None:
-        raise RuntimeError(VLLM_MISSING)
-    if not cluster_resources().get("GPU", 0):
-        raise RuntimeError(f"{VLLM_MISSING} (this Ray cluster has no GPU)")
-    import ray
-    from ray.data import llm as ray_llm
-
-    engine_kwargs = {"tensor_parallel_size": settings.tensor_parallel_size, **settings.engine_kwargs}
-    if settings.max_model_len:
-        engine_kwargs["max_model_len"] = settings.max_model_len
-    config = ray_llm.vLLMEngineProcessorConfig(
-        model_source=settings.model,
-        engine_kwargs=engine_kwargs,
-        batch_size=settings.batch_size,
-        concurrency=settings.concurrency,
-        accelerator_type=settings.accelerator_type,
-    )
-    sampling = {"temperature": settings.temperature, "max_tokens": settings.max_new_tokens, "seed": settings.seed}
-    rows = [
-        {
-            "row": i,
-            "messages": [{"role": "user", "content": p}] if isinstance(p, str) else [dict(m) for m in p],
-            "sampling_params": sampling,
-        }
-        for i, p in enumerate(prompts)
-    ]
-    if not rows:
-        return []
-    # Ray 2.44-2.4x named the builder build_llm_processor; later releases call it build_processor.
-    build = getattr(ray_llm, "build_processor", None) or ray_llm.build_llm_processor
-    processor = build(config, postprocess=lambda row: {"row": row["row"], "text": row["generated_text"]})
-    done = processor(ray.data.from_items(rows)).take_all()
-    return [row["text"] for row in sorted(done, key=lambda row: row["row"])]

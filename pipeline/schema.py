@@ -51,6 +51,21 @@ NEGATIVES = pa.schema(
         ("topic", pa.int32()),
     ]
 )
+# Every mined candidate the filter judged, in its round, with the judges' scores.
+JUDGED = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("rank", pa.int32()),
+        ("score", pa.float32()),
+        ("pos_score", pa.float32()),
+        ("round", pa.int32()),
+        ("decision", pa.string()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        ("scores", pa.map_(pa.string(), pa.float32())),
+    ]
+)
 # Generated edits: one row per edit made (rule or LLM); `preserves_meaning` marks paraphrases (positives).
 CONTRAST = pa.schema(
     [

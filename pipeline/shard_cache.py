@@ -9,7 +9,7 @@ written under a temporary name and renamed into place, so it is either whole or 
 memory is 16 bytes per cached row (key, shard, row); values are read back only for the rows asked for.
 
 `fill` and `cached` drive a computation through a cache: they take any `compute(rows)` that yields result
-tables in input order (the stages pass `runtime.map_batches` over an actor pool), so this module knows no Ray.
+tables in input order (`pipeline.work` passes its Ray actor pool), so this module knows no Ray.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import artifacts
-from pipeline.schema import vectors_matrix
+from pipeline.schema import vectors_column, vectors_matrix
 
 
 def row_keys(*columns: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -114,8 +114,8 @@ class EmbeddingCache(ShardCache):
         np.save(tmp / "vectors.npy", np.ascontiguousarray(vectors_matrix(results["vector"]), dtype=np.float32))
         np.save(tmp / "truncated.npy", results["truncated"].to_numpy(zero_copy_only=False))
 
-    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(vectors, truncated) for keys that are all cached, in the order given."""
+    def lookup(self, keys: np.ndarray) -> pa.Table:
+        """`vector` and `truncated` for keys that are all cached, in the order given."""
         shard_of, row_of = self._locate(keys)
         vectors, truncated = None, np.empty(len(keys), dtype=bool)
         for shard in np.unique(shard_of):
@@ -127,7 +127,7 @@ class EmbeddingCache(ShardCache):
             truncated[rows] = np.load(self._shards[shard] / "truncated.npy")[row_of[rows]]
         if vectors is None:
             raise ValueError("lookup of no texts")
-        return vectors, truncated
+        return pa.table({"vector": vectors_column(vectors), "truncated": truncated})
 
 
 class TableCache(ShardCache):
@@ -198,7 +198,7 @@ def fill(
 
 
 def cached(
-    cache: TableCache,
+    cache: ShardCache,
     table: pa.Table,
     compute: Callable,
     columns: list[str],

@@ -178,5 +178,7 @@ def judge_same_meaning(llm, pairs: list[tuple[str, str]], max_new_tokens: int = 
     return judge(llm, SAME_MEANING_JUDGE, SAME_MEANING_ANSWER_PREFIX, items, max_new_tokens)
 
 
-# The questions an LLM judge actor can ask (`pipeline.filter.LLMJudgeBatch`): each takes (text, text) pairs.
+# The questions an LLM judge actor can ask (`pipeline.filtering.judges.LLMJudgeBatch`): each takes (text, text)
+# pairs; JUDGE_TASKS names each one's prompt (its wording is part of the answers' cache key).
 QUESTIONS = {"relevance": judge_relevance, "same_meaning": judge_same_meaning}
+JUDGE_TASKS = {"relevance": RELEVANCE_JUDGE, "same_meaning": SAME_MEANING_JUDGE}

@@ -42,6 +42,11 @@ def stage(name: str) -> Iterator[logging.Logger]:
     log.info("%s finished in %.1f s", name, time.perf_counter() - started)
 
 
+def fingerprints(**paths: Path) -> dict[str, str]:
+    """The content hash of each input artifact, by name: what a stage's manifest says it was built from."""
+    return {name: artifacts.fingerprint(path) for name, path in paths.items()}
+
+
 def doc_topics() -> pa.Table | None:
     """Each document's k-means topic (id, topic), from the index stage; None when topics are turned off."""
     if not (INDEX / "doc_topics").exists():

@@ -7,8 +7,6 @@ recorded in the `doc_ids` manifest, next to the factory that built it.
 
 import time
 
-import faiss
-import numpy as np
 import pyarrow as pa
 
 from pipeline import artifacts, index, params, schema
@@ -24,13 +22,7 @@ def main() -> None:
         query_vectors = schema.vectors_matrix(queries["vector"])
         started = time.perf_counter()
         built, factory = index.build(doc_vectors, config)
-        facts = {"factory": factory, "vectors": built.ntotal, "build_seconds": round(time.perf_counter() - started, 1)}
-        if config.recall_queries and not isinstance(faiss.downcast_index(built), faiss.IndexFlat):
-            count = min(config.recall_queries, len(query_vectors))
-            sample = query_vectors[np.sort(np.random.default_rng(config.seed).choice(len(query_vectors), count, False))]
-            facts["recall"] = {f"at_{k}": round(index.recall(built, doc_vectors, sample, k), 4) for k in (10, 100)} | {
-                "queries": count
-            }
+        facts = index.facts(built, factory, time.perf_counter() - started, doc_vectors, query_vectors, config)
         log.info("index: %s", facts)
         with artifacts.ArtifactWriter(INDEX, config, {"embeddings": artifacts.fingerprint(EMBEDDINGS)}) as out:
             index.write(built, str(out.tmp / "index.faiss"))

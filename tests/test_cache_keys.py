@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import params
-from stages import generate, scoring
+from pipeline import embed, params, work
+from pipeline.contrast import generate
+from pipeline.filtering import edits, judges
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def settings(folder: Path) -> dict:
 )
 def test_embedding_cache_key(model, tmp_path, overrides, key):
     config = params.EmbedParams(model=model, cache=str(tmp_path / "cache"), **overrides)
-    folder = scoring.embedder(config)[0].folder
+    folder = work.open_cache(embed.embedding(config)).folder
     assert folder == tmp_path / "cache" / key
     assert sorted(settings(folder)) == ["max_length", "model", "precision", "runtime"]
 
@@ -64,10 +65,10 @@ def test_filter_cache_keys(model, tmp_path, backend):
         cross_encoder="org/reranker", ce_max_length=256, llm_backend=backend, edit_lm=model,
         cache=str(tmp_path / "cache"), **llm,
     )  # fmt: skip
-    scoring.cross_encoder_scores(config, [], [])
-    scoring.llm_answers(config, "relevance", [], [])
-    scoring.llm_answers(config, "same_meaning", [], [])
-    scoring.mean_nll(config, [])
+    calls = [judges.cross_encoder_call(config), edits.fluency_call(config)]
+    calls += [judges.llm_answer_call(config, question) for question in ("relevance", "same_meaning")]
+    for call in calls:
+        work.open_cache(call)
     found = {p.parent.parent.name: p.parent.name for p in (tmp_path / "cache").glob("*/*/settings.json")}
     assert found == FILTER_KEYS[backend]
     assert sorted(settings(tmp_path / "cache/llm_relevance" / found["llm_relevance"])) == [
@@ -90,6 +91,6 @@ URL = "http://127.0.0.1:9/v1"
 def test_llm_edit_cache_key(model, tmp_path, backend, overrides, key):
     llm = {"llm_model": model} if backend == "transformers" else {"llm_model": "gpt-x", "llm_base_url": URL}
     config = params.GenerateParams(cache=str(tmp_path / "cache"), llm_backend=backend, **llm, **overrides)
-    folder = generate.llm_cache(config).folder
+    folder = work.open_cache(generate.llm_edit_call(config)).folder
     assert folder == tmp_path / "cache" / key
     assert sorted(settings(folder)) == ["backend", "base_url", "max_new_tokens", "model", "prompts", "retries"]

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline import export, params, schema
+from pipeline import formats, params, schema
 from pipeline.contrast import generate, validate
 from tests.conftest import DATASETS
 
@@ -131,7 +131,7 @@ def test_contrast_frame_gives_each_edit_its_context():
         ]
     )
     edits = edits.append_column("decision", pa.array(["kept"] * 5 + ["rejected"]))
-    frame = export.contrast_frame(edits, corpus, queries, positives, topics)
+    frame = formats.contrast_frame(edits, corpus, queries, positives, topics)
     rows = frame.select("anchor", "positive", "negative", "query_id", "topic", "op").rows()
     assert rows == [
         ("Doc one.", "Aspirin reduces risk.", "Aspirin does not reduce risk.", "q1", 3, "negation_insert"),

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from datasets import load_dataset
 
-from pipeline import artifacts, batches, export, ledger, models, report, training
+from pipeline import artifacts, batches, formats, ledger, models, report, training
 from tests.conftest import contrast_rows_by_edit, export_table, run_stage
 
 FORMATS = ["triplet", "n-tuple", "n-tuple-scores", "labeled-pair", "labeled-list", "contrast-triplet", "mixed"]
@@ -108,7 +108,7 @@ def test_rows_come_batch_by_batch_as_a_sequential_trainer_reads_them(pipeline_ru
     known = {}
     for q, d in zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()):
         known.setdefault(q, set()).add(d)
-    recount = batches.conflicts(export.batch_rows(fmt, table, known), np.array(batch_id))
+    recount = batches.conflicts(formats.batch_rows(fmt, table, known), np.array(batch_id))
     assert plan == {"batches": batch_id[-1] + 1, **recount}
     # Read in order with the export's batch size, a trainer gets each full batch exactly.
     size = manifest["params"]["export"]["batch_size"]

@@ -11,7 +11,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipeline import artifacts, filter, ledger, schema
+from pipeline import artifacts, ledger, schema
+from pipeline.filtering import judges, negatives
 from pipeline.params import FilterParams
 
 RULES_ONLY = FilterParams(duplicate_jaccard=0.6, duplicate_cosine=0.95, refill_depth=5)
@@ -60,9 +61,9 @@ def candidates(rows: list[tuple[str, str, int, str]]) -> pa.Table:
     )
 
 
-def run(table, params=RULES_ONLY, judges=(), num_negatives=3):
-    known = filter.Positives.build([("q1", "pos")], DOCS, VECTORS)
-    return filter.run(table, known, DOCS, VECTORS, num_negatives, params, list(judges), ["q1"])
+def run(table, params=RULES_ONLY, judged_by=(), num_negatives=3):
+    known = negatives.Positives.build([("q1", "pos")], DOCS, VECTORS)
+    return negatives.run(table, known, DOCS, VECTORS, num_negatives, params, list(judged_by), ["q1"])
 
 
 MINED = candidates(
@@ -116,7 +117,7 @@ class CountingJudge:
     def __init__(self, name: str, relevant: set[str]):
         self.name, self.relevant, self.seen = name, relevant, 0
 
-    def judge(self) -> filter.Judge:
+    def judge(self) -> judges.Judge:
         def score(batch):
             self.seen += batch.num_rows
             return {"p": np.array([1.0 if d in self.relevant else 0.0 for d in batch["doc_id"].to_pylist()])}
@@ -124,7 +125,7 @@ class CountingJudge:
         def flag(batch, scores):
             return scores["p"] > 0.5, ["judge_relevant"] * batch.num_rows, ["looks relevant"] * batch.num_rows
 
-        return filter.Judge(self.name, score, flag)
+        return judges.Judge(self.name, score, flag)
 
 
 ALL_KEPT = candidates([("q1", d, i, "kept") for i, d in enumerate("abcd")])

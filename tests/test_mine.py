@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -70,32 +71,30 @@ def test_every_inspected_candidate_is_recorded_and_counts_reconcile(pipeline_run
 
 def test_actors_without_the_index_file_mine_the_same_from_its_bytes(pipeline_run, monkeypatch):
     """A node that cannot see the driver's files gets the index's bytes instead of its path: same candidates."""
-    from stages import mine as mine_stage
-
     monkeypatch.chdir(pipeline_run)
     config, index_config = params.load("mine"), params.load("index")
-    queries, _, doc_ids = mine_stage.query_table()
-    mapped = mine.MineShard("data/index/index.faiss", doc_ids, config, index_config)(queries)
+    doc_ids = artifacts.read("data/index/doc_ids")["doc_id"].combine_chunks()
+    queries, _ = mine.query_table(Path("data/ingested"), Path("data/embeddings"), doc_ids)
+    mapped = mine.MineBatch("data/index/index.faiss", doc_ids, config, index_config)(queries)
     index_bytes = np.fromfile("data/index/index.faiss", dtype=np.uint8)
-    assert mine.MineShard(index_bytes, doc_ids, config, index_config)(queries).equals(mapped)
+    assert mine.MineBatch(index_bytes, doc_ids, config, index_config)(queries).equals(mapped)
     assert mapped.equals(artifacts.read(pipeline_run / "data/mined/candidates")), "as the stage's actors found"
     on_gpu = dataclasses.replace(config, gpus_per_actor=1.0)  # with faiss-cpu: searched on the CPU, same rows
-    assert index.gpus() == 0 and mine.MineShard(index_bytes, doc_ids, on_gpu, index_config)(queries).equals(mapped)
+    assert index.gpus() == 0 and mine.MineBatch(index_bytes, doc_ids, on_gpu, index_config)(queries).equals(mapped)
 
 
 def test_asking_for_gpus_on_a_cluster_without_any_fails_at_once():
     with pytest.raises(RuntimeError, match="this Ray cluster has no GPU"):
-        next(runtime.map_batches(pa.table({"x": [1]}), mine.MineShard, {}, runtime.Resources(gpus=1.0), 1))
+        next(runtime.map_batches(pa.table({"x": [1]}), mine.MineBatch, {}, runtime.Resources(gpus=1.0), 1))
 
 
 def _pairforge_negatives(workdir, monkeypatch, config: params.MineParams) -> dict[str, list[str]]:
     """Run the mining actor body in-process on the pipeline's real index and query vectors."""
-    from stages import mine as mine_stage
-
     monkeypatch.chdir(workdir)
     index_config = params.load("index")
-    queries, _, doc_ids = mine_stage.query_table()
-    shard = mine.MineShard("data/index/index.faiss", doc_ids, config, index_config)
+    doc_ids = artifacts.read("data/index/doc_ids")["doc_id"].combine_chunks()
+    queries, _ = mine.query_table(Path("data/ingested"), Path("data/embeddings"), doc_ids)
+    shard = mine.MineBatch("data/index/index.faiss", doc_ids, config, index_config)
     negatives = mine.negatives(shard(queries), None)
     found: dict[str, list[str]] = {}
     for query_id, doc_id in zip(negatives["query_id"].to_pylist(), negatives["doc_id"].to_pylist()):

@@ -1,19 +1,24 @@
-"""What the generate stage computes, as plain functions: pick the source texts, and turn what the rules and LLMs
-returned into the `contrast`, `attempts` and `rejections` tables, so that every (source, op) tried is accounted
-for: applied, not applicable, or failed with its reason and raw output."""
+"""What the generate stage computes: pick the source texts, edit them with the rules and the LLM (each a declared
+model call of `pipeline.work`, the LLM's edits cached), and turn what came back into the `contrast`, `attempts` and
+`rejections` tables, so that every (source, op) tried is accounted for: applied, not applicable, or failed with
+its reason and raw output."""
 
 from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import ingest, ledger, schema
+from pipeline import artifacts, ingest, ledger, models, schema, work
+from pipeline.contrast.prompts import CONTROLS, EditBatch, edit_task
+from pipeline.params import GenerateParams
+from pipeline.runtime import Resources
 from pipeline.schema import InputError
-from pipeline.vocabulary import APPLIED
+from pipeline.vocabulary import APPLIED, UNPARSEABLE
 
 RULES = "rules"  # the `generator` of rule-based edits
 
@@ -27,6 +32,23 @@ def sentences(path: str | Path, column: str) -> pa.Table:
     if not texts:
         raise InputError(path, None, column, "no sentences")
     return pa.table({"source_kind": ["sentence"] * len(texts), "source_id": list(texts), "text": list(texts.values())})
+
+
+def source_table(config: GenerateParams, ingested: Path) -> pa.Table:
+    """`source_kind`, `source_id`, `text` of what the params say to edit, in the ingested order."""
+    if config.source == "sentences":
+        return sentences(config.sentences_file, config.sentence_column)
+    if config.source == "queries":
+        queries = artifacts.read(ingested / "queries")
+        return pa.table(
+            {"source_kind": ["query"] * queries.num_rows, "source_id": queries["query_id"], "text": queries["text"]}
+        )
+    corpus = artifacts.read(ingested / "corpus", ["doc_id", "text"])
+    text = dict(zip(corpus["doc_id"].to_pylist(), corpus["text"].to_pylist()))
+    doc_ids = list(dict.fromkeys(artifacts.read(ingested / "positives", ["doc_id"])["doc_id"].to_pylist()))
+    return pa.table(
+        {"source_kind": ["positive"] * len(doc_ids), "source_id": doc_ids, "text": [text[d] for d in doc_ids]}
+    )
 
 
 def sample(table: pa.Table, max_items: int, seed: int) -> pa.Table:
@@ -77,11 +99,70 @@ def from_rules(results: pa.Table) -> tuple[pa.Table, pa.Table]:
     return _contrast(applied, [RULES] * applied.num_rows, [None] * applied.num_rows), _attempts(results, RULES)
 
 
+def rule_edits(config: GenerateParams, items: pa.Table) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """(contrast, attempts) of the rule ops over `items`, a pair of tables per task, in item order."""
+    from pipeline.contrast.rules import RuleBatch  # spaCy: loaded in the actors, not in the stage process
+
+    resources = Resources(config.actors, config.cpus_per_actor, 0.0)
+    for results in work.stream(work.Work(RuleBatch, {"ops": config.rules}, resources, rows_per_task=256), items):
+        yield from_rules(results)
+
+
+def llm_edit_call(config: GenerateParams) -> work.Work:
+    """The LLM editor `config` names, as a declared model call: edits cached by backend, model, endpoint, retries,
+    token budget and the prompts' wording (a reworded prompt asks afresh), and the (text, control)."""
+    options, resources = work.llm_call(config)
+    settings = {
+        "backend": config.llm_backend,
+        "model": models.identity(config.llm_model),
+        "base_url": config.llm_base_url,
+        "retries": config.llm_retries,
+        "max_new_tokens": config.llm_max_new_tokens,
+        "prompts": {control: edit_task(control).render(text="") for control in config.llm_controls},
+    }
+    args = {
+        "backend": config.llm_backend,
+        "model": config.llm_model,
+        "options": options,
+        "retries": config.llm_retries,
+        "max_new_tokens": config.llm_max_new_tokens,
+    }
+
+    def worth_keeping(results: pa.Table) -> pa.Array:
+        """Edits and unparseable replies are the model's answer; an endpoint's failure is retried next run."""
+        return pc.or_kleene(pc.is_null(results["reason"]), pc.equal(results["reason"], UNPARSEABLE))
+
+    return work.Work(
+        worker=EditBatch,
+        args=args,
+        resources=resources,
+        rows_per_task=config.batch_size,
+        columns=("edited", "raw_output", "reason", "attempts"),
+        inputs=("text", "control"),
+        cache=work.Cache(config.cache, settings, config.checkpoint_rows),
+        cacheable=worth_keeping,
+    )
+
+
+def llm_edits(config: GenerateParams, items: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table, int]:
+    """(contrast, attempts, rejections) of every item of the LLM sample with every control, and how many of
+    those edits were made in this run (the rest come from the cache of finished edits)."""
+    controls = config.llm_controls
+    table = pa.table(
+        {
+            "source_kind": [k for k in items["source_kind"].to_pylist() for _ in controls],
+            "source_id": [s for s in items["source_id"].to_pylist() for _ in controls],
+            "text": [t for t in items["text"].to_pylist() for _ in controls],
+            "control": controls * items.num_rows,
+        }
+    )
+    results, made = work.compute(llm_edit_call(config), table)
+    return (*from_llm(results, f"llm:{config.llm_backend}:{config.llm_model}"), made)
+
+
 def from_llm(results: pa.Table, generator: str) -> tuple[pa.Table, pa.Table, pa.Table]:
     """EditBatch output (source_kind, source_id, text, control, edited, raw_output, reason) -> (contrast, attempts,
     ledger rows of the failed items, keyed source_kind/source_id/op, with the raw output as detail)."""
-    from pipeline.contrast.prompts import CONTROLS
-
     ops = [f"llm_{c}" for c in results["control"].to_pylist()]
     outcomes = [reason or APPLIED for reason in results["reason"].to_pylist()]
     results = results.append_column("op", pa.array(ops, pa.string())).append_column("outcome", pa.array(outcomes))

@@ -20,7 +20,6 @@ from rapidfuzz.distance import Levenshtein
 from pipeline.vocabulary import (
     EDIT_DRIFTED,
     EDIT_DUPLICATE,
-    EDIT_NOT_FLUENT,
     EDIT_TOO_LARGE,
     EDIT_TRIVIAL,
     EDIT_UNCHANGED,
@@ -111,19 +110,3 @@ def meaning_reasons(
         else:
             reasons.append(None)
     return reasons
-
-
-def fluency_reasons(original_nll: np.ndarray, edited_nll: np.ndarray, max_increase: float) -> list[str | None]:
-    return [EDIT_NOT_FLUENT if e - o > max_increase else None for o, e in zip(original_nll, edited_nll)]
-
-
-class FluencyBatch:
-    """Actor body: a causal LM loaded once; adds `nll` (mean token negative log-likelihood, nats) per `text`."""
-
-    def __init__(self, model: str, batch_size: int):
-        from pipeline.models.llm import TransformersLLM
-
-        self.lm = TransformersLLM(model, batch_size=batch_size)
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        return batch.append_column("nll", pa.array(self.lm.mean_nll(batch["text"].to_pylist()), pa.float32()))

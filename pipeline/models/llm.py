@@ -1,7 +1,7 @@
 """LLM backends, the one place that loads or calls language models: `load(backend, model, **options)`.
 
 `transformers` runs a local causal LM (Hugging Face id, folder, or GGUF such as the packaged SmolLM2); `openai`
-calls any OpenAI-compatible endpoint; `vllm` runs on GPU workers through `ray.data.llm` (`runtime.vllm_generate`).
+calls any OpenAI-compatible endpoint; `vllm` runs a vLLM engine in the process (a GPU actor of the stage's pool).
 All take chat conversations, decode greedily by default (reproducible runs), and return one `Completion` per
 conversation: a failed item carries an error code instead of raising, so inputs = kept + rejected always holds.
 """
@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -297,38 +297,69 @@ def _retry_after_s(value: str | None, cap: float) -> float:
     return min(max(seconds, 0.0), cap)
 
 
-@dataclass(frozen=True)
-class VLLMSettings:
-    """What `runtime.vllm_generate` needs: the model (Hugging Face id or folder) and how to run vLLM."""
-
-    model: str
-    max_new_tokens: int = 64
-    temperature: float = 0.0
-    seed: int = 0
-    batch_size: int = 64
-    concurrency: int = 1  # vLLM engines, one per GPU group
-    tensor_parallel_size: int = 1
-    max_model_len: int = 0  # 0: the model's own limit
-    accelerator_type: str | None = None  # e.g. "H100"; None: any GPU
-    engine_kwargs: dict = field(default_factory=dict)
-
-
 class VLLMLLM:
-    """vLLM through Ray Data on GPU workers. ray.data.llm returns text only, so yes_probability gives None."""
+    """vLLM in this process: the engine of one GPU actor (`pipeline.work.llm_call` sizes the pool: one engine per
+    actor, `tensor_parallel_size` GPUs each), loaded once and kept for the stage, greedy. The model resolves like
+    the transformers backend's (`packaged:` names, folders, GGUF converted once); P(yes) comes from the engine's
+    logprobs, so a judge's answer is a probability, not 0 or 1."""
 
-    def __init__(self, model: str, **settings):
-        if importlib.util.find_spec("vllm") is None:  # fail at load, not after Ray has scheduled GPU actors
+    def __init__(
+        self, model: str, max_new_tokens: int = 64, tensor_parallel_size: int = 1, engine_options: dict | None = None
+    ):
+        if importlib.util.find_spec("vllm") is None:  # fail at load, with the fix
             raise RuntimeError(VLLM_MISSING)
-        self.settings = VLLMSettings(model=model, **settings)
+        from vllm import LLM
+
+        self.max_new_tokens = max_new_tokens
+        self.engine = LLM(model=str(_weights(model)), tensor_parallel_size=tensor_parallel_size, seed=0,
+                          **(engine_options or {}))  # fmt: skip
+
+    def _chat(self, batch: list[Messages], max_tokens: int, logprobs: int, **chat_options) -> list:
+        """One vLLM RequestOutput per conversation, or an error code where vLLM refused it: it refuses a whole
+        batch for one bad prompt (longer than the model's context, say), so such a batch is asked item by item."""
+        from vllm import SamplingParams
+
+        sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens, logprobs=logprobs or None, seed=0)
+        try:
+            return self.engine.chat(batch, sampling, use_tqdm=False, **chat_options)
+        except ValueError:
+            outputs = []
+            for messages in batch:
+                try:
+                    outputs += self.engine.chat([messages], sampling, use_tqdm=False, **chat_options)
+                except ValueError as err:
+                    outputs.append("prompt_too_long" if "longer than the maximum" in str(err) else "backend_error")
+            return outputs
 
     def generate(self, batch: list[Messages], max_new_tokens: int | None = None, logprobs: int = 0) -> list[Completion]:
-        from pipeline import runtime
-
-        settings = replace(self.settings, max_new_tokens=max_new_tokens or self.settings.max_new_tokens)
-        return [Completion(text=text) for text in runtime.vllm_generate(batch, settings)]
+        completions = []
+        for output in self._chat(batch, max_new_tokens or self.max_new_tokens, logprobs):
+            if isinstance(output, str):
+                completions.append(Completion(text=None, error=output))
+                continue
+            reply = output.outputs[0]
+            completions.append(Completion(text=reply.text, logprobs=_vllm_steps(reply) if logprobs else None))
+        return completions
 
     def yes_probability(self, batch: list[Messages], answer_prefix: str = "") -> list[float | None]:
-        return [None] * len(batch)
+        """P(yes) / (P(yes) + P(no)) among the top 20 next tokens after the assistant prefix plus `answer_prefix`,
+        as if the assistant had said it (the transformers backend reads the same slot from its logits)."""
+        turns = [[*m, {"role": "assistant", "content": answer_prefix}] for m in batch] if answer_prefix else batch
+        options = {"add_generation_prompt": False, "continue_final_message": True} if answer_prefix else {}
+        outputs = self._chat(turns, 1, 20, **options)
+        return [
+            None if isinstance(o, str) else yes_probability_from_logprobs(_vllm_steps(o.outputs[0])) for o in outputs
+        ]
+
+
+def _vllm_steps(reply) -> list[dict]:
+    """vLLM's per-token logprobs ({token id: Logprob}) in the OpenAI form the rest of this module reads."""
+    steps = []
+    for token_id, alternatives in zip(reply.token_ids, reply.logprobs or []):
+        chosen = alternatives[token_id]
+        top = [{"token": a.decoded_token, "logprob": a.logprob} for a in alternatives.values()]
+        steps.append({"token": chosen.decoded_token, "logprob": chosen.logprob, "top_logprobs": top})
+    return steps
 
 
 def load(backend: str, model: str, **options) -> TransformersLLM | OpenAICompatibleLLM | VLLMLLM:

@@ -1,0 +1,149 @@
+"""The filter stage's validation of generated edits: the cheap checks of `pipeline.contrast.validate` on every
+edit, then the measured ones, each a declared model call (`pipeline.work`) with its cache: fluency under a small
+LM, and a meaning judge (the encoder's cosine, a cross-encoder's score, or an LLM's P(same meaning))."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import artifacts, embed, ledger, models, work
+from pipeline.contrast import validate
+from pipeline.filtering import judges
+from pipeline.params import EmbedParams, FilterParams
+from pipeline.vocabulary import EDIT_NOT_FLUENT, KEPT, REJECTED
+
+MEASURES = ("token_edits", "edit_ratio", "nll_increase", "sameness")  # what the ledger keeps of a rejected edit
+
+
+class FluencyBatch:
+    """Actor body: a causal LM loaded once; adds `nll` (mean token negative log-likelihood, nats) per `text`."""
+
+    def __init__(self, model: str, batch_size: int):
+        from pipeline.models.llm import TransformersLLM
+
+        self.lm = TransformersLLM(model, batch_size=batch_size)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return batch.append_column("nll", pa.array(self.lm.mean_nll(batch["text"].to_pylist()), pa.float32()))
+
+
+def fluency_call(config: FilterParams) -> work.Work:
+    """`edit_lm`'s mean token NLL per text, cached by the model's identity and the text."""
+    return work.Work(
+        worker=FluencyBatch,
+        args={"model": config.edit_lm, "batch_size": config.batch_size},
+        resources=judges.pool(config),
+        rows_per_task=config.batch_size,
+        columns=("nll",),
+        inputs=("text",),
+        cache=work.Cache(
+            Path(config.cache) / "fluency", {"model": models.identity(config.edit_lm)}, config.checkpoint_rows
+        ),
+    )
+
+
+def fluency(config: FilterParams, original: list[str], edited: list[str]) -> np.ndarray:
+    """Mean token NLL increase (nats) of each edit over its original under `edit_lm`."""
+    texts = pa.table({"text": pa.array(original + edited, pa.string())})
+    nll = work.compute(fluency_call(config), texts)[0]["nll"].to_numpy().astype(np.float32)
+    return nll[len(original) :] - nll[: len(original)]
+
+
+def sameness(config: FilterParams, embed_config: EmbedParams, original: list[str], edited: list[str]) -> np.ndarray:
+    """How much each edit kept its original's meaning, by `edit_judge`: cosine, cross-encoder score or P(same)."""
+    if config.edit_judge == "encoder":
+        vectors = embed.vectors(embed_config, original + edited)
+        return np.sum(vectors[: len(original)] * vectors[len(original) :], axis=1)
+    if config.edit_judge == "cross_encoder":
+        return judges.cross_encoder_scores(config, original, edited)
+    answers = judges.llm_answers(config, "same_meaning", original, edited)
+    return answers["p_yes"].to_numpy(zero_copy_only=False).astype(np.float32)
+
+
+def validate_edits(config: FilterParams, embed_config: EmbedParams, contrast: pa.Table) -> pa.Table:
+    """Every generated edit with `decision`, `reason`, `detail` and its measures (NaN where not measured)."""
+    checked = validate.check(contrast, config.edit_max_tokens, config.edit_max_ratio)
+    reasons, details = checked["reason"].to_pylist(), checked["detail"].to_pylist()
+    original, edited = checked["original"].to_pylist(), checked["edited"].to_pylist()
+    measures = {name: np.full(checked.num_rows, np.nan, np.float32) for name in ("nll_increase", "sameness")}
+    live = [i for i, reason in enumerate(reasons) if reason is None]
+    if config.edit_max_nll_increase is not None and live:
+        increase = fluency(config, [original[i] for i in live], [edited[i] for i in live])
+        for i, value in zip(live, increase):
+            measures["nll_increase"][i] = value
+            if value > config.edit_max_nll_increase:
+                reasons[i] = EDIT_NOT_FLUENT
+                details[i] = f"mean token NLL +{value:.2f} nats (max {config.edit_max_nll_increase})"
+        live = [i for i in live if reasons[i] is None]
+    if config.edit_judge != "none" and live:
+        scores = sameness(config, embed_config, [original[i] for i in live], [edited[i] for i in live])
+        preserves = np.array(checked["preserves_meaning"].to_pylist(), bool)[live]
+        verdicts = validate.meaning_reasons(
+            preserves, scores, config.edit_unchanged_above, config.edit_drifted_below, config.edit_paraphrase_min
+        )
+        for i, score, verdict in zip(live, scores, verdicts):
+            measures["sameness"][i] = score
+            if verdict:
+                reasons[i], details[i] = verdict, f"{config.edit_judge} sameness {score:.3f}"
+    decisions = [KEPT if r is None else REJECTED for r in reasons]
+    checked = checked.drop(["decision", "reason", "detail"])
+    for name, values in measures.items():
+        checked = checked.append_column(name, pa.array(values, pa.float32()))
+    return (
+        checked.append_column("decision", pa.array(decisions))
+        .append_column("reason", pa.array(reasons, pa.string()))
+        .append_column("detail", pa.array(details, pa.string()))
+    )
+
+
+def context_scores(
+    edits: pa.Table, positives: pa.Table, query_text: dict[str, str], corpus: Path, embed_config: EmbedParams
+) -> pa.Array:
+    """Per edit, the encoder's cosine of a kept meaning-changing edit to each context the export pairs it with
+    (`pipeline.formats.contrast_frame`, in its order): an edited query against the query's positive documents (read
+    from the `corpus` artifact), an edited positive against the queries it answers, an edited sentence against its
+    original (when a paraphrase of it was kept, as the export asks). That is the score a counterfactual negative
+    gets on the axis of the positives' and the mined negatives' (`dvc plots`); empty for every other edit."""
+    kinds, sources = edits["source_kind"].to_pylist(), edits["source_id"].to_pylist()
+    originals, edited = edits["original"].to_pylist(), edits["edited"].to_pylist()
+    decisions, keeps_meaning = edits["decision"].to_pylist(), edits["preserves_meaning"].to_pylist()
+    negatives = [i for i, (d, keeps) in enumerate(zip(decisions, keeps_meaning)) if d == KEPT and not keeps]
+    paraphrased = {
+        source
+        for source, kind, decision, keeps in zip(sources, kinds, decisions, keeps_meaning)
+        if kind == "sentence" and decision == KEPT and keeps
+    }
+    docs_of, queries_of = collections.defaultdict(list), collections.defaultdict(list)
+    for query_id, doc_id in zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()):
+        docs_of[query_id].append(doc_id)
+        queries_of[doc_id].append(query_id)
+    wanted = pa.array(sorted({d for i in negatives if kinds[i] == "query" for d in docs_of[sources[i]]}), pa.string())
+    texts_of_docs = artifacts.select(corpus, "doc_id", wanted, ["doc_id", "text"])
+    doc_text = dict(zip(texts_of_docs["doc_id"].to_pylist(), texts_of_docs["text"].to_pylist()))
+    contexts = {
+        "query": lambda i: [doc_text[d] for d in docs_of[sources[i]] if d in doc_text],
+        "positive": lambda i: [query_text[q] for q in queries_of[sources[i]]],
+        # The export pairs a sentence's edits only where one of its paraphrases was kept (the row's positive).
+        "sentence": lambda i: [originals[i]] if sources[i] in paraphrased else [],
+    }
+    texts = {i: contexts[kinds[i]](i) for i in negatives}
+    scores = [[] for _ in kinds]
+    if negatives:
+        flat = [text for i in negatives for text in texts[i]]
+        vectors = embed.vectors(embed_config, [edited[i] for i in negatives] + flat)
+        at = len(negatives)
+        for row, i in enumerate(negatives):
+            scores[i] = (vectors[at : at + len(texts[i])] @ vectors[row]).tolist()
+            at += len(texts[i])
+    return pa.array(scores, pa.list_(pa.float32()))
+
+
+def rejections(edits: pa.Table) -> pa.Table:
+    """Ledger rows of the rejected edits, keyed by pair id, with their measures."""
+    rejected = edits.filter(pc.equal(edits["decision"], REJECTED))
+    return ledger.entries("filter", "edit", rejected, MEASURES, ("pair_id",))

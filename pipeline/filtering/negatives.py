@@ -1,0 +1,198 @@
+"""False negatives (unlabelled positives) among mined negatives: caught, refilled, and every decision audited.
+
+Cheap rules run first on every candidate: a negative that is a near-duplicate of one of its query's positives
+(same normalised text, word-shingle Jaccard, or embedding cosine above a threshold) is rejected. Expensive judges
+(`pipeline.filtering.judges`) then run only on what survives the rules.
+
+Rejected negatives are replaced from the miner's next candidates, in its order (`refill`), in rounds, so judges
+only ever score what could still become a negative. Each judged candidate ends kept or rejected with a reason.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import artifacts, ledger, mine, schema
+from pipeline.filtering import judges
+from pipeline.params import FilterParams
+from pipeline.vocabulary import KEPT, NEAR_DUPLICATE, NOT_SAMPLED, REJECTED
+
+
+def normalise(text: str) -> str:
+    """Case, accents, punctuation and spacing removed: texts equal after this say the same thing."""
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return " ".join(re.findall(r"[a-z0-9]+", text))
+
+
+def shingles(text: str, size: int = 3) -> frozenset[str]:
+    words = normalise(text).split()
+    if len(words) < size:
+        return frozenset([" ".join(words)])
+    return frozenset(" ".join(words[i : i + size]) for i in range(len(words) - size + 1))
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+@dataclass
+class Positives:
+    """Per query, the positives' normalised texts, shingle sets and vectors (what near-duplicate rules compare)."""
+
+    texts: dict[str, list[str]]
+    shingles: dict[str, list[frozenset[str]]]
+    vectors: dict[str, np.ndarray]
+
+    @classmethod
+    def build(cls, pairs: list[tuple[str, str]], doc_text: dict[str, str], doc_vector: dict[str, np.ndarray]):
+        texts, sets, vectors = {}, {}, {}
+        for query_id, doc_id in pairs:
+            texts.setdefault(query_id, []).append(normalise(doc_text[doc_id]))
+            sets.setdefault(query_id, []).append(shingles(doc_text[doc_id]))
+            vectors.setdefault(query_id, []).append(doc_vector[doc_id])
+        return cls(texts, sets, {q: np.stack(v) for q, v in vectors.items()})
+
+
+def near_duplicates(batch: pa.Table, positives: Positives, doc_text: dict[str, str], doc_vector, params: FilterParams):
+    """Per row: (is a near-duplicate of a positive, which test caught it, the deciding score)."""
+    flagged = np.zeros(batch.num_rows, dtype=bool)
+    details, scores = [None] * batch.num_rows, [{} for _ in range(batch.num_rows)]
+    for row, (query_id, doc_id) in enumerate(zip(batch["query_id"].to_pylist(), batch["doc_id"].to_pylist())):
+        text = doc_text[doc_id]
+        if params.duplicate_text and normalise(text) in positives.texts[query_id]:
+            flagged[row], details[row], scores[row] = True, "normalised text equals a positive", {"jaccard": 1.0}
+            continue
+        if params.duplicate_jaccard is not None:
+            best = max(jaccard(shingles(text), s) for s in positives.shingles[query_id])
+            if best >= params.duplicate_jaccard:
+                why = "word-shingle Jaccard with a positive"
+                flagged[row], details[row], scores[row] = True, why, {"jaccard": best}
+                continue
+        if params.duplicate_cosine is not None:
+            cosine = float(np.max(positives.vectors[query_id] @ doc_vector[doc_id]))
+            if cosine >= params.duplicate_cosine:
+                flagged[row], details[row], scores[row] = True, "embedding cosine with a positive", {"cosine": cosine}
+    return flagged, details, scores
+
+
+def _queues(pool: pa.Table, params: FilterParams) -> dict[str, list[int]]:
+    """Per query, pool rows in the miner's order: its kept negatives, then up to `refill_depth` next candidates."""
+    queues: dict[str, list[int]] = {}
+    refills: dict[str, int] = {}
+    for row, (query_id, decision) in enumerate(zip(pool["query_id"].to_pylist(), pool["decision"].to_pylist())):
+        if decision != KEPT:
+            if not params.refill or refills.get(query_id, 0) >= params.refill_depth:
+                continue
+            refills[query_id] = refills.get(query_id, 0) + 1
+        queues.setdefault(query_id, []).append(row)
+    return queues
+
+
+def run(
+    candidates: pa.Table,
+    positives: Positives,
+    doc_text: dict[str, str],
+    doc_vector,
+    num_negatives: int,
+    params: FilterParams,
+    judges_in_order: list[judges.Judge],
+    query_order: list[str],
+) -> pa.Table:
+    """Judge the miner's negatives, refilling from its next candidates; returns every judged row (`schema.JUDGED`).
+
+    `candidates` is the mine stage's artifact: kept rows are the first choice, `not_sampled` ones the refills.
+    Each round takes, per query, as many candidates as it still needs; rejections raise the need.
+    """
+    usable = pc.or_kleene(pc.equal(candidates["decision"], KEPT), pc.equal(candidates["reason"], NOT_SAMPLED))
+    pool = candidates.filter(usable)
+    order = {q: i for i, q in enumerate(query_order)}
+    first = pa.array([0 if d == KEPT else 1 for d in pool["decision"].to_pylist()], pa.int8())
+    position = pa.array([order[q] for q in pool["query_id"].to_pylist()], pa.int64())
+    pool = pool.append_column("_q", position).append_column("_first", first)
+    pool = pool.sort_by([("_q", "ascending"), ("_first", "ascending"), ("rank", "ascending")]).drop(["_q", "_first"])
+    queues = _queues(pool, params)
+    need = {q: num_negatives for q in queues}
+    judged = []
+    for round_number in range(num_negatives + params.refill_depth + 1):
+        take = []
+        for query_id in sorted(queues, key=order.__getitem__):
+            count = min(need[query_id], len(queues[query_id]))
+            take += queues[query_id][:count]
+            del queues[query_id][:count]
+            need[query_id] -= count
+        if not take:
+            break
+        batch = pool.take(take)
+        duplicate, dup_details, dup_scores = near_duplicates(batch, positives, doc_text, doc_vector, params)
+        rejected, reasons, details, scores = judges.decide(batch, ~duplicate, judges_in_order, params.policy)
+        for row in np.flatnonzero(duplicate):
+            reasons[row], details[row], scores[row] = NEAR_DUPLICATE, dup_details[row], dup_scores[row]
+        rejected |= duplicate
+        for query_id in batch["query_id"].filter(pa.array(rejected)).to_pylist():
+            need[query_id] += 1
+        judged.append(
+            pa.table(
+                {
+                    "query_id": batch["query_id"],
+                    "doc_id": batch["doc_id"],
+                    "rank": batch["rank"],
+                    "score": batch["score"],
+                    "pos_score": batch["pos_score"],
+                    "round": pa.array([round_number] * batch.num_rows, pa.int32()),
+                    "decision": pa.array(np.where(rejected, REJECTED, KEPT)),
+                    "reason": pa.array(reasons, pa.string()),
+                    "detail": pa.array(details, pa.string()),
+                    "scores": pa.array([list(s.items()) for s in scores], schema.JUDGED.field("scores").type),
+                },
+                schema=schema.JUDGED,
+            )
+        )
+    return pa.concat_tables(judged) if judged else schema.JUDGED.empty_table()
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A shard of whole queries, judged: every judged row, the negatives kept (per query in the shard's order, by
+    rank, with their topic), and the ledger rows of the rejected ones."""
+
+    judged: pa.Table
+    negatives: pa.Table
+    rejections: pa.Table
+
+
+def judge_shard(
+    candidates: pa.Table,
+    positives: pa.Table,
+    query_text: dict[str, str],
+    corpus: Path,
+    embeddings: Path,
+    doc_topics: pa.Table | None,
+    num_negatives: int,
+    params: FilterParams,
+) -> Shard:
+    """Judge one shard of the mined candidates (whole queries), reading only its documents' texts (from the
+    `corpus` artifact) and vectors (from the `embeddings` corpus artifact)."""
+    query_order = pc.unique(candidates["query_id"])
+    positives = positives.filter(pc.is_in(positives["query_id"], query_order))
+    doc_ids = pc.unique(pa.concat_arrays([pc.unique(candidates["doc_id"]), pc.unique(positives["doc_id"])]))
+    texts = artifacts.select(corpus, "doc_id", doc_ids, ["doc_id", "text"])
+    doc_text = dict(zip(texts["doc_id"].to_pylist(), texts["text"].to_pylist()))
+    vectors = artifacts.select(embeddings, "id", doc_ids, ["id", "vector"])
+    doc_vector = dict(zip(vectors["id"].to_pylist(), schema.vectors_matrix(vectors["vector"])))
+    pairs = list(zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()))
+    known = Positives.build(pairs, doc_text, doc_vector)
+    in_order = judges.configured(params, query_text, doc_text, positives)
+    judged = run(candidates, known, doc_text, doc_vector, num_negatives, params, in_order, query_order.to_pylist())
+    # Judged rows come round by round; negatives go out per query (in the shard's order), by rank.
+    negatives = mine.negatives(judged, doc_topics)
+    at = pc.index_in(negatives["query_id"], query_order)
+    negatives = negatives.append_column("_q", at).sort_by([("_q", "ascending"), ("rank", "ascending")]).drop(["_q"])
+    rejected = judged.filter(pc.equal(judged["decision"], REJECTED))
+    return Shard(judged, negatives, ledger.entries("filter", "negative", rejected))

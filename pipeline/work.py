@@ -1,0 +1,120 @@
+"""A model call declared once, run over a table in a Ray actor pool and through its cache.
+
+A `Work` says everything about one kind of call: the actor body (a class built once per actor, e.g. to load a
+model, then called on tables of rows), its arguments, what each actor asks of the cluster, how many rows a task
+holds, whether the pool's actors are kept for the stage's later calls, the result columns, and the cache they fill
+(its root and the settings that change a result). Then:
+
+- `compute(work, table)`: the table with the result columns appended, in input order. Rows already cached are
+  looked up; the rest are computed in the pool and checkpointed into the cache as results arrive, so a killed
+  run resumes where it stopped and a re-run with the same settings computes nothing.
+- `stream(work, table)`: the results, in input order, with no cache (the index search, the rule edits).
+
+Every model-bound step of the pipeline goes through here: embedding, cross-encoder scores, LLM judging, fluency
+NLL, LLM edits, rule edits, index search. `llm_call` decides, in one place, the pool an LLM backend runs in.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from pipeline import runtime, shard_cache
+from pipeline.runtime import Resources
+from pipeline.shard_cache import ShardCache, TableCache, row_keys
+
+log = logging.getLogger("pairforge.work")
+
+
+@dataclass(frozen=True)
+class Cache:
+    """Where a call's finished results are kept: `<root>/<settings key>/shard-*`."""
+
+    root: str | Path
+    # Everything besides a row's content that changes its result: the model's fingerprint, a length limit, the
+    # prompt's wording. Changing one starts a new folder; the cache key of a row is the hash of its `key` columns.
+    settings: dict
+    checkpoint_rows: int  # about this many results per shard, written as they arrive
+    kind: type[ShardCache] = TableCache
+
+
+@dataclass(frozen=True)
+class Work:
+    """One kind of model call. `worker(**args)` is built once per actor; `worker(...)(table)` returns the table's
+    rows with the `columns` it computes appended (other columns pass through)."""
+
+    worker: type
+    args: dict
+    resources: Resources
+    rows_per_task: int
+    columns: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()  # the columns the worker reads (all when empty)
+    key: tuple[str, ...] = ()  # the content a result depends on (default: the inputs), hashed per row
+    cache: Cache | None = None
+    keep_pool: bool = False  # keep the actors, with what they loaded, for the stage's later calls
+    arrange: Callable[[pa.Table], pa.Table] | None = None  # the order rows are cut into tasks in
+    # Which results may be cached (e.g. not an endpoint's failure); the others are returned, and asked again next run.
+    cacheable: Callable[[pa.Table], pa.Array] | None = field(default=None)
+
+
+def stream(work: Work, table: pa.Table) -> Iterator[pa.Table]:
+    """Run `work` over every row of `table` in its actor pool; result tables in input order (after `arrange`)."""
+    rows = table.select([*work.inputs, *(["key"] if "key" in table.column_names else [])]) if work.inputs else table
+    if work.arrange is not None:
+        rows = work.arrange(rows)
+    return runtime.map_batches(rows, work.worker, work.args, work.resources, work.rows_per_task, keep=work.keep_pool)
+
+
+def open_cache(work: Work) -> ShardCache:
+    return work.cache.kind(work.cache.root, work.cache.settings)
+
+
+def _keyed(work: Work, table: pa.Table) -> pa.Table:
+    columns = work.key or work.inputs
+    return table.append_column("key", pa.array(row_keys(*(table[name] for name in columns)), pa.uint64()))
+
+
+def compute(work: Work, table: pa.Table) -> tuple[pa.Table, int]:
+    """`table` with the work's result columns appended (input order), computing only the rows its cache lacks,
+    each distinct key once. Returns the table and how many rows were computed in this call."""
+    cache = open_cache(work)
+    # Shards hold whole tasks, so a resumed run's tasks (hence batches, hence bytes) line up with the first run's.
+    checkpoint_rows = shard_cache.whole_tasks(work.cache.checkpoint_rows, work.rows_per_task)
+    keyed = _keyed(work, table)
+    out, computed = shard_cache.cached(
+        cache, keyed, functools.partial(stream, work), list(work.columns), checkpoint_rows, work.cacheable
+    )
+    if table.num_rows:
+        log.info(
+            "%s: %d rows, %d computed now, the rest from %s",
+            work.worker.__name__,
+            table.num_rows,
+            computed,
+            cache.folder,
+        )
+    return out.drop(["key"]), computed
+
+
+def llm_call(config) -> tuple[dict, Resources]:
+    """The backend options and the actor pool of the LLM that generate's or filter's params name (both sections
+    share these keys). An endpoint does the work, so one actor holds its client and its request threads; vLLM runs
+    one engine per actor, each with its tensor-parallel GPUs; a local transformers model, one copy per actor."""
+    pool = Resources(config.actors, config.cpus_per_actor, config.gpus_per_actor)
+    if config.llm_backend == "openai":
+        options = {
+            "base_url": config.llm_base_url,
+            "api_key_env": config.llm_api_key_env,
+            "concurrency": config.llm_concurrency,
+            "timeout_s": config.llm_timeout_s,
+        }
+        return options, Resources(actors=1, cpus=1)
+    if config.llm_backend == "vllm":
+        options = {"tensor_parallel_size": config.llm_tensor_parallel_size, "engine_options": config.llm_engine_options}
+        gpus = max(config.gpus_per_actor, float(config.llm_tensor_parallel_size))
+        return options, Resources(config.actors, config.cpus_per_actor, gpus)
+    return {}, pool
