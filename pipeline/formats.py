@@ -12,6 +12,8 @@ import functools
 import polars as pl
 import pyarrow as pa
 
+from pipeline.vocabulary import KEPT
+
 TEXT_COLUMNS = {
     "triplet": ["anchor", "positive", "negative"],
     "contrast-triplet": ["anchor", "positive", "negative"],
@@ -80,7 +82,7 @@ def contrast_frame(
     - an edited sentence: anchor = the sentence, positive = its first kept paraphrase edit, negative = the edit
       (SugarCrepe++ style; sentences without a kept paraphrase give no row).
     """
-    kept = pl.from_arrow(edits).filter(pl.col("decision") == "kept")
+    kept = pl.from_arrow(edits).filter(pl.col("decision") == KEPT)
     negatives = kept.filter(~pl.col("preserves_meaning")).with_row_index("e_order")
     docs = pl.from_arrow(corpus).select("doc_id", pl.col("text").alias("doc_text"))
     pairs = pl.from_arrow(positives).select("query_id", "doc_id").with_row_index("p_order")

@@ -27,6 +27,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from pipeline import models
+from pipeline.vocabulary import BACKEND_ERROR
 
 VLLM_MISSING = "backend vllm needs a GPU worker with vllm installed: pip install vllm"
 YES_WORDS = ("yes", "Yes", "YES", " yes", " Yes", " YES")
@@ -328,7 +329,7 @@ class VLLMLLM:
                 try:
                     outputs += self.engine.chat([messages], sampling, use_tqdm=False, **chat_options)
                 except ValueError as err:
-                    outputs.append("prompt_too_long" if "longer than the maximum" in str(err) else "backend_error")
+                    outputs.append("prompt_too_long" if "longer than the maximum" in str(err) else BACKEND_ERROR)
             return outputs
 
     def generate(self, batch: list[Messages], max_new_tokens: int | None = None, logprobs: int = 0) -> list[Completion]:
