@@ -8,7 +8,7 @@ hides the others, mines (and filters) negatives, and reports per setting:
 - hardness: mean similarity (the embedding model's cosine) and mean rank of the kept negatives;
 - queries left short of `num_negatives`.
 pairforge runs as users run it (stage processes, Ray); the peer runs in this process on the same vectors
-(seeded into its own embedding cache: both sides' vectors agree to 1e-6, see tests/test_embed.py).
+(seeded into its own embedding cache: both sides' vectors agree to 1e-6, see tests/models/test_encoder.py).
 """
 
 from __future__ import annotations

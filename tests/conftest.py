@@ -1,4 +1,5 @@
-"""Shared fixtures: the real SciFact data (skipped when ../shared/datasets is absent) and a small pipeline run."""
+"""Shared fixtures: the real SciFact data (skipped when ../shared/datasets is absent), SciFact texts with their
+reference vectors from sentence-transformers, and a small pipeline run."""
 
 from __future__ import annotations
 
@@ -13,16 +14,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 import yaml
 
-from pipeline import artifacts
+from pipeline import artifacts, models
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("PAIRFORGE_DATASETS", REPO.parent / "shared" / "datasets"))
 SCIFACT = DATASETS / "scifact"
 STAGES = ("ingest", "embed", "index", "mine", "generate", "filter", "export")  # in dvc.yaml's order
+MODEL = "packaged:all-MiniLM-L6-v2"  # the embed stage's encoder, for its tests and the `reference` vectors
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +33,25 @@ def scifact() -> Path:
     if not (SCIFACT / "corpus.jsonl").exists():
         pytest.skip(f"SciFact not found at {SCIFACT}")
     return SCIFACT
+
+
+@pytest.fixture(scope="session")
+def texts(scifact) -> list[str]:
+    """Real SciFact abstracts (many longer than the model's 256 tokens) and claims (short)."""
+    with open(scifact / "corpus.jsonl") as handle:
+        docs = [json.loads(next(handle)) for _ in range(40)]
+    with open(scifact / "queries.jsonl") as handle:
+        claims = [json.loads(next(handle))["text"] for _ in range(40)]
+    return [f"{d['title']}. {d['text']}" for d in docs] + claims
+
+
+@pytest.fixture(scope="session")
+def reference(texts) -> np.ndarray:
+    """sentence-transformers' own vectors for `texts`: what every path of the encoder must give."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(models.resolve(MODEL)), device="cpu")
+    return model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
 
 
 def write_beir_sample(scifact: Path, out: Path, queries: int, docs: int) -> Path:

@@ -1,11 +1,11 @@
-"""Batch construction and the train / dev split, on small hand-made rows (the stage's use: tests/test_export.py)."""
+"""Batch construction on small hand-made rows (the stage's use: tests/test_export.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
-from pipeline import batches, split
+from pipeline import batches
 
 
 def make_rows(queries: int, per_query: int = 1, shared_positive_every: int = 0) -> batches.Rows:
@@ -79,14 +79,3 @@ def test_b3_groups_follow_the_teachers_rank_graph_and_skip_its_top_ranks():
     assert groups["q0"] != groups["q8"]
     cross = batches.b3_query_groups(pa.table(ranks), positives, 0, 1, 8, 1, seed=3)  # only the rank-0 links
     assert cross["q0"] == cross["q8"], "without the skip, the top-rank links join the two worlds"
-
-
-def test_dev_split_keeps_queries_sharing_a_positive_together():
-    pairs = [(f"q{q}", f"d{q // 3}") for q in range(3000)] + [("q1", "d999999")]
-    dev = split.dev_queries(pairs, 0.1, seed=5)
-    assert 0.05 < len(dev) / 3000 < 0.15
-    for group in range(1000):
-        members = {f"q{q}" for q in range(3 * group, 3 * group + 3)}
-        assert members <= dev or not members & dev, "a positive's queries are all train or all dev"
-    assert split.dev_queries(pairs, 0.1, seed=5) == dev and split.dev_queries(pairs, 0.1, seed=6) != dev
-    assert split.dev_queries(pairs, 0.0, seed=5) == set()

@@ -1,120 +1,25 @@
-"""Embedding: vectors equal sentence-transformers' encode, in-process and through the Ray actor pool."""
+"""The embed stage: its artifact carries the model and counts truncated texts; its cache embeds only new texts,
+resumes after SIGKILL with the same bytes, and embeds everything again for another model."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pytest
-from sentence_transformers import SentenceTransformer
+import yaml
 
-from pipeline import artifacts, embed, models, runtime, schema
+from pipeline import artifacts, models, schema
 from pipeline.models.encoder import Encoder
-
-MODEL = "packaged:all-MiniLM-L6-v2"
-
-
-@pytest.fixture(scope="module")
-def texts(scifact) -> list[str]:
-    """Real SciFact abstracts (many longer than the model's 256 tokens) and claims (short)."""
-    with open(scifact / "corpus.jsonl") as handle:
-        docs = [json.loads(next(handle)) for _ in range(40)]
-    with open(scifact / "queries.jsonl") as handle:
-        claims = [json.loads(next(handle))["text"] for _ in range(40)]
-    return [f"{d['title']}. {d['text']}" for d in docs] + claims
-
-
-@pytest.fixture(scope="module")
-def reference(texts) -> np.ndarray:
-    model = SentenceTransformer(str(models.resolve(MODEL)), device="cpu")
-    return model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
-
-
-def test_vectors_equal_sentence_transformers_encode(texts, reference):
-    vectors, truncated = Encoder(MODEL).encode(texts)
-    assert vectors.dtype == np.float32 and vectors.shape == (len(texts), 384)
-    assert np.abs(vectors - reference).max() < 1e-5
-    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
-    assert 0 < truncated.sum() < len(texts), "long abstracts are cut at the model's limit, claims are not"
-
-
-def test_bf16_autocast_keeps_cosine_at_least_0_9999_to_fp32(texts, reference):
-    vectors, _ = Encoder(MODEL, precision="bf16").encode(texts)
-    assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    cosine = np.sum(vectors * reference, axis=1)
-    assert cosine.min() >= 0.9999
-    assert np.abs(vectors - reference).max() > 1e-5, "bf16 really ran: the vectors are not the fp32 ones"
-    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
-        Encoder(MODEL, device="cpu", precision="fp16")
-
-
-def test_onnx_runtime_matches_fp32_and_int8_stays_close(texts, reference):
-    onnx = Encoder(MODEL, runtime="onnx", batch_size=len(texts))  # one batch: claims padded to abstracts' length
-    assert onnx.onnx is not None and not hasattr(onnx, "model"), "ONNX Runtime runs the forward pass, not torch"
-    vectors, truncated = onnx.encode(texts)
-    assert np.sum(vectors * reference, axis=1).min() >= 0.9999
-    assert truncated.tolist() == Encoder(MODEL).encode(texts)[1].tolist()
-    int8, _ = Encoder(MODEL, runtime="onnx", precision="int8").encode(texts)
-    cosine = np.sum(int8 * reference, axis=1)
-    # Per-channel int8 matrix multiplies measured 0.992 at worst on SciFact abstracts; all-op per-tensor int8 0.89.
-    assert cosine.min() >= 0.98 and cosine.max() < 0.99999, "int8 moves vectors a little, and only a little"
-    with pytest.raises(ValueError, match="not an onnx precision"):
-        Encoder(MODEL, runtime="onnx", precision="bf16")
-
-
-def test_vectors_through_the_ray_actor_pool_equal_encode(texts, reference):
-    table = pa.table({"id": [str(i) for i in range(len(texts))], "text": texts})
-    args = {"model": MODEL, "max_length": 0, "batch_size": 16, "device": "cpu"}
-    out = pa.concat_tables(
-        runtime.map_batches(table, embed.EmbedBatch, args, runtime.Resources(actors=2), rows_per_task=16)
-    )
-    assert out["id"].to_pylist() == table["id"].to_pylist(), "results come back in input order"
-    assert np.abs(schema.vectors_matrix(out["vector"]) - reference).max() < 1e-5
-
-
-def pool_actors(name: str) -> dict[str, str]:
-    """Pid and state of each actor of class `name` this Ray has started, from its actor table."""
-    import ray._private.state as state  # the public state API needs the dashboard, which is off
-
-    return {str(a["Pid"]): a["State"] for a in state.actors().values() if a["ActorClassName"] == name}
-
-
-def test_a_kept_pool_loads_its_model_once_and_gives_way_to_any_other_pool(texts, reference):
-    table = pa.table({"id": [str(i) for i in range(len(texts))], "text": texts})
-    args = {"model": MODEL, "max_length": 0, "batch_size": 16, "device": "cpu"}
-
-    def run(keep: bool) -> pa.Table:
-        return pa.concat_tables(
-            runtime.map_batches(table, embed.EmbedBatch, args, runtime.Resources(actors=2), 16, keep=keep)
-        )
-
-    first = run(keep=True)
-    actors = pool_actors("EmbedBatch")
-    assert list(actors.values()) == ["ALIVE", "ALIVE"], actors
-    second = run(keep=True)
-    assert pool_actors("EmbedBatch") == actors, "the second call ran on the first one's actors: one model load"
-    for out in (first, second):
-        assert out["id"].to_pylist() == table["id"].to_pylist(), "results come back in input order"
-        assert np.abs(schema.vectors_matrix(out["vector"]) - reference).max() < 1e-5
-    # Any other pool ends the kept one first: on this 2-CPU machine it would otherwise wait for CPUs forever.
-    assert run(keep=False).equals(first)
-    assert pool_actors("EmbedBatch") == dict.fromkeys(actors, "DEAD")
-
-
-def test_cls_pooling_follows_the_model_config(texts, tmp_path):
-    folder = tmp_path / "cls-model"
-    shutil.copytree(models.resolve(MODEL), folder)
-    pooling = folder / "1_Pooling" / "config.json"
-    config = json.loads(pooling.read_text())
-    config.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
-    pooling.write_text(json.dumps(config))
-    reference = SentenceTransformer(str(folder), device="cpu").encode(texts[:8], normalize_embeddings=True)
-    vectors, _ = Encoder(str(folder)).encode(texts[:8])
-    assert np.abs(vectors - reference).max() < 1e-5
-    mean_vectors, _ = Encoder(MODEL).encode(texts[:8])
-    assert np.abs(vectors - mean_vectors).max() > 1e-2, "CLS pooling really differs from mean pooling"
+from tests.conftest import MODEL, kill_at_first_checkpoint, project_params, run_stage, write_beir_sample
 
 
 def test_embeddings_artifact_carries_the_model_and_covers_every_text(pipeline_run):
@@ -141,6 +46,119 @@ def test_texts_over_the_token_limit_are_cut_and_counted_in_the_manifest(pipeline
     assert over == 0 and artifacts.manifest(pipeline_run / "data/embeddings/corpus")["truncated"] > 0
 
 
-def test_a_text_of_a_million_characters_is_truncated_not_a_crash():
-    vectors, truncated = Encoder(MODEL).encode(["word " * 200_000, "short"])
-    assert truncated.tolist() == [True, False] and np.isfinite(vectors).all()
+def embed_log(result: subprocess.CompletedProcess) -> tuple[int, int]:
+    """(texts embedded, texts already cached) from the embed stage's log."""
+    found = re.search(r"embedded (\d+) new texts .*; (\d+) were already in the cache", result.stderr)
+    assert found, result.stderr[-2000:]
+    return int(found[1]), int(found[2])
+
+
+def content_hashes(workdir: Path) -> dict[str, str]:
+    return {
+        name: artifacts.manifest(workdir / "data/embeddings" / name)["content_hash"] for name in ("corpus", "queries")
+    }
+
+
+@pytest.fixture(scope="module")
+def project(small_repro: tuple[Path, str], tmp_path_factory) -> Path:
+    """A fresh project on the small repro's sample, nothing cached, and tasks of 16 texts, each its own cache
+    shard: the first checkpoint comes long before the last, so a kill lands between them."""
+    workdir = tmp_path_factory.mktemp("embed-cache")
+    params = yaml.safe_load((small_repro[0] / "params.yaml").read_text())
+    params["embed"].update(batch_size=8, checkpoint_rows=16)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    run_stage(workdir, "ingest")
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(project: Path, tmp_path_factory) -> Path:
+    """The embed stage run once, start to end, on a copy of `project`: the bytes every interrupted run must give."""
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    shutil.copytree(project, workdir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("cache", "embeddings"))
+    run_stage(workdir, "embed")
+    return workdir
+
+
+@pytest.mark.slow
+def test_killed_embed_resumes_from_its_checkpoints_and_writes_the_same_bytes(project, uninterrupted):
+    kill_at_first_checkpoint(project, "embed", "cache/embeddings/*/shard-*")
+    assert not (project / "data/embeddings").exists(), "a killed stage leaves no partial artifact"
+    total = uninterrupted.joinpath("data/ingested")
+    texts = sum(artifacts.manifest(total / name)["rows"] for name in ("corpus", "queries"))
+    embedded, cached = embed_log(run_stage(project, "embed"))
+    assert cached >= 16 and embedded >= 16 and embedded + cached == texts, "only texts without a checkpoint again"
+    # Same shards of the same length-sorted order, so the same batches: the bytes of an uninterrupted run.
+    assert content_hashes(project) == content_hashes(uninterrupted)
+
+
+@pytest.mark.slow
+def test_an_encoder_actor_killed_mid_run_is_restarted_and_its_batch_retried(project, uninterrupted, tmp_path):
+    """SIGKILL one of the stage's Ray encoder actors while tasks are in flight: Ray restarts it and retries its
+    batch, the stage finishes, and the vectors are the bytes of an uninterrupted run."""
+    workdir = tmp_path / "project"
+    shutil.copytree(project, workdir, ignore=shutil.ignore_patterns("cache", "embeddings"))
+    log = (tmp_path / "embed.log").open("w+")
+    stage = subprocess.Popen([sys.executable, "-m", "stages.embed"], cwd=workdir, stdout=log, stderr=log)
+    deadline = time.monotonic() + 600
+    while not list(workdir.glob("cache/embeddings/*/shard-*")) and time.monotonic() < deadline:
+        assert stage.poll() is None, (tmp_path / "embed.log").read_text()[-3000:]
+        time.sleep(0.02)
+    actors = [p for p in psutil.Process(stage.pid).children(recursive=True) if "EmbedBatch" in " ".join(p.cmdline())]
+    assert actors, "the stage's encoder actors run as its descendants (a local Ray)"
+    checkpoints = len(list(workdir.glob("cache/embeddings/*/shard-*")))
+    actors[0].kill()  # SIGKILL, mid-stream: a checkpoint is written, later tasks are still running
+    stage.wait(timeout=600)
+    assert stage.returncode == 0, (tmp_path / "embed.log").read_text()[-3000:]
+    assert not actors[0].is_running()
+    assert len(list(workdir.glob("cache/embeddings/*/shard-*"))) > checkpoints, "work was left after the kill"
+    assert content_hashes(workdir) == content_hashes(uninterrupted)
+
+
+@pytest.mark.slow
+def test_new_documents_are_the_only_texts_embedded_again(project, scifact):
+    if not (project / "data/embeddings").exists():
+        run_stage(project, "embed")
+    before = artifacts.read(project / "data/embeddings/corpus")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    source = Path(params["ingest"]["source"])
+    grown = project / "grown"
+    shutil.copytree(source, grown)
+    present = {json.loads(line)["_id"] for line in (source / "corpus.jsonl").read_text().splitlines()}
+    added = []
+    with open(scifact / "corpus.jsonl") as handle:
+        for line in handle:
+            if json.loads(line)["_id"] not in present:
+                added.append(line)
+            if len(added) == max(1, len(present) // 100):  # 1% more documents
+                break
+    with open(grown / "corpus.jsonl", "a") as handle:
+        handle.writelines(added)
+    params["ingest"]["source"] = str(grown)
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    run_stage(project, "ingest")
+    embedded, cached = embed_log(run_stage(project, "embed"))
+    assert embedded == len(added) and cached >= before.num_rows
+    after = artifacts.read(project / "data/embeddings/corpus")
+    assert after.num_rows == before.num_rows + len(added)
+    old = dict(zip(after["id"].to_pylist(), schema.vectors_matrix(after["vector"])))
+    assert all(
+        np.array_equal(old[d], v) for d, v in zip(before["id"].to_pylist(), schema.vectors_matrix(before["vector"]))
+    )
+
+
+@pytest.mark.slow
+def test_another_model_embeds_everything_again(scifact, tmp_path):
+    source = write_beir_sample(scifact, tmp_path / "beir", queries=8, docs=24)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(project_params(source)))
+    run_stage(tmp_path, "ingest")
+    texts = sum(artifacts.manifest(tmp_path / "data/ingested" / name)["rows"] for name in ("corpus", "queries"))
+    assert embed_log(run_stage(tmp_path, "embed")) == (texts, 0)
+    assert embed_log(run_stage(tmp_path, "embed")) == (0, texts), "the same model: nothing to embed"
+    folder = tmp_path / "cls-model"  # the same weights pooled differently: another model, other vectors
+    shutil.copytree(models.resolve("packaged:all-MiniLM-L6-v2"), folder)
+    pooling = folder / "1_Pooling" / "config.json"
+    config = {**json.loads(pooling.read_text()), "pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}
+    pooling.write_text(json.dumps(config))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(project_params(source, embed={"model": str(folder)})))
+    assert embed_log(run_stage(tmp_path, "embed")) == (texts, 0)

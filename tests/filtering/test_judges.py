@@ -1,16 +1,55 @@
-"""The filter's judges through the real stage: a real cross-encoder in a Ray actor pool, and the local LLM."""
+"""The filter's judges: how policies combine them, on hand-made candidates; then through the real stage, a real
+cross-encoder in a Ray actor pool, and the local LLM."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 
+import numpy as np
 import pyarrow.compute as pc
 import pytest
 import yaml
 
 from pipeline import artifacts
+from pipeline.filtering import judges
 from tests.conftest import STAGES, project_params, run_stage, write_beir_sample
+from tests.filtering.test_negatives import RULES_ONLY, candidates, run
+
+
+class CountingJudge:
+    """A real judge over a fixed set of 'relevant' docs, counting the rows it was shown."""
+
+    def __init__(self, name: str, relevant: set[str]):
+        self.name, self.relevant, self.seen = name, relevant, 0
+
+    def judge(self) -> judges.Judge:
+        def score(batch):
+            self.seen += batch.num_rows
+            return {"p": np.array([1.0 if d in self.relevant else 0.0 for d in batch["doc_id"].to_pylist()])}
+
+        def flag(batch, scores):
+            return scores["p"] > 0.5, ["judge_relevant"] * batch.num_rows, ["looks relevant"] * batch.num_rows
+
+        return judges.Judge(self.name, score, flag)
+
+
+ALL_KEPT = candidates([("q1", d, i, "kept") for i, d in enumerate("abcd")])
+
+
+@pytest.mark.parametrize(
+    ("policy", "rejected", "second_sees"),
+    [("sequence", {"a", "b", "c"}, 2), ("any", {"a", "b", "c"}, 4), ("all", {"b"}, 2)],
+)
+def test_judge_policies(policy, rejected, second_sees):
+    first, second = CountingJudge("first", {"a", "b"}), CountingJudge("second", {"b", "c"})
+    params = dataclasses.replace(RULES_ONLY, policy=policy, refill=False)
+    judged = run(ALL_KEPT, params, [first.judge(), second.judge()], num_negatives=4)
+    assert set(judged.filter(pc.equal(judged["decision"], "rejected"))["doc_id"].to_pylist()) == rejected
+    assert second.seen == second_sees
+    reasons = judged.filter(pc.equal(judged["decision"], "rejected"))["reason"].to_pylist()
+    assert set(reasons) == {"judge_relevant"}
 
 
 def judged_rows(workdir):

@@ -1,17 +1,19 @@
-"""The generate stage for real: rules in Ray actors, the packaged local LLM, an OpenAI-compatible server with
-injected faults, sentence files; then validation in filter and the counterfactual rows of the export."""
+"""Contrast generation: LLM results reconciled with attempts and ledger, seeded samples; and the generate stage for
+real: rules in Ray actors, the packaged local LLM, an OpenAI-compatible server with injected faults, sentence files
+and positive documents as sources."""
 
 from __future__ import annotations
 
 import re
 import shutil
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import yaml
 
-from pipeline import artifacts, ledger, schema
-from pipeline.contrast import validate
+from pipeline import artifacts, schema
+from pipeline.contrast import generate
 from tests.conftest import (
     DATASETS,
     contrast_rows_by_edit,
@@ -22,6 +24,38 @@ from tests.conftest import (
 )
 
 KEY_ENV, KEY = "PAIRFORGE_TEST_EDIT_KEY", "sk-test-never-written-anywhere"
+
+
+def test_llm_results_reconcile_with_attempts_and_ledger():
+    results = pa.table(
+        {
+            "source_kind": ["query"] * 3,
+            "source_id": ["q1", "q1", "q2"],
+            "text": ["Aspirin reduces risk."] * 3,
+            "control": ["negate", "paraphrase", "negate"],
+            "edited": ["Aspirin does not reduce risk.", None, None],
+            "raw_output": ['{"edited": "Aspirin does not reduce risk."}', "sure! here it is", None],
+            "reason": [None, "unparseable_output", "http_500"],
+            "attempts": pa.array([1, 2, 4], pa.int32()),
+        }
+    )
+    contrast, attempts, rejections = generate.from_llm(results, "llm:test")
+    assert contrast.schema.equals(schema.CONTRAST) and attempts.schema.equals(schema.ATTEMPTS)
+    assert contrast.num_rows + rejections.num_rows == attempts.num_rows == 3
+    assert contrast["op"].to_pylist() == ["llm_negate"]
+    assert contrast["raw_output"].to_pylist() == ['{"edited": "Aspirin does not reduce risk."}']
+    assert attempts["outcome"].to_pylist() == ["applied", "unparseable_output", "http_500"]
+    assert rejections["key"].to_pylist() == ["query/q1/llm_paraphrase", "query/q2/llm_negate"]
+    assert rejections["detail"].to_pylist() == ["sure! here it is", None]  # the raw output is kept
+    assert rejections["scores"].to_pylist()[1] == [("attempts", 4.0)]
+
+
+def test_sample_is_seeded_and_nested():
+    table = pa.table({"source_id": [str(i) for i in range(50)]})
+    small, large = generate.sample(table, 5, 7), generate.sample(table, 20, 7)
+    assert small["source_id"].to_pylist() == large["source_id"].to_pylist()[:5]
+    assert generate.sample(table, 5, 8)["source_id"].to_pylist() != small["source_id"].to_pylist()
+    assert generate.sample(table, 0, 7).num_rows == 50
 
 
 def reconcile(workdir) -> tuple:
@@ -53,40 +87,6 @@ def test_generate_accounts_for_every_source_and_op(pipeline_run):
         assert row["original"] == text[row["source_id"]] and row["edited"] != row["original"]
         assert (row["raw_output"] is None) == (row["generator"] == "rules")
         assert row["preserves_meaning"] == row["op"].startswith(("paraphrase_", "llm_paraphrase"))
-
-
-def test_filter_validates_every_edit_and_export_carries_the_kept_ones(pipeline_run):
-    contrast = artifacts.read(pipeline_run / "data/generated/contrast")
-    edits = artifacts.read(pipeline_run / "data/filtered/edits")
-    assert edits["pair_id"].to_pylist() == contrast["pair_id"].to_pylist()
-    rejected = edits.filter(pc.equal(edits["decision"], "rejected"))
-    ledger_rows = artifacts.read(pipeline_run / "data/filtered/rejections")
-    edit_rows = ledger_rows.filter(pc.equal(ledger_rows["kind"], "edit"))
-    assert sorted(edit_rows["key"].to_pylist()) == sorted(rejected["pair_id"].to_pylist())
-    params = yaml.safe_load((pipeline_run / "params.yaml").read_text())["filter"]
-    for row in edits.to_pylist():
-        reason, _ = validate.minimality(row["original"], row["edited"], params["edit_max_tokens"], 0.5)
-        if reason and reason != "edit_unchanged" or row["reason"] in ("edit_too_large", "edit_trivial"):
-            assert row["reason"] == reason, row
-        if row["decision"] == "kept":  # the encoder judge measured every edit that passed the cheap checks
-            low = params["edit_paraphrase_min"] if row["preserves_meaning"] else params["edit_drifted_below"]
-            assert row["sameness"] >= low, row
-        elif row["reason"] in ("edit_drifted", "meaning_changed"):
-            assert (
-                row["sameness"]
-                < params["edit_drifted_below" if row["reason"] == "edit_drifted" else "edit_paraphrase_min"]
-            )
-    kept = edits.filter(pc.and_(pc.equal(edits["decision"], "kept"), pc.invert(edits["preserves_meaning"])))
-    assert kept.num_rows > 0
-    triplets = export_table(pipeline_run, "contrast-triplet")
-    assert set(triplets["negative_id"].to_pylist()) == set(kept["pair_id"].to_pylist())
-    all_triplets = export_table(pipeline_run, "triplet")
-    counterfactual = all_triplets.filter(pc.equal(all_triplets["negative_kind"], "counterfactual"))
-    assert counterfactual.num_rows == triplets.num_rows and None not in counterfactual["op"].to_pylist()
-    pairs = export_table(pipeline_run, "labeled-pair")
-    assert pc.sum(pc.equal(pairs["kind"], "counterfactual")).as_py() == triplets.num_rows
-    counts, _ = ledger.summary(pipeline_run / "data")
-    assert set(rejected["reason"].to_pylist()) <= set(counts["reason"].to_list())
 
 
 @pytest.mark.slow
@@ -220,31 +220,6 @@ def test_unknown_rule_op_is_a_params_error(tmp_path, pipeline_run):
     set_params(workdir, generate={"rules": ["negation_insert", "make_it_funny"]})
     result = run_stage(workdir, "generate", check=False)
     assert result.returncode != 0 and "generate.rules" in result.stderr and "make_it_funny" in result.stderr
-
-
-@pytest.mark.slow
-def test_fluency_and_cross_encoder_judge_decide_by_their_thresholds(pipeline_run, cross_encoder_dir, tmp_path):
-    """Tailor-style fluency under the local LM, then a real cross-encoder as the meaning judge, through the stage."""
-    workdir = tmp_path / "project"
-    shutil.copytree(pipeline_run, workdir)
-    limits = {"edit_max_nll_increase": 1.0, "edit_unchanged_above": 0.95, "edit_drifted_below": 0.2}
-    set_params(workdir, filter={"cross_encoder": str(cross_encoder_dir), "edit_judge": "cross_encoder", **limits})
-    run_stage(workdir, "filter")
-    edits = artifacts.read(workdir / "data/filtered/edits").to_pylist()
-    measured = [e for e in edits if e["reason"] not in ("edit_unchanged", "edit_trivial", "edit_too_large")]
-    measured = [e for e in measured if e["reason"] != "edit_duplicate"]
-    assert measured and all(e["nll_increase"] == e["nll_increase"] for e in measured)  # not NaN: every one scored
-    for edit in measured:
-        fluent = edit["nll_increase"] <= 1.0
-        assert (edit["reason"] == "edit_not_fluent") == (not fluent), edit
-        if not fluent:
-            continue
-        score = edit["sameness"]
-        if edit["preserves_meaning"]:
-            expected = "meaning_changed" if score < 0.9 else None
-        else:
-            expected = "meaning_unchanged" if score >= 0.95 else "edit_drifted" if score < 0.2 else None
-        assert edit["reason"] == expected, edit
 
 
 def test_positive_documents_as_the_source_give_query_anchored_triplets(tmp_path, pipeline_run):

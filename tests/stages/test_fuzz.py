@@ -3,7 +3,7 @@ generated params. Every case ends in one InputError naming the faulty file, row 
 `on_bad_row: skip`, that row in the rejections with the same message), or in a correct result; never another
 exception, and the DVC stage never changes its previous artifact.
 
-`pytest tests/test_fuzz.py --hypothesis-show-statistics` prints how many cases ran and how each ended.
+`pytest tests/stages/test_fuzz.py --hypothesis-show-statistics` prints how many cases ran and how each ended.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Filter: near-duplicate rules, judge policies, refill from the miner's order, and an audit that reconciles."""
+"""Filter: near-duplicate rules, refill from the miner's order, and an audit that reconciles."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import sys
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pytest
 
 from pipeline import artifacts, ledger, schema
-from pipeline.filtering import judges, negatives
+from pipeline.filtering import negatives
 from pipeline.params import FilterParams
 
 RULES_ONLY = FilterParams(duplicate_jaccard=0.6, duplicate_cosine=0.95, refill_depth=5)
@@ -109,40 +108,6 @@ def test_embedding_cosine_catches_a_near_copy_in_other_words():
     judged = run(table, num_negatives=2)
     assert judged["reason"].to_pylist()[0] == "near_duplicate"
     assert judged["scores"].to_pylist()[0][0][0] == "cosine"
-
-
-class CountingJudge:
-    """A real judge over a fixed set of 'relevant' docs, counting the rows it was shown."""
-
-    def __init__(self, name: str, relevant: set[str]):
-        self.name, self.relevant, self.seen = name, relevant, 0
-
-    def judge(self) -> judges.Judge:
-        def score(batch):
-            self.seen += batch.num_rows
-            return {"p": np.array([1.0 if d in self.relevant else 0.0 for d in batch["doc_id"].to_pylist()])}
-
-        def flag(batch, scores):
-            return scores["p"] > 0.5, ["judge_relevant"] * batch.num_rows, ["looks relevant"] * batch.num_rows
-
-        return judges.Judge(self.name, score, flag)
-
-
-ALL_KEPT = candidates([("q1", d, i, "kept") for i, d in enumerate("abcd")])
-
-
-@pytest.mark.parametrize(
-    ("policy", "rejected", "second_sees"),
-    [("sequence", {"a", "b", "c"}, 2), ("any", {"a", "b", "c"}, 4), ("all", {"b"}, 2)],
-)
-def test_judge_policies(policy, rejected, second_sees):
-    first, second = CountingJudge("first", {"a", "b"}), CountingJudge("second", {"b", "c"})
-    params = dataclasses.replace(RULES_ONLY, policy=policy, refill=False)
-    judged = run(ALL_KEPT, params, [first.judge(), second.judge()], num_negatives=4)
-    assert set(judged.filter(pc.equal(judged["decision"], "rejected"))["doc_id"].to_pylist()) == rejected
-    assert second.seen == second_sees
-    reasons = judged.filter(pc.equal(judged["decision"], "rejected"))["reason"].to_pylist()
-    assert set(reasons) == {"judge_relevant"}
 
 
 def test_the_stage_writes_negatives_judged_and_a_ledger_that_reconciles(pipeline_run):

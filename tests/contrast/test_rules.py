@@ -290,7 +290,7 @@ def test_ops_are_the_documented_codes():
     from pipeline.vocabulary import RULE_OPS
 
     assert list(rules.OPS) == list(RULE_OPS)
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     documented = re.findall(r"^\| `(\w+)` \| ", readme, re.MULTILINE)
     assert [op for op in documented if op in rules.OPS] == list(RULE_OPS)
 

@@ -1,0 +1,73 @@
+"""Edits in the filter stage: every edit validated and the kept ones exported as counterfactuals; fluency under the
+local LM and a real cross-encoder as the meaning judge, each deciding by its threshold."""
+
+from __future__ import annotations
+
+import shutil
+
+import pyarrow.compute as pc
+import pytest
+import yaml
+
+from pipeline import artifacts, ledger
+from pipeline.contrast import validate
+from tests.conftest import export_table, run_stage, set_params
+
+
+def test_filter_validates_every_edit_and_export_carries_the_kept_ones(pipeline_run):
+    contrast = artifacts.read(pipeline_run / "data/generated/contrast")
+    edits = artifacts.read(pipeline_run / "data/filtered/edits")
+    assert edits["pair_id"].to_pylist() == contrast["pair_id"].to_pylist()
+    rejected = edits.filter(pc.equal(edits["decision"], "rejected"))
+    ledger_rows = artifacts.read(pipeline_run / "data/filtered/rejections")
+    edit_rows = ledger_rows.filter(pc.equal(ledger_rows["kind"], "edit"))
+    assert sorted(edit_rows["key"].to_pylist()) == sorted(rejected["pair_id"].to_pylist())
+    params = yaml.safe_load((pipeline_run / "params.yaml").read_text())["filter"]
+    for row in edits.to_pylist():
+        reason, _ = validate.minimality(row["original"], row["edited"], params["edit_max_tokens"], 0.5)
+        if reason and reason != "edit_unchanged" or row["reason"] in ("edit_too_large", "edit_trivial"):
+            assert row["reason"] == reason, row
+        if row["decision"] == "kept":  # the encoder judge measured every edit that passed the cheap checks
+            low = params["edit_paraphrase_min"] if row["preserves_meaning"] else params["edit_drifted_below"]
+            assert row["sameness"] >= low, row
+        elif row["reason"] in ("edit_drifted", "meaning_changed"):
+            assert (
+                row["sameness"]
+                < params["edit_drifted_below" if row["reason"] == "edit_drifted" else "edit_paraphrase_min"]
+            )
+    kept = edits.filter(pc.and_(pc.equal(edits["decision"], "kept"), pc.invert(edits["preserves_meaning"])))
+    assert kept.num_rows > 0
+    triplets = export_table(pipeline_run, "contrast-triplet")
+    assert set(triplets["negative_id"].to_pylist()) == set(kept["pair_id"].to_pylist())
+    all_triplets = export_table(pipeline_run, "triplet")
+    counterfactual = all_triplets.filter(pc.equal(all_triplets["negative_kind"], "counterfactual"))
+    assert counterfactual.num_rows == triplets.num_rows and None not in counterfactual["op"].to_pylist()
+    pairs = export_table(pipeline_run, "labeled-pair")
+    assert pc.sum(pc.equal(pairs["kind"], "counterfactual")).as_py() == triplets.num_rows
+    counts, _ = ledger.summary(pipeline_run / "data")
+    assert set(rejected["reason"].to_pylist()) <= set(counts["reason"].to_list())
+
+
+@pytest.mark.slow
+def test_fluency_and_cross_encoder_judge_decide_by_their_thresholds(pipeline_run, cross_encoder_dir, tmp_path):
+    """Tailor-style fluency under the local LM, then a real cross-encoder as the meaning judge, through the stage."""
+    workdir = tmp_path / "project"
+    shutil.copytree(pipeline_run, workdir)
+    limits = {"edit_max_nll_increase": 1.0, "edit_unchanged_above": 0.95, "edit_drifted_below": 0.2}
+    set_params(workdir, filter={"cross_encoder": str(cross_encoder_dir), "edit_judge": "cross_encoder", **limits})
+    run_stage(workdir, "filter")
+    edits = artifacts.read(workdir / "data/filtered/edits").to_pylist()
+    measured = [e for e in edits if e["reason"] not in ("edit_unchanged", "edit_trivial", "edit_too_large")]
+    measured = [e for e in measured if e["reason"] != "edit_duplicate"]
+    assert measured and all(e["nll_increase"] == e["nll_increase"] for e in measured)  # not NaN: every one scored
+    for edit in measured:
+        fluent = edit["nll_increase"] <= 1.0
+        assert (edit["reason"] == "edit_not_fluent") == (not fluent), edit
+        if not fluent:
+            continue
+        score = edit["sameness"]
+        if edit["preserves_meaning"]:
+            expected = "meaning_changed" if score < 0.9 else None
+        else:
+            expected = "meaning_unchanged" if score >= 0.95 else "edit_drifted" if score < 0.2 else None
+        assert edit["reason"] == expected, edit

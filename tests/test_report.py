@@ -1,0 +1,71 @@
+"""The report: metrics and plots for DVC, and the HTML report's plots as headless Chromium renders them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipeline import artifacts, ledger, report
+from tests.conftest import export_table
+
+
+def test_metrics_and_plots_for_dvc(pipeline_run):
+    metrics = json.loads((pipeline_run / "metrics/export.json").read_text())
+    assert (
+        metrics["scores"]["positive"]["count"]
+        == artifacts.manifest(pipeline_run / "data/mined/positive_scores")["rows"]
+    )
+    assert metrics["scores"]["mined"]["mean"] < metrics["scores"]["positive"]["mean"]
+    contrast_rows = export_table(pipeline_run, "contrast-triplet").num_rows
+    assert metrics["scores"]["counterfactual"]["count"] == contrast_rows > 0, "one score per exported contrast row"
+    counts, _ = ledger.summary(pipeline_run / "data", samples=0)
+    assert sum(metrics["rejections"].values()) == counts["rows"].sum()
+    mine_total = counts.filter(pl.col("stage") == "mine")["rows"].sum()
+    for reason, share in metrics["rejection_shares"]["mine"].items():
+        assert share == round(metrics["rejections"][f"mine/{reason}"] / mine_total, 4)
+    assert abs(sum(metrics["rejection_shares"]["filter"].values()) - 1) < 1e-3
+    histogram = pl.read_csv(pipeline_run / "plots/scores.csv")
+    for kind in ("positive", "mined", "counterfactual"):
+        assert abs(histogram[kind].sum() - 1) < 1e-3, "each kind's shares sum to one"
+    assert pl.read_csv(pipeline_run / "plots/rejections.csv")["rows"].sum() == counts["rows"].sum()
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI installs Debian's chromium (.ci/run); it is missing")
+        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    return found
+
+
+@pytest.mark.slow
+def test_the_html_report_renders_its_plots_in_headless_chromium(pipeline_run, tmp_path):
+    from PIL import Image
+
+    browser = chromium()
+    page = tmp_path / "report.html"
+    done = subprocess.run(
+        [sys.executable, "-m", "stages.cli", "report", "--out", str(page)], cwd=pipeline_run, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}", "--window-size=900,1400", "--hide-scrollbars",
+    ]  # fmt: skip
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
+    dom = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.stdout.count('class="plot"') == 2, "both plots are in the rendered page"
+    pixels = np.asarray(Image.open(shot).convert("RGB"))
+    for kind, colour in report.COLOURS.items():  # each series' bars were painted, not just present in the source
+        rgb = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+        assert (pixels == rgb).all(axis=-1).sum() > 200, f"{kind} bars ({colour}) not drawn"
