@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,10 +127,20 @@ def _fits(resources: Resources, size: int) -> bool:
     return free.get("CPU", 0) >= size * resources.cpus and free.get("GPU", 0) >= size * resources.gpus
 
 
+def _make_room(resources: Resources, size: int) -> None:
+    """End kept pools, oldest first, until `size` actors of `resources` fit: a pool waiting for CPUs or GPUs that
+    another pool holds would wait forever."""
+    while _kept and not _fits(resources, size):
+        release_kept_pools([next(iter(_kept))])
+        # Ray frees a killed actor's resources a moment later: wait for them before ending another pool.
+        deadline = time.monotonic() + 2.0
+        while not _fits(resources, size) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
 def _kept_pool(worker: type, worker_args: dict, resources: Resources, size: int):
     """The kept pool for this worker, arguments and resources: the one kept, or a new one. Older kept pools stay
-    while the new one fits beside them (a cross-encoder and an LLM judge on a cluster with room for both), and are
-    ended, oldest first, when it does not: a pool waiting for CPUs another pool holds would wait forever."""
+    while the new one fits beside them (a cross-encoder and an LLM judge on a cluster with room for both)."""
     import ray
     from ray.util import ActorPool
 
@@ -137,8 +148,7 @@ def _kept_pool(worker: type, worker_args: dict, resources: Resources, size: int)
     if key in _kept:
         _kept[key] = _kept.pop(key)  # the most recently used is the last to be ended
         return _kept[key][1], False
-    while _kept and not _fits(resources, size):
-        release_kept_pools([next(iter(_kept))])
+    _make_room(resources, size)
 
     def __init__(self, **kwargs):
         self.work = worker(**kwargs)
@@ -168,8 +178,8 @@ def map_batches(
     `rows_per_task` sets how much each actor call receives; the worker batches further inside (e.g. by tokens).
     `keep=True` keeps the pool's actors, with what they loaded, for the next call with the same worker, arguments
     and resources: for a stage that calls one model again and again (the filter's refill rounds and query shards),
-    which would otherwise load it once per call. Kept pools stay side by side while the cluster has room for them;
-    a Ray Data pool (`keep=False`) ends them all first, so that pools never wait on each other's CPUs.
+    which would otherwise load it once per call. Kept pools stay side by side, and beside a Ray Data pool
+    (`keep=False`), while the cluster has room for them; the oldest give way to a pool that would not fit.
     """
     import ray
 
@@ -184,7 +194,7 @@ def map_batches(
     if keep:
         pool, started = _kept_pool(worker, worker_args, resources, size)
     else:
-        release_kept_pools()
+        _make_room(resources, min(size, len(blocks)))
     log.info(
         "pool: %d x %s (%g CPU, %g GPU each), %d tasks%s",
         size,

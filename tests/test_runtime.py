@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 
@@ -46,3 +48,28 @@ def test_a_kept_pool_loads_its_model_once_and_gives_way_to_any_other_pool(texts,
     # Any other pool ends the kept one first: on this 2-CPU machine it would otherwise wait for CPUs forever.
     assert run(keep=False).equals(first)
     assert pool_actors("EmbedBatch") == dict.fromkeys(actors, "DEAD")
+
+
+def test_kept_pools_stay_side_by_side_while_they_fit_and_the_oldest_gives_way():
+    """Two judges' pools that fit together both stay loaded; one that needs the whole cluster ends them first."""
+
+    class Where:  # an actor body that says which process ran each row
+        def __init__(self, name: str):
+            self.name = name
+
+        def __call__(self, batch: pa.Table) -> pa.Table:
+            return batch.append_column("pid", pa.array([os.getpid()] * batch.num_rows, pa.int64()))
+
+    table = pa.table({"x": [1, 2, 3, 4]})
+
+    def pids(name: str, actors: int) -> set[int]:
+        resources = runtime.Resources(actors=actors)
+        out = pa.concat_tables(runtime.map_batches(table, Where, {"name": name}, resources, 2, keep=True))
+        return set(out["pid"].to_pylist())
+
+    first, second = pids("first", 1), pids("second", 1)
+    assert pids("first", 1) == first and pids("second", 1) == second, "both kept: no actor started again"
+    whole = pids("whole", int(runtime.cluster_resources()["CPU"]))  # cannot fit beside either
+    assert not whole & (first | second)
+    assert pids("second", 1) != second, "the older pools were ended to make room"
+    runtime.release_kept_pools()

@@ -1,17 +1,19 @@
-"""Each result cache's folder is named by the settings that change a result: these pins keep that name stable, so
-caches written by an earlier pairforge still hit after its code moves. A pin may change only on purpose (a new
-setting, a reworded prompt), never as a side effect of a refactor."""
+"""Declared model calls (`pipeline.work`). Each result cache's folder is named by the settings that change a result:
+the pins below keep that name stable, so caches written by an earlier pairforge still hit after its code moves (a
+pin may change only on purpose: a new setting, a reworded prompt). And `compute` through a real Ray pool."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from pipeline import embed, params, work
 from pipeline.contrast import generate
 from pipeline.filtering import edits, judges
+from pipeline.runtime import Resources
 
 
 @pytest.fixture
@@ -94,3 +96,25 @@ def test_llm_edit_cache_key(model, tmp_path, backend, overrides, key):
     folder = work.open_cache(generate.llm_edit_call(config)).folder
     assert folder == tmp_path / "cache" / key
     assert sorted(settings(folder)) == ["backend", "base_url", "max_new_tokens", "model", "prompts", "retries"]
+
+
+def test_compute_sends_only_the_inputs_and_computes_each_missing_key_once(tmp_path):
+    """Through a real Ray pool: rows come back in input order, a repeated text is computed once, and a second call
+    finds everything in the cache."""
+
+    class Length:  # an actor body that refuses columns it was not declared to read
+        def __call__(self, batch: pa.Table) -> pa.Table:
+            assert set(batch.column_names) == {"text", "key"}, batch.column_names
+            return batch.append_column("length", pa.array([len(t) for t in batch["text"].to_pylist()], pa.int64()))
+
+    call = work.Work(
+        Length, {}, Resources(actors=1), rows_per_task=2, columns=("length",), inputs=("text",),
+        cache=work.Cache(tmp_path, {"kind": "length"}, checkpoint_rows=2),
+    )  # fmt: skip
+    table = pa.table({"id": ["a", "b", "c", "d"], "text": ["xx", "y", "xx", "zzz"]})
+    out, computed = work.compute(call, table)
+    assert computed == 3 and out.column_names == ["id", "text", "length"]
+    assert out["length"].to_pylist() == [2, 1, 2, 3] and out["id"].to_pylist() == ["a", "b", "c", "d"]
+    assert len(list(work.open_cache(call).folder.glob("shard-*"))) == 2, "a checkpoint per task of 2 rows"
+    again, computed = work.compute(call, table.slice(1))
+    assert computed == 0 and again.equals(out.slice(1))
