@@ -10,7 +10,6 @@ only ever score what could still become a negative. Each judged candidate ends k
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,21 +17,37 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import regex
 
 from pipeline import artifacts, ledger, mine, schema
 from pipeline.filtering import judges
 from pipeline.params import FilterParams
 from pipeline.vocabulary import KEPT, NEAR_DUPLICATE, NOT_SAMPLED, REJECTED
 
+# Accents of Latin, Greek and Cyrillic letters decompose (NFKD) into these generic combining marks; the marks of
+# other scripts (Devanagari vowel signs, Arabic harakat, ...) are part of their letters and stay.
+DIACRITICS = regex.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+# Scripts written without spaces between words: each character is a unit of their text.
+UNSPACED = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}"
+UNITS = regex.compile(rf"[{UNSPACED}]|(?:(?![{UNSPACED}])[\p{{L}}\p{{M}}\p{{N}}])+")
+
+
+def units(text: str) -> list[str]:
+    """The words of `text` (a character each in scripts written without spaces), with case, accents and
+    punctuation gone, in any script: compatibility forms unified (full-width letters, ligatures), accents of
+    Latin, Greek and Cyrillic letters removed, casefolded; only letters, marks and digits remain."""
+    plain = unicodedata.normalize("NFKC", DIACRITICS.sub("", unicodedata.normalize("NFKD", text))).casefold()
+    return UNITS.findall(plain)
+
 
 def normalise(text: str) -> str:
-    """Case, accents, punctuation and spacing removed: texts equal after this say the same thing."""
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
-    return " ".join(re.findall(r"[a-z0-9]+", text))
+    """Texts equal after this say the same thing (see `units`)."""
+    return " ".join(units(text))
 
 
 def shingles(text: str, size: int = 3) -> frozenset[str]:
-    words = normalise(text).split()
+    """Overlapping runs of `size` units (words; characters of unspaced scripts): what Jaccard compares."""
+    words = units(text)
     if len(words) < size:
         return frozenset([" ".join(words)])
     return frozenset(" ".join(words[i : i + size]) for i in range(len(words) - size + 1))

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 
 from pipeline import artifacts, ledger, schema
 from pipeline.filtering import negatives
@@ -108,6 +109,34 @@ def test_embedding_cosine_catches_a_near_copy_in_other_words():
     judged = run(table, num_negatives=2)
     assert judged["reason"].to_pylist()[0] == "near_duplicate"
     assert judged["scores"].to_pylist()[0][0][0] == "cosine"
+
+
+@pytest.mark.parametrize(
+    ("positive", "same", "other"),
+    [
+        # Accents, case, punctuation and full-width forms do not make a text another text...
+        ("Café crème: l'été à Paris.", "CAFE CREME -- L'ETE A PARIS", "Thé vert: l'hiver à Lyon."),
+        ("Мама мыла раму.", "мама, мыла раму!", "Папа читал книгу."),
+        ("我们今天去公园散步了。", "我们今天去公园散步了", "他们明天在家里看书。"),
+        ("ＴＮＦ-α activates NF-κB.", "TNF α activates NF κB", "TNF-β activates NF-κB."),
+    ],
+)
+def test_near_duplicate_rules_read_every_script(positive, same, other):
+    """...but a text in another script is never empty after normalising, so it is not every positive's copy."""
+    texts = {"pos": positive, "same": same, "other": other}
+    vectors = {"pos": unit(1, 0, 0), "same": unit(0, 1, 0), "other": unit(0, 0, 1)}  # only the text rules decide
+    known = negatives.Positives.build([("q1", "pos")], texts, vectors)
+    batch = pa.table({"query_id": ["q1", "q1"], "doc_id": ["same", "other"]})
+    flagged, details, _ = negatives.near_duplicates(batch, known, texts, vectors, RULES_ONLY)
+    assert flagged.tolist() == [True, False] and details[0] == "normalised text equals a positive"
+    assert negatives.normalise(other) and negatives.normalise(other) != negatives.normalise(positive)
+
+
+def test_unspaced_scripts_are_compared_character_by_character():
+    first, second = "我们今天去公园散步了", "我们今天去公园散步吧"  # one character of ten differs
+    assert negatives.normalise(first) == " ".join(first)
+    assert 0.7 < negatives.jaccard(negatives.shingles(first), negatives.shingles(second)) < 1
+    assert negatives.normalise("東京はcapitalです") == "東 京 は capital で す", "a Latin word in it stays whole"
 
 
 def test_the_stage_writes_negatives_judged_and_a_ledger_that_reconciles(pipeline_run):
