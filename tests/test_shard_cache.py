@@ -22,8 +22,9 @@ def test_cache_stores_shards_atomically_and_finds_them_again(tmp_path):
     reopened = EmbeddingCache(tmp_path, settings)
     assert not list(cache.folder.glob(".tmp-*")), "half-written shards are swept away"
     assert reopened.contains(keys).tolist() == [True, True, False, True]
-    found, truncated = reopened.lookup(keys[[3, 1]])
-    assert np.array_equal(found, vectors[[0, 1]]) and truncated.tolist() == [True, False]
+    found = reopened.lookup(keys[[3, 1]])
+    assert np.array_equal(schema.vectors_matrix(found["vector"]), vectors[[0, 1]])
+    assert found["truncated"].to_pylist() == [True, False]
     with pytest.raises(KeyError, match="1 rows are not in the cache"):
         reopened.lookup(keys[[2]])
     assert len(EmbeddingCache(tmp_path, {**settings, "max_length": 64})) == 0, "other settings, other vectors"
