@@ -16,6 +16,41 @@ def _feature(dtype: pa.DataType) -> object:
     return {"dtype": names.get(dtype, str(dtype))}
 
 
+def _false_negatives(report: dict | None) -> list[str]:
+    """The card's section on the measured false-negative rate (see `pipeline.filtering.calibration`)."""
+    if report is None:
+        return []
+    lines = ["## False negatives, measured", ""]
+    if report["rate"] is None:
+        return [*lines, f"Not measured: {report['why_no_rate']}.", ""]
+    low, high = report["interval"]
+    return [
+        *lines,
+        f"On the {report['queries']} queries with two or more judged positives, the first was kept and the other "
+        f"{report['hidden_positives']} hidden, and mining and filtering ran again as for every query: "
+        f"{report['false_negatives']} of the {report['negatives']} negatives kept were hidden positives, a "
+        f"false-negative rate of **{report['rate']:.1%}** (95% bootstrap interval over queries "
+        f"{low:.1%} to {high:.1%}). Those negatives' mean similarity to their query is {report['mean_score']:.3f}, "
+        f"their mean rank {report['mean_rank']:.1f}; {report['queries_short']} of these queries came out short of "
+        "negatives.",
+        "",
+    ]
+
+
+def _short_queries(counts: dict[str, int] | None, num_negatives: int) -> list[str]:
+    """The card's line on the queries left with fewer negatives than asked, by reason."""
+    if not counts:
+        return []
+    why = ", ".join(f"{reason} {n}" for reason, n in counts.items())
+    return [
+        "## Queries short of negatives",
+        "",
+        f"{sum(counts.values())} queries have fewer than {num_negatives} negatives ({why}): "
+        "`data/filtered/short_queries` lists each with how deep its window went and what rejected its candidates.",
+        "",
+    ]
+
+
 def card(name: str, version: str, tables: dict[str, dict[str, pa.Table]], manifest: dict) -> str:
     """`tables`: per format, per split (train, and dev when held out), the exported table."""
     import yaml
@@ -75,6 +110,8 @@ def card(name: str, version: str, tables: dict[str, dict[str, pa.Table]], manife
             if batched
             else []
         ),
+        *_false_negatives(manifest.get("false_negatives")),
+        *_short_queries(manifest.get("short_queries"), manifest["params"]["mine"]["num_negatives"]),
         "## Provenance",
         "",
         "```json",

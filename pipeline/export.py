@@ -3,6 +3,7 @@ planned into training batches; the dataset's provenance and the figures `dvc met
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,11 +92,26 @@ def tally(written: list[Part]) -> tuple[dict, dict]:
     return rows, plans
 
 
+def short_queries(filtered: Path) -> dict[str, int]:
+    """How many queries the filter left short of negatives, by reason (`data/filtered/short_queries`)."""
+    found = artifacts.read(filtered / "short_queries", ["reason"])["reason"].to_pylist()
+    return dict(sorted(collections.Counter(found).items()))
+
+
+def false_negatives(filtered: Path) -> dict | None:
+    """The filter's measured false-negative rate (`pipeline.filtering.calibration`), None before it measured one."""
+    manifest = filtered / "calibration" / artifacts.MANIFEST
+    return artifacts.manifest(manifest.parent).get("false_negatives") if manifest.exists() else None
+
+
 def metrics(data: Path, scores: dict, version: str, written: list[Part], counterfactuals: int) -> dict:
     """`metrics/export.json`: rows and batch plans per format and split, how many counterfactual rows there are,
-    rejections and score statistics (`scores`: `report.scores(data)`), and the train triplets' averages."""
+    rejections and score statistics (`scores`: `report.scores(data)`), the measured false-negative rate, and the
+    train triplets' averages."""
     rows, plans = tally(written)
     stats = {"version": version, "rows": rows, "batches": plans, "counterfactuals": counterfactuals}
+    stats["false_negatives"] = false_negatives(data / "filtered")
+    stats["short_queries"] = short_queries(data / "filtered")
     stats |= report.metrics(data, scores)
     triplets = next((p.table for p in written if p.format == "triplet" and p.split == "train"), None)
     if triplets is not None:

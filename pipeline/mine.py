@@ -21,6 +21,7 @@ With no score rules and range_min = 0 (or no score rules at all), "top" sampling
 
 from __future__ import annotations
 
+import collections
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import artifacts, index, runtime, schema, work
+from pipeline import artifacts, index, ledger, runtime, schema, work
 from pipeline.params import IndexParams, MineParams
 from pipeline.schema import vectors_matrix
 from pipeline.vocabulary import (
@@ -38,10 +39,12 @@ from pipeline.vocabulary import (
     ABOVE_RELATIVE_MARGIN,
     BELOW_MIN_SCORE,
     BELOW_RANGE_MIN,
+    CORPUS_EXHAUSTED,
     KEPT,
     KNOWN_POSITIVE,
     NOT_SAMPLED,
     REJECTED,
+    WINDOW_EXHAUSTED,
 )
 
 
@@ -71,25 +74,36 @@ def select(valid: np.ndarray, query_id: str, params: MineParams) -> np.ndarray:
     return np.sort(rng.choice(valid, params.num_negatives, replace=False))
 
 
+def _window_end(rank: np.ndarray, passes: np.ndarray, retrieved: int, params: MineParams) -> int:
+    """Where a query's window ends: `range_max`, doubled while fewer than `num_negatives` candidates in it pass
+    the score rules, up to `range_limit` and to the candidates retrieved (`passes`: candidates no rule rejects)."""
+    end, limit = params.range_max, min(params.range_limit or params.range_max, retrieved)
+    while end < limit and int((passes & (rank >= params.range_min) & (rank < end)).sum()) < params.num_negatives:
+        end = min(end * 2, limit)
+    return end
+
+
 def decide_query(
     query_id: str, rows: np.ndarray, scores: np.ndarray, positive_rows: np.ndarray, pos_score: float, params: MineParams
 ) -> tuple[np.ndarray, ...]:
     """Decisions for one query's retrieved candidates (rows in the index, in score order).
 
     Returns the found rows and scores, each one's rank (-1 for known positives), the kept mask, the reason
-    codes (None for kept) and the mask of candidates inspected (known positives, and ranks below range_max).
+    codes (None for kept) and the mask of candidates inspected (known positives, and ranks in the window: below
+    `range_max`, or deeper where the window grew, see `_window_end`).
     """
     found = rows >= 0
     rows, scores = rows[found], scores[found]
     known = np.isin(rows, positive_rows)
     rank = np.full(len(rows), -1, dtype=np.int32)
     rank[~known] = np.arange(int((~known).sum()), dtype=np.int32)
-    inspected = known | (rank < params.range_max)
     reasons = score_rule_reasons(scores, pos_score, params)
+    end = _window_end(rank, ~known & (reasons == None), int((~known).sum()), params)  # noqa: E711
+    inspected = known | (rank < end)
     reasons[known] = KNOWN_POSITIVE
     below = ~known & (rank < params.range_min)
     reasons[below & (reasons == None)] = BELOW_RANGE_MIN  # noqa: E711
-    in_window = ~known & (rank >= params.range_min) & (rank < params.range_max)
+    in_window = ~known & (rank >= params.range_min) & (rank < end)
     valid = np.flatnonzero(in_window & (reasons == None))  # noqa: E711
     kept = np.zeros(len(rows), dtype=bool)
     kept[select(valid, query_id, params)] = True
@@ -113,21 +127,25 @@ class MineBatch:
     def __call__(self, batch: pa.Table) -> pa.Table:
         """batch: query_id, vector, pos_score, positive_rows (index rows of the query's known positives)."""
         vectors = np.ascontiguousarray(vectors_matrix(batch.column("vector")))
-        positive_rows = batch.column("positive_rows").to_pylist()
-        depth = self.params.range_max + max(len(p) for p in positive_rows)
-        all_scores, all_rows = self.index.search(vectors, min(depth, self.index.ntotal))
+        positive_rows = [np.asarray(p, dtype=np.int64) for p in batch.column("positive_rows").to_pylist()]
+        query_ids, pos_scores = batch.column("query_id").to_pylist(), batch.column("pos_score").to_pylist()
+        most = max(len(p) for p in positive_rows)
+        depth = min(self.params.range_max + most, self.index.ntotal)
+        found = self._search(vectors, depth)
+        decided = [
+            decide_query(q, rows, scores, p, s, self.params)
+            for q, (scores, rows), p, s in zip(query_ids, found, positive_rows, pos_scores)
+        ]
+        # Queries short of negatives, whose search did not reach the corpus's end, search again deeper, so that
+        # their window can grow to `range_limit`.
+        deep = self.params.range_limit or 0
+        short = [i for i, d in enumerate(decided) if d[3].sum() < self.params.num_negatives and len(d[0]) == depth]
+        if short and deep > self.params.range_max and depth < self.index.ntotal:
+            for i, (scores, rows) in zip(short, self._search(vectors[short], deep + most)):
+                decided[i] = decide_query(query_ids[i], rows, scores, positive_rows[i], pos_scores[i], self.params)
         columns = {name: [] for name in schema.CANDIDATES.names if name != "doc_id"}
         doc_rows = []
-        for query_id, pos_score, positives, rows, scores in zip(
-            batch.column("query_id").to_pylist(),
-            batch.column("pos_score").to_pylist(),
-            positive_rows,
-            all_rows,
-            all_scores,
-        ):
-            rows, scores, rank, kept, reasons, inspected = decide_query(
-                query_id, rows, scores, np.asarray(positives, dtype=np.int64), pos_score, self.params
-            )
+        for query_id, pos_score, (rows, scores, rank, kept, reasons, inspected) in zip(query_ids, pos_scores, decided):
             n = int(inspected.sum())
             columns["query_id"].extend([query_id] * n)
             doc_rows.append(rows[inspected])
@@ -138,6 +156,10 @@ class MineBatch:
             columns["reason"].extend(reasons[inspected])
         columns["doc_id"] = self.doc_ids.take(np.concatenate(doc_rows))
         return pa.table(columns, schema=schema.CANDIDATES)
+
+    def _search(self, vectors: np.ndarray, depth: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        scores, rows = self.index.search(vectors, min(depth, self.index.ntotal))
+        return list(zip(scores, rows))
 
 
 def negatives(candidates: pa.Table, doc_topics: pa.Table | None) -> pa.Table:
@@ -230,3 +252,59 @@ def search(
         MineBatch, args, runtime.Resources(params.actors, 1, params.gpus_per_actor), params.query_batch_size
     )
     return work.stream(call, queries)
+
+
+def rejections(candidates: pa.Table) -> pa.Table:
+    """The ledger's rows for the rejected candidates, with the scores that decided them."""
+    rejected = candidates.filter(pc.equal(candidates["decision"], REJECTED))
+    return ledger.entries("mine", "candidate", rejected, ("score", "pos_score", "rank"))
+
+
+def outcomes(candidates: pa.Table) -> collections.Counter:
+    """How many candidates were kept, and how many were rejected for each reason."""
+    return collections.Counter(pc.fill_null(candidates["reason"], KEPT).to_pylist())
+
+
+def _counts(reasons: list[str | None]) -> str:
+    counted = collections.Counter(r for r in reasons if r is not None)
+    return ", ".join(f"{reason}: {n}" for reason, n in sorted(counted.items(), key=lambda item: (-item[1], item[0])))
+
+
+def short_queries(candidates: pa.Table, params: MineParams) -> pa.Table:
+    """The queries of `candidates` (whole queries, in order) with fewer than `num_negatives` kept: how many they
+    kept, how deep their window went, why (`corpus_exhausted` where the corpus held fewer candidates than the
+    window's bound, `window_exhausted` where every candidate up to it was rejected or not sampled), and what
+    rejected the candidates inspected."""
+    kept, depth, reasons = collections.Counter(), collections.Counter(), collections.defaultdict(list)
+    for query_id, rank, decision, reason in zip(
+        *(candidates[c].to_pylist() for c in ("query_id", "rank", "decision", "reason"))
+    ):
+        kept[query_id] += decision == KEPT
+        depth[query_id] += rank is not None
+        reasons[query_id].append(reason)
+    bound = params.range_limit or params.range_max
+    short = [q for q in reasons if kept[q] < params.num_negatives]
+    return pa.table(
+        {
+            "query_id": short,
+            "negatives": [kept[q] for q in short],
+            "depth": [depth[q] for q in short],
+            "reason": [CORPUS_EXHAUSTED if depth[q] < bound else WINDOW_EXHAUSTED for q in short],
+            "detail": [_counts(reasons[q]) for q in short],
+        },
+        schema=schema.SHORT_QUERIES,
+    )
+
+
+def without_candidates(query_ids: list[str]) -> pa.Table:
+    """Short-query rows for queries the index gave no candidate at all (every document is one of their positives)."""
+    return pa.table(
+        {
+            "query_id": query_ids,
+            "negatives": [0] * len(query_ids),
+            "depth": [0] * len(query_ids),
+            "reason": [CORPUS_EXHAUSTED] * len(query_ids),
+            "detail": ["no candidate: every document retrieved is a positive"] * len(query_ids),
+        },
+        schema=schema.SHORT_QUERIES,
+    )

@@ -110,6 +110,9 @@ class MineParams:
     # The knobs of sentence-transformers' mine_hard_negatives, with the same meaning.
     range_min: int = 0
     range_max: int = 100
+    # A query short of num_negatives within range_max searches deeper: its window doubles until it has them or
+    # reaches this rank (null: the window stays at range_max, as in mine_hard_negatives).
+    range_limit: int | None = None
     num_negatives: int = 3
     sampling: Literal["top", "random"] = "top"
     absolute_margin: float | None = None
@@ -133,6 +136,8 @@ class MineParams:
         _at_least(self, "query_batch_size", 1)
         if self.range_max <= self.range_min:
             raise InputError("params.yaml", None, "mine.range_max", "must be greater than mine.range_min")
+        if self.range_limit is not None and self.range_limit < self.range_max:
+            raise InputError("params.yaml", None, "mine.range_limit", "must be at least mine.range_max (or null)")
         if self.relative_margin is not None and not 0 <= self.relative_margin < 1:
             raise InputError("params.yaml", None, "mine.relative_margin", "must be in [0, 1)")
 

@@ -51,6 +51,16 @@ NEGATIVES = pa.schema(
         ("topic", pa.int32()),
     ]
 )
+# Queries with fewer negatives than `mine.num_negatives`, and why (mine's window, or the filter's refills).
+SHORT_QUERIES = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("negatives", pa.int32()),
+        ("depth", pa.int32()),  # candidates inspected: how far its window went
+        ("reason", pa.string()),
+        ("detail", pa.string()),  # what rejected the inspected candidates, by reason
+    ]
+)
 # Every mined candidate the filter judged, in its round, with the judges' scores.
 JUDGED = pa.schema(
     [

@@ -44,6 +44,11 @@ MEANING_UNCHANGED = "meaning_unchanged"
 EDIT_DRIFTED = "edit_drifted"
 MEANING_CHANGED = "meaning_changed"
 
+# Why a query has fewer negatives than asked (its `short_queries` row, from mine and again from filter).
+WINDOW_EXHAUSTED = "window_exhausted"  # every candidate up to the window's bound failed a score rule or sampling
+CORPUS_EXHAUSTED = "corpus_exhausted"  # the corpus holds fewer candidates than the window
+REFILL_EXHAUSTED = "refill_exhausted"  # the filter rejected negatives and `refill_depth` ran out of replacements
+
 # Rule-based edits, in the order they run (`pipeline.contrast.rules.OPS` maps each to its function).
 RuleOp = Literal[
     "negation_insert",

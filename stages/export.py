@@ -26,6 +26,8 @@ def main() -> None:
                 "rows": rows,
                 "batches": plans,
                 "inputs": inputs,
+                "false_negatives": export.false_negatives(FILTERED),
+                "short_queries": export.short_queries(FILTERED),
                 "params": {
                     "mine": mine_config.__dict__,
                     "generate": generate_config.__dict__,

@@ -6,15 +6,18 @@ and vectors, so the stage's memory follows `filter.query_shard`, not the corpus.
 
 import collections
 
+import pyarrow.compute as pc
+
 from pipeline import artifacts, params, schema
-from pipeline.filtering import edits, negatives
-from stages.common import EMBEDDINGS, FILTERED, GENERATED, INGESTED, MINED, doc_topics, stage
+from pipeline.filtering import calibration, edits, negatives
+from stages.common import EMBEDDINGS, FILTERED, GENERATED, INGESTED, MINED, doc_topics, fingerprints, stage
 
 
 def main() -> None:
     with stage("filter") as log:
         config, embed_config = params.load("filter"), params.load("embed")
-        num_negatives = params.load("mine").num_negatives
+        mine_config = params.load("mine")
+        num_negatives = mine_config.num_negatives
         queries = artifacts.read(INGESTED / "queries", ["query_id", "text"])
         query_text = dict(zip(queries["query_id"].to_pylist(), queries["text"].to_pylist()))
         positives = artifacts.read(INGESTED / "positives", ["query_id", "doc_id"])
@@ -22,36 +25,38 @@ def main() -> None:
         judged_edits = edits.validate_edits(config, embed_config, artifacts.read(GENERATED / "contrast"))
         scores = edits.context_scores(judged_edits, positives, query_text, INGESTED / "corpus", embed_config)
         judged_edits = judged_edits.append_column("context_scores", scores)
-        inputs = {
-            name: artifacts.fingerprint(path)
-            for name, path in (
-                ("ingested", INGESTED),
-                ("embeddings", EMBEDDINGS),
-                ("mined", MINED),
-                ("generated", GENERATED),
-            )
-        }
-        reasons, per_query = collections.Counter(), collections.Counter()
+        inputs = fingerprints(ingested=INGESTED, embeddings=EMBEDDINGS, mined=MINED, generated=GENERATED)
+        mined_short = artifacts.read(MINED / "short_queries")
+        reasons, short, judged_queries = collections.Counter(), collections.Counter(), set()
         with artifacts.ArtifactWriter(FILTERED, config, inputs) as out:
+            for name, table_schema in (("negatives", schema.NEGATIVES), ("judged", schema.JUDGED),
+                                       ("short_queries", schema.SHORT_QUERIES)):  # fmt: skip
+                out.write(name, table_schema.empty_table())  # each artifact exists, even with no candidates
             # Mine wrote each query's candidates together, in ingest order: shards of whole queries, in order.
             for candidates in artifacts.iter_groups(MINED / "candidates", "query_id", config.query_shard):
                 shard = negatives.judge_shard(
                     candidates, positives, query_text, INGESTED / "corpus", EMBEDDINGS / "corpus", topics,
-                    num_negatives, config,
+                    num_negatives, config, mined_short,
                 )  # fmt: skip
                 out.write("negatives", shard.negatives)
                 out.write("judged", shard.judged)
                 out.write("rejections", shard.rejections)
+                out.write("short_queries", shard.short)
                 reasons.update(shard.rejections["reason"].to_pylist())
-                per_query.update(shard.negatives["query_id"].to_pylist())
-            if not out.rows("judged"):  # no candidates at all: the artifacts still exist, with their schemas
-                out.write("negatives", schema.NEGATIVES.empty_table())
-                out.write("judged", schema.JUDGED.empty_table())
+                short.update(shard.short["reason"].to_pylist())
+                judged_queries.update(pc.unique(shard.judged["query_id"]).to_pylist())
+            carried = negatives.never_judged(mined_short, judged_queries)
+            out.write("short_queries", carried)
+            short.update(carried["reason"].to_pylist())
+            # The hidden-positive protocol on this dataset's own multi-positive queries: its false-negative rate.
+            found = calibration.estimate(MINED, INGESTED / "corpus", EMBEDDINGS / "corpus", positives, query_text,
+                                         topics, config, mine_config)  # fmt: skip
+            out.write("calibration", found.judged)
+            out.describe("calibration", false_negatives=found.report)
             edit_rejections = edits.rejections(judged_edits)
             out.write("edits", judged_edits)
             out.write("rejections", edit_rejections)
             judged_rows, kept_rows = out.rows("judged"), out.rows("negatives")
-        short = sum(1 for q in query_text if per_query[q] < num_negatives)
         edit_reasons = collections.Counter(edit_rejections["reason"].to_pylist())
         log.info(
             "validated %d generated edits: %d kept, %d rejected (%s)",
@@ -61,14 +66,16 @@ def main() -> None:
             ", ".join(f"{r}: {c}" for r, c in sorted(edit_reasons.items())),
         )
         log.info(
-            "judged %d candidates: %d kept, %d rejected (%s); %d queries short of %d negatives",
+            "judged %d candidates: %d kept, %d rejected (%s); %d queries short of %d negatives (%s)",
             judged_rows,
             kept_rows,
             judged_rows - kept_rows,
             ", ".join(f"{r}: {c}" for r, c in sorted(reasons.items())),
-            short,
+            sum(short.values()),
             num_negatives,
+            dict(short),
         )
+        log.info("false negatives, measured on hidden positives: %s", found.report)
 
 
 if __name__ == "__main__":

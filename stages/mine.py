@@ -4,8 +4,7 @@ import collections
 
 import pyarrow.compute as pc
 
-from pipeline import artifacts, ledger, mine, params
-from pipeline.vocabulary import KEPT, REJECTED
+from pipeline import artifacts, mine, params, schema
 from stages.common import EMBEDDINGS, INDEX, INGESTED, MINED, doc_topics, fingerprints, stage
 
 
@@ -17,23 +16,30 @@ def main() -> None:
         queries, positive_scores = mine.query_table(INGESTED, EMBEDDINGS, doc_ids)
         topics = doc_topics()
         inputs = fingerprints(ingested=INGESTED, embeddings=EMBEDDINGS, index=INDEX)
-        reasons, served = collections.Counter(), set()
+        reasons, seen, short = collections.Counter(), set(), collections.Counter()
         with artifacts.ArtifactWriter(MINED, config, inputs) as out:
             out.write("positive_scores", positive_scores)
+            out.write("short_queries", schema.SHORT_QUERIES.empty_table())
             for candidates in mine.search(queries, INDEX / "index.faiss", doc_ids, config, index_config):
                 out.write("candidates", candidates)
-                rejected = candidates.filter(pc.equal(candidates["decision"], REJECTED))
-                out.write("rejections", ledger.entries("mine", "candidate", rejected, ("score", "pos_score", "rank")))
-                negatives = mine.negatives(candidates, topics)
-                out.write("negatives", negatives)
-                served.update(negatives["query_id"].to_pylist())
-                reasons.update(pc.fill_null(candidates["reason"], KEPT).to_pylist())
+                out.write("rejections", mine.rejections(candidates))
+                out.write("negatives", mine.negatives(candidates, topics))
+                shortfall = mine.short_queries(candidates, config)
+                out.write("short_queries", shortfall)
+                short.update(shortfall["reason"].to_pylist())
+                seen.update(pc.unique(candidates["query_id"]).to_pylist())
+                reasons.update(mine.outcomes(candidates))
+            unseen = mine.without_candidates([q for q in queries["query_id"].to_pylist() if q not in seen])
+            out.write("short_queries", unseen)
+            short.update(unseen["reason"].to_pylist())
             log.info(
-                "%d queries, %d candidates inspected, %d negatives kept; %d queries without a negative",
+                "%d queries, %d candidates inspected, %d negatives kept; %d queries short of %d negatives (%s)",
                 queries.num_rows,
                 out.rows("candidates"),
                 out.rows("negatives"),
-                queries.num_rows - len(served),
+                out.rows("short_queries"),
+                config.num_negatives,
+                dict(short),
             )
         log.info("candidates by reason: %s", dict(sorted(reasons.items())))
 

@@ -146,3 +146,10 @@ def test_stages_leave_model_calls_and_caches_to_the_library():
             source = path.read_text()
             for word in ("TableCache", "EmbeddingCache", "cached(", "fill(", "map_batches", "runtime."):
                 assert word not in source, f"{name} uses {word}"
+
+
+def test_stages_decide_nothing():
+    """A reason code, a decision or a threshold is the library's: no stage imports the vocabulary of codes."""
+    assert not [
+        name for name, targets in GRAPH.items() if name.startswith("stages") and "pipeline.vocabulary" in targets
+    ]

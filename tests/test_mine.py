@@ -45,6 +45,21 @@ def test_margins_and_score_bounds_reject_with_their_reason_code():
     assert list(reasons[:2]) == ["above_max_score", "above_max_score"]
 
 
+def test_a_query_short_of_negatives_grows_its_window_up_to_range_limit():
+    """Every candidate of the first window is above the margin: without range_limit the query gets nothing; with
+    it the window doubles (6, 12) until two candidates pass, and no deeper."""
+    scores = [0.89] * 8 + [0.5] * 12  # ranks 0-7 within 5% of the positive's 0.9, ranks 8-19 well below
+    fixed = decide(scores, relative_margin=0.05)
+    assert fixed[3].sum() == 0 and fixed[5].sum() == 6
+    rows, _, rank, kept, reasons, inspected = decide(scores, relative_margin=0.05, range_limit=40)
+    assert list(np.flatnonzero(kept)) == [8, 9] and inspected.sum() == 12, "the window grew to 12, not to 24"
+    assert list(reasons[10:12]) == ["not_sampled", "not_sampled"] and not inspected[12:].any()
+    capped = decide(scores, relative_margin=0.05, range_limit=9)
+    assert list(np.flatnonzero(capped[3])) == [8] and capped[5].sum() == 9, "never past range_limit"
+    with pytest.raises(Exception, match="range_limit"):
+        params.parse("mine", {"range_max": 100, "range_limit": 50})
+
+
 def test_random_sampling_is_seeded_per_query_and_returned_in_score_order():
     scores = np.linspace(0.9, 0.1, 6)
     first = decide(scores, sampling="random", seed=7)[3]

@@ -10,6 +10,7 @@ only ever score what could still become a negative. Each judged candidate ends k
 
 from __future__ import annotations
 
+import collections
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import regex
 from pipeline import artifacts, ledger, mine, schema
 from pipeline.filtering import judges
 from pipeline.params import FilterParams
-from pipeline.vocabulary import KEPT, NEAR_DUPLICATE, NOT_SAMPLED, REJECTED
+from pipeline.vocabulary import KEPT, NEAR_DUPLICATE, NOT_SAMPLED, REFILL_EXHAUSTED, REJECTED
 
 # Accents of Latin, Greek and Cyrillic letters decompose (NFKD) into these generic combining marks; the marks of
 # other scripts (Devanagari vowel signs, Arabic harakat, ...) are part of their letters and stay.
@@ -172,14 +173,49 @@ def run(
     return pa.concat_tables(judged) if judged else schema.JUDGED.empty_table()
 
 
+def short_queries(judged: pa.Table, mined_short: pa.Table, num_negatives: int) -> pa.Table:
+    """The queries of `judged` (whole queries) left with fewer than `num_negatives` negatives: mine's reason where
+    its window already left them short (`mined_short`: its `short_queries`), else `refill_exhausted`; with what
+    the filter rejected, by reason, before mine's own detail."""
+    mined = {row["query_id"]: row for row in mined_short.to_pylist()}
+    kept, rejected = collections.Counter(), collections.defaultdict(collections.Counter)
+    for query_id, decision, reason in zip(*(judged[c].to_pylist() for c in ("query_id", "decision", "reason"))):
+        kept[query_id] += decision == KEPT
+        if decision == REJECTED:
+            rejected[query_id][reason] += 1
+    rows = []
+    for query_id in dict.fromkeys(judged["query_id"].to_pylist()):
+        if kept[query_id] >= num_negatives:
+            continue
+        counts = ", ".join(f"{r}: {n}" for r, n in sorted(rejected[query_id].items()))
+        before = mined.get(query_id)
+        detail = "; ".join(part for part in (f"filter {counts}" if counts else "", before and before["detail"]) if part)
+        rows.append(
+            {
+                "query_id": query_id,
+                "negatives": kept[query_id],
+                "depth": before["depth"] if before else None,
+                "reason": before["reason"] if before else REFILL_EXHAUSTED,
+                "detail": detail,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=schema.SHORT_QUERIES)
+
+
+def never_judged(mined_short: pa.Table, judged: set[str]) -> pa.Table:
+    """Mine's short queries that no shard judged (mine kept nothing for them, and had nothing to refill from)."""
+    return mined_short.filter(pc.invert(pc.is_in(mined_short["query_id"], pa.array(sorted(judged), pa.string()))))
+
+
 @dataclass(frozen=True)
 class Shard:
     """A shard of whole queries, judged: every judged row, the negatives kept (per query in the shard's order, by
-    rank, with their topic), and the ledger rows of the rejected ones."""
+    rank, with their topic), the ledger rows of the rejected ones, and the queries left short."""
 
     judged: pa.Table
     negatives: pa.Table
     rejections: pa.Table
+    short: pa.Table
 
 
 def judge_shard(
@@ -191,9 +227,11 @@ def judge_shard(
     doc_topics: pa.Table | None,
     num_negatives: int,
     params: FilterParams,
+    mined_short: pa.Table | None = None,
 ) -> Shard:
     """Judge one shard of the mined candidates (whole queries), reading only its documents' texts (from the
-    `corpus` artifact) and vectors (from the `embeddings` corpus artifact)."""
+    `corpus` artifact) and vectors (from the `embeddings` corpus artifact). `mined_short`: mine's short queries,
+    whose reasons the shard's short queries keep."""
     query_order = pc.unique(candidates["query_id"])
     positives = positives.filter(pc.is_in(positives["query_id"], query_order))
     doc_ids = pc.unique(pa.concat_arrays([pc.unique(candidates["doc_id"]), pc.unique(positives["doc_id"])]))
@@ -210,4 +248,6 @@ def judge_shard(
     at = pc.index_in(negatives["query_id"], query_order)
     negatives = negatives.append_column("_q", at).sort_by([("_q", "ascending"), ("rank", "ascending")]).drop(["_q"])
     rejected = judged.filter(pc.equal(judged["decision"], REJECTED))
-    return Shard(judged, negatives, ledger.entries("filter", "negative", rejected))
+    short = short_queries(judged, schema.SHORT_QUERIES.empty_table() if mined_short is None else mined_short,
+                          num_negatives)  # fmt: skip
+    return Shard(judged, negatives, ledger.entries("filter", "negative", rejected), short)

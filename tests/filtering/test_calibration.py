@@ -1,0 +1,146 @@
+"""The measured false-negative rate: re-deciding mine's candidates with positives hidden, the rate and its
+interval, and the estimate against the same protocol run from outside (positives removed from the input files)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import yaml
+
+from pipeline import artifacts, params, schema
+from pipeline.filtering import calibration
+from tests.conftest import STAGES, project_params, run_stage
+
+
+def test_with_every_positive_known_the_redecision_is_mines_own(pipeline_run):
+    """The protocol re-decides from mine's artifact alone: given the same positives it gives mine's bytes back."""
+    config = params.load("mine", pipeline_run / "params.yaml")
+    mined = artifacts.read(pipeline_run / "data/mined/candidates")
+    positives = artifacts.read(pipeline_run / "data/ingested/positives")
+    scores = artifacts.read(pipeline_run / "data/mined/positive_scores")
+    assert calibration.redecide(mined, positives, scores, config).equals(mined)
+
+
+def candidates(rows: list[tuple[str, float, bool]]) -> pa.Table:
+    """One query's candidates in retrieval order: (doc, score, known positive?)."""
+    return pa.table(
+        {
+            "query_id": ["q"] * len(rows),
+            "doc_id": [d for d, _, _ in rows],
+            "rank": pa.array([None] * len(rows), pa.int32()),
+            "score": pa.array([s for _, s, _ in rows], pa.float32()),
+            "pos_score": pa.array([0.7] * len(rows), pa.float32()),
+            "decision": ["rejected"] * len(rows),
+            "reason": ["known_positive" if known else "not_sampled" for _, _, known in rows],
+        },
+        schema=schema.CANDIDATES,
+    )
+
+
+def test_a_hidden_positive_becomes_a_candidate_at_its_retrieval_rank():
+    mined = candidates([("a", 0.9, False), ("p2", 0.85, True), ("b", 0.8, False), ("p1", 0.7, True), ("c", 0.6, False)])
+    known = pa.table({"query_id": ["q"], "doc_id": ["p1"]})
+    scores = pa.table({"query_id": ["q", "q"], "doc_id": ["p1", "p2"], "score": pa.array([0.7, 0.85], pa.float32())})
+    top = params.MineParams(num_negatives=3, relative_margin=None)
+    decided = calibration.redecide(mined, known, scores, top).to_pylist()
+    assert [(r["doc_id"], r["rank"], r["decision"]) for r in decided] == [
+        ("a", 0, "kept"), ("p2", 1, "kept"), ("b", 2, "kept"), ("p1", None, "rejected"), ("c", 3, "rejected"),
+    ]  # fmt: skip
+    margin = calibration.redecide(mined, known, scores, dataclasses.replace(top, relative_margin=0.05))
+    assert margin["reason"].to_pylist()[:3] == ["above_relative_margin"] * 3, "margins against the kept positive"
+
+
+def judged(kept: dict[str, list[str]]) -> pa.Table:
+    rows = [(q, d) for q, docs in kept.items() for d in docs]
+    return pa.table(
+        {
+            "query_id": [q for q, _ in rows],
+            "doc_id": [d for _, d in rows],
+            "rank": pa.array(range(len(rows)), pa.int32()),
+            "score": pa.array([0.5] * len(rows), pa.float32()),
+            "decision": ["kept"] * len(rows),
+        }
+    )
+
+
+def test_the_rate_pools_queries_and_its_interval_resamples_them():
+    hidden = {f"q{i}": {"h"} for i in range(30)}
+    kept = {f"q{i}": ["h", "x", "y", "z"] if i < 6 else ["x", "y", "z"] for i in range(30)}
+    report = calibration.measure(judged(kept), hidden, num_negatives=3, seed=1)
+    assert report["rate"] == round(6 / 96, 4) and report["false_negatives"] == 6 and report["queries_short"] == 0
+    low, high = report["interval"]
+    assert 0 < low < report["rate"] < high < 0.2
+    assert calibration.measure(judged(kept), hidden, 3, seed=1) == report, "seeded: the same interval every run"
+    few = calibration.measure(judged({"q0": ["h"]}), {"q0": {"h"}}, 3, seed=1)
+    assert few["rate"] is None and "1 queries with two or more judged positives" in few["why_no_rate"]
+    assert few["queries_short"] == 1
+
+
+def multi_positive_sample(scifact: Path, out: Path, docs: int) -> Path:
+    """A BEIR folder of SciFact's train queries with two or more positives, their positives, other documents up to
+    `docs`."""
+    with open(scifact / "qrels" / "train.tsv") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    count = {}
+    for row in rows:
+        count[row["query-id"]] = count.get(row["query-id"], 0) + 1
+    rows = [r for r in rows if count[r["query-id"]] >= 2]
+    wanted = {r["corpus-id"] for r in rows}
+    with open(scifact / "corpus.jsonl") as handle:
+        corpus = [json.loads(line) for line in handle]
+    kept = [d for d in corpus if d["_id"] in wanted]
+    kept += [d for d in corpus if d["_id"] not in wanted][: max(0, docs - len(kept))]
+    (out / "qrels").mkdir(parents=True)
+    (out / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in kept))
+    queries = {r["query-id"] for r in rows}
+    with open(scifact / "queries.jsonl") as handle:
+        lines = [line for line in handle if json.loads(line)["_id"] in queries]
+    (out / "queries.jsonl").write_text("".join(lines))
+    with open(out / "qrels" / "train.tsv", "w") as handle:
+        handle.write("query-id\tcorpus-id\tscore\n")
+        handle.writelines(f"{r['query-id']}\t{r['corpus-id']}\t{r['score']}\n" for r in rows)
+    return out
+
+
+@pytest.mark.slow
+def test_the_estimate_is_the_protocol_run_from_outside(scifact, tmp_path):
+    """The filter's estimate on the user's own data equals the hidden-positive protocol of
+    benchmarks/false_negatives.py: the same queries' hidden positives removed from the qrels before ingest, mined
+    and filtered for real. The truth it estimates is known here, and its interval covers it."""
+    source = multi_positive_sample(scifact, tmp_path / "beir", docs=240)
+    shared = {"embed": {"cache": str(tmp_path / "vectors")}, "generate": {"rules": [], "llm_backend": "none"}}
+    overrides = {"index": {"topics": 4}, "mine": {"range_max": 30}, **shared}
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    (whole / "params.yaml").write_text(yaml.safe_dump(project_params(source, **overrides)))
+    for name in STAGES[:-1]:
+        run_stage(whole, name)
+    report = artifacts.manifest(whole / "data/filtered/calibration")["false_negatives"]
+    # From outside: keep each query's first positive in the qrels, mine and filter again (vectors from the cache).
+    hidden_source = tmp_path / "hidden"
+    shutil.copytree(source, hidden_source)
+    first: dict[str, str] = {}
+    with open(source / "qrels" / "train.tsv") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            first.setdefault(row["query-id"], row["corpus-id"])
+    with open(hidden_source / "qrels" / "train.tsv", "w") as handle:
+        handle.write("query-id\tcorpus-id\tscore\n")
+        handle.writelines(f"{q}\t{d}\t1\n" for q, d in first.items())
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "params.yaml").write_text(yaml.safe_dump(project_params(hidden_source, **overrides)))
+    for name in STAGES[:-1]:
+        run_stage(outside, name)
+    hidden = calibration.sample(artifacts.read(whole / "data/ingested/positives")).hidden
+    truth = calibration.measure(artifacts.read(outside / "data/filtered/judged"), hidden, 3, seed=12345)
+    assert report["queries"] >= calibration.MIN_QUERIES and report["negatives"] > 0
+    assert (report["false_negatives"], report["negatives"]) == (truth["false_negatives"], truth["negatives"])
+    assert report["interval"][0] <= truth["rate"] <= report["interval"][1]
+    flagged = artifacts.read(whole / "data/filtered/calibration")
+    assert sum(flagged["hidden_positive"].to_pylist()) >= report["false_negatives"]
