@@ -230,6 +230,10 @@ class FilterParams:
     llm_timeout_s: float = 30.0
     llm_tensor_parallel_size: int = 1
     llm_engine_options: dict = field(default_factory=dict)
+    # Calibration per corpus: on the queries with several judged positives (hidden-positive protocol), pick the
+    # hardest mine.relative_margin and duplicate_cosine whose measured false-negative rate is at most this; null:
+    # keep the configured values (the rate is measured and reported either way).
+    target_fn_rate: float | None = None
     # How the expensive judges combine: sequence (early exit), any, all.
     policy: Literal["sequence", "any", "all"] = "sequence"
     # Replace rejected negatives with the miner's next candidates, at most this many extra per query.
@@ -280,7 +284,7 @@ class FilterParams:
         _at_least(self, "ce_max_length", 0)
         _at_least(self, "actors", 0)
         _at_least(self, "cpus_per_actor", 1)
-        for name in ("duplicate_jaccard", "duplicate_cosine", "llm_threshold"):
+        for name in ("duplicate_jaccard", "duplicate_cosine", "llm_threshold", "target_fn_rate"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
                 raise InputError("params.yaml", None, f"filter.{name}", f"must be in [0, 1], got {value}")

@@ -9,7 +9,7 @@ import collections
 import pyarrow.compute as pc
 
 from pipeline import artifacts, params, schema
-from pipeline.filtering import calibration, edits, negatives
+from pipeline.filtering import edits, negatives, tuning
 from stages.common import EMBEDDINGS, FILTERED, GENERATED, INGESTED, MINED, doc_topics, fingerprints, stage
 
 
@@ -26,6 +26,11 @@ def main() -> None:
         scores = edits.context_scores(judged_edits, positives, query_text, INGESTED / "corpus", embed_config)
         judged_edits = judged_edits.append_column("context_scores", scores)
         inputs = fingerprints(ingested=INGESTED, embeddings=EMBEDDINGS, mined=MINED, generated=GENERATED)
+        # The hidden-positive protocol on this dataset's own multi-positive queries: its false-negative rate, and
+        # with filter.target_fn_rate the margin and cosine rule that meet it, which every query then gets.
+        found = tuning.calibrate(MINED, INGESTED / "corpus", EMBEDDINGS / "corpus", positives, query_text, config,
+                                 mine_config)  # fmt: skip
+        positive_scores = artifacts.read(MINED / "positive_scores")
         mined_short = artifacts.read(MINED / "short_queries")
         reasons, short, judged_queries = collections.Counter(), collections.Counter(), set()
         with artifacts.ArtifactWriter(FILTERED, config, inputs) as out:
@@ -35,8 +40,8 @@ def main() -> None:
             # Mine wrote each query's candidates together, in ingest order: shards of whole queries, in order.
             for candidates in artifacts.iter_groups(MINED / "candidates", "query_id", config.query_shard):
                 shard = negatives.judge_shard(
-                    candidates, positives, query_text, INGESTED / "corpus", EMBEDDINGS / "corpus", topics,
-                    num_negatives, config, mined_short,
+                    found.candidates(candidates, positives, positive_scores), positives, query_text,
+                    INGESTED / "corpus", EMBEDDINGS / "corpus", topics, num_negatives, found.params, mined_short,
                 )  # fmt: skip
                 out.write("negatives", shard.negatives)
                 out.write("judged", shard.judged)
@@ -48,9 +53,6 @@ def main() -> None:
             carried = negatives.never_judged(mined_short, judged_queries)
             out.write("short_queries", carried)
             short.update(carried["reason"].to_pylist())
-            # The hidden-positive protocol on this dataset's own multi-positive queries: its false-negative rate.
-            found = calibration.estimate(MINED, INGESTED / "corpus", EMBEDDINGS / "corpus", positives, query_text,
-                                         topics, config, mine_config)  # fmt: skip
             out.write("calibration", found.judged)
             out.describe("calibration", false_negatives=found.report)
             edit_rejections = edits.rejections(judged_edits)

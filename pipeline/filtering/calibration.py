@@ -16,15 +16,13 @@ deeper than that.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import artifacts, mine, schema
-from pipeline.filtering import negatives
-from pipeline.params import FilterParams, MineParams
+from pipeline import mine, schema
+from pipeline.params import MineParams
 from pipeline.vocabulary import KEPT, REJECTED
 
 # Fewer queries with a hidden positive than this give no rate, only the count: an interval over a handful of
@@ -156,35 +154,3 @@ def flagged(judged: pa.Table, hidden: dict[str, set[str]]) -> pa.Table:
     """`judged` with `hidden_positive`: whether the row's document is one of its query's hidden positives."""
     flags = [d in hidden.get(q, ()) for q, d in zip(judged["query_id"].to_pylist(), judged["doc_id"].to_pylist())]
     return judged.append_column("hidden_positive", pa.array(flags, pa.bool_()))
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """The calibration queries' judged candidates (with `hidden_positive`) and the measured report."""
-
-    judged: pa.Table
-    report: dict
-
-
-def estimate(
-    mined: Path,
-    corpus: Path,
-    embeddings: Path,
-    positives: pa.Table,
-    query_text: dict[str, str],
-    doc_topics: pa.Table | None,
-    params: FilterParams,
-    mine_params: MineParams,
-) -> Estimate:
-    """Run the protocol on the mine stage's artifacts (`mined`: its folder) with the filter's `params`."""
-    hidden = sample(positives)
-    if not hidden.hidden:
-        empty = schema.JUDGED.empty_table()
-        return Estimate(flagged(empty, {}), measure(empty, {}, mine_params.num_negatives, mine_params.seed))
-    candidates = artifacts.select(mined / "candidates", "query_id", hidden.query_ids)
-    decided = redecide(candidates, hidden.known, artifacts.read(mined / "positive_scores"), mine_params)
-    shard = negatives.judge_shard(
-        decided, hidden.known, query_text, corpus, embeddings, doc_topics, mine_params.num_negatives, params
-    )
-    report = measure(shard.judged, hidden.hidden, mine_params.num_negatives, mine_params.seed)
-    return Estimate(flagged(shard.judged, hidden.hidden), report)

@@ -218,6 +218,55 @@ class Shard:
     short: pa.Table
 
 
+@dataclass(frozen=True)
+class Documents:
+    """The texts and vectors of the documents a set of queries' candidates and positives name."""
+
+    text: dict[str, str]
+    vector: dict[str, np.ndarray]
+
+    @classmethod
+    def load(cls, corpus: Path, embeddings: Path, *tables: pa.Table) -> Documents:
+        """Read from the `corpus` and `embeddings` corpus artifacts only the documents the tables' `doc_id` name."""
+        doc_ids = pc.unique(pa.concat_arrays([pc.unique(t["doc_id"]).cast(pa.string()) for t in tables]))
+        texts = artifacts.select(corpus, "doc_id", doc_ids, ["doc_id", "text"])
+        vectors = artifacts.select(embeddings, "id", doc_ids, ["id", "vector"])
+        return cls(
+            dict(zip(texts["doc_id"].to_pylist(), texts["text"].to_pylist())),
+            dict(zip(vectors["id"].to_pylist(), schema.vectors_matrix(vectors["vector"]))),
+        )
+
+
+def judge(
+    candidates: pa.Table,
+    positives: pa.Table,
+    query_text: dict[str, str],
+    documents: Documents,
+    doc_topics: pa.Table | None,
+    num_negatives: int,
+    params: FilterParams,
+    mined_short: pa.Table | None = None,
+) -> Shard:
+    """Judge mined candidates (whole queries) against their queries' `positives`. `mined_short`: mine's short
+    queries, whose reasons the short queries keep."""
+    query_order = pc.unique(candidates["query_id"])
+    positives = positives.filter(pc.is_in(positives["query_id"], query_order))
+    pairs = list(zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()))
+    known = Positives.build(pairs, documents.text, documents.vector)
+    in_order = judges.configured(params, query_text, documents.text, positives)
+    judged = run(
+        candidates, known, documents.text, documents.vector, num_negatives, params, in_order, query_order.to_pylist()
+    )
+    # Judged rows come round by round; negatives go out per query (in the shard's order), by rank.
+    negatives = mine.negatives(judged, doc_topics)
+    at = pc.index_in(negatives["query_id"], query_order)
+    negatives = negatives.append_column("_q", at).sort_by([("_q", "ascending"), ("rank", "ascending")]).drop(["_q"])
+    rejected = judged.filter(pc.equal(judged["decision"], REJECTED))
+    short = short_queries(judged, schema.SHORT_QUERIES.empty_table() if mined_short is None else mined_short,
+                          num_negatives)  # fmt: skip
+    return Shard(judged, negatives, ledger.entries("filter", "negative", rejected), short)
+
+
 def judge_shard(
     candidates: pa.Table,
     positives: pa.Table,
@@ -229,25 +278,9 @@ def judge_shard(
     params: FilterParams,
     mined_short: pa.Table | None = None,
 ) -> Shard:
-    """Judge one shard of the mined candidates (whole queries), reading only its documents' texts (from the
-    `corpus` artifact) and vectors (from the `embeddings` corpus artifact). `mined_short`: mine's short queries,
-    whose reasons the shard's short queries keep."""
-    query_order = pc.unique(candidates["query_id"])
-    positives = positives.filter(pc.is_in(positives["query_id"], query_order))
-    doc_ids = pc.unique(pa.concat_arrays([pc.unique(candidates["doc_id"]), pc.unique(positives["doc_id"])]))
-    texts = artifacts.select(corpus, "doc_id", doc_ids, ["doc_id", "text"])
-    doc_text = dict(zip(texts["doc_id"].to_pylist(), texts["text"].to_pylist()))
-    vectors = artifacts.select(embeddings, "id", doc_ids, ["id", "vector"])
-    doc_vector = dict(zip(vectors["id"].to_pylist(), schema.vectors_matrix(vectors["vector"])))
-    pairs = list(zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()))
-    known = Positives.build(pairs, doc_text, doc_vector)
-    in_order = judges.configured(params, query_text, doc_text, positives)
-    judged = run(candidates, known, doc_text, doc_vector, num_negatives, params, in_order, query_order.to_pylist())
-    # Judged rows come round by round; negatives go out per query (in the shard's order), by rank.
-    negatives = mine.negatives(judged, doc_topics)
-    at = pc.index_in(negatives["query_id"], query_order)
-    negatives = negatives.append_column("_q", at).sort_by([("_q", "ascending"), ("rank", "ascending")]).drop(["_q"])
-    rejected = judged.filter(pc.equal(judged["decision"], REJECTED))
-    short = short_queries(judged, schema.SHORT_QUERIES.empty_table() if mined_short is None else mined_short,
-                          num_negatives)  # fmt: skip
-    return Shard(judged, negatives, ledger.entries("filter", "negative", rejected), short)
+    """`judge` one shard of the mined candidates (whole queries), reading only its documents' texts (from the
+    `corpus` artifact) and vectors (from the `embeddings` corpus artifact)."""
+    documents = Documents.load(corpus, embeddings, candidates, positives.filter(
+        pc.is_in(positives["query_id"], pc.unique(candidates["query_id"]))
+    ))  # fmt: skip
+    return judge(candidates, positives, query_text, documents, doc_topics, num_negatives, params, mined_short)

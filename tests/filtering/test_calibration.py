@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from pipeline import artifacts, params, schema
-from pipeline.filtering import calibration
+from pipeline.filtering import calibration, tuning
 from tests.conftest import STAGES, project_params, run_stage
 
 
@@ -144,3 +144,40 @@ def test_the_estimate_is_the_protocol_run_from_outside(scifact, tmp_path):
     assert report["interval"][0] <= truth["rate"] <= report["interval"][1]
     flagged = artifacts.read(whole / "data/filtered/calibration")
     assert sum(flagged["hidden_positive"].to_pylist()) >= report["false_negatives"]
+    # Calibrated to a target below the measured rate: a stricter setting, chosen on these queries, for every query.
+    target = report["rate"] / 2
+    params_file = whole / "params.yaml"
+    params_file.write_text(yaml.safe_dump({**yaml.safe_load(params_file.read_text()), "filter": {
+        **yaml.safe_load(params_file.read_text())["filter"], "target_fn_rate": target}}))  # fmt: skip
+    run_stage(whole, "filter")
+    tuned = artifacts.manifest(whole / "data/filtered/calibration")["false_negatives"]
+    chosen = tuned["tuning"]["setting"]
+    assert tuned["tuning"]["settings_tried"] >= 49 and tuned["tuning"]["cross_fitted_rate"] is not None
+    assert tuned["rate"] == tuned["tuning"]["in_sample_rate"] and (tuned["rate"] <= target) == tuned["tuning"]["met"]
+    assert (chosen["relative_margin"], chosen["duplicate_cosine"]) != (0.05, 0.75), "the defaults missed the target"
+    kept = artifacts.read(whole / "data/filtered/negatives")
+    bound = (kept["pos_score"].to_numpy() * (1 - chosen["relative_margin"])).astype("float32")
+    assert (kept["score"].to_numpy() <= bound + 1e-6).all(), "every query's negatives sit below the chosen margin"
+
+
+def outcomes(rates: dict[tuple[float, float], tuple[int, float]], queries: int = 40) -> dict:
+    """Synthetic outcomes: per setting, every query keeps 4 negatives, `fn` of the queries one false negative,
+    all negatives scoring `score`."""
+    return {
+        tuning.Setting(*setting): tuning.Outcome({f"q{i}": (int(i < fn), 4, 4 * score) for i in range(queries)})
+        for setting, (fn, score) in rates.items()
+    }
+
+
+def test_tuning_picks_the_hardest_setting_that_meets_the_target_and_reports_it_cross_fitted():
+    found = outcomes({(0.0, 0.9): (20, 0.6), (0.05, 0.8): (4, 0.5), (0.1, 0.75): (1, 0.4), (0.2, 0.7): (0, 0.3)})
+    chosen, report = tuning.tune(found, target=0.03, num_negatives=3, seed=1)
+    assert chosen == tuning.Setting(0.05, 0.8), "4 / 160 = 2.5% meets 3%, and its negatives are harder than 0.1's"
+    assert report["met"] and report["in_sample_rate"] == 0.025 and report["mean_score"] == 0.5
+    assert report["cross_fitted_rate"] is not None and len(report["cross_fitted_interval"]) == 2
+    strict, report = tuning.tune(found, target=0.001, num_negatives=3, seed=1)
+    assert strict == tuning.Setting(0.2, 0.7) and report["met"]
+    missed, report = tuning.tune(outcomes({(0.0, 0.9): (20, 0.6), (0.1, 0.7): (8, 0.4)}), 0.01, 3, seed=1)
+    assert missed == tuning.Setting(0.1, 0.7) and not report["met"], "none meets it: the lowest rate, said so"
+    first, second = tuning.folds([f"q{i}" for i in range(40)])
+    assert first and second and not set(first) & set(second) and len(first) + len(second) == 40

@@ -1,0 +1,202 @@
+"""Calibration per corpus: the hardest setting whose measured false-negative rate meets `filter.target_fn_rate`.
+
+Two knobs move: mine's `relative_margin` (candidates re-decided from the mine artifact, within the window mine
+inspected) and the filter's `duplicate_cosine`. Every setting of the grid runs the hidden-positive protocol
+(`pipeline.filtering.calibration`) on the calibration queries. Among the settings whose pooled rate meets the
+target, the one whose kept negatives are hardest (the highest mean similarity to their query) wins; fewer short
+queries break ties. Where none meets it, the one with the lowest rate wins, and the report says the target was
+missed.
+
+The rate reported is cross-fitted, so it is honest: the calibration queries fall into two folds by a hash of their
+id, the setting chosen on one fold is measured on the other, and the two measurements pool. The dataset itself
+gets the setting chosen on all calibration queries; its in-sample rate is reported beside, as the calibration's
+own (optimistic) estimate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import artifacts, schema
+from pipeline.filtering import calibration, negatives
+from pipeline.params import FilterParams, MineParams
+from pipeline.vocabulary import KEPT
+
+MARGINS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
+COSINES = (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65)
+
+
+@dataclass(frozen=True, order=True)
+class Setting:
+    relative_margin: float
+    duplicate_cosine: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Per calibration query, under one setting: (false negatives, negatives kept, sum of their scores)."""
+
+    per_query: dict[str, tuple[int, int, float]]
+
+    def pooled(self, queries: list[str], num_negatives: int) -> tuple[float, float, int]:
+        """(rate, mean score, short queries) over `queries`."""
+        fn = sum(self.per_query[q][0] for q in queries)
+        n = sum(self.per_query[q][1] for q in queries)
+        score = sum(self.per_query[q][2] for q in queries)
+        short = sum(self.per_query[q][1] < num_negatives for q in queries)
+        return (fn / n if n else 0.0), (score / n if n else float("-inf")), short
+
+
+def settings(mine_params: MineParams, params: FilterParams) -> list[Setting]:
+    """The grid, with the configured values in it."""
+    margins = {*MARGINS, mine_params.relative_margin or 0.0}
+    cosines = {*COSINES, params.duplicate_cosine if params.duplicate_cosine is not None else 1.0}
+    return [Setting(m, c) for m in sorted(margins) for c in sorted(cosines, reverse=True)]
+
+
+def apply(setting: Setting, mine_params: MineParams, params: FilterParams) -> tuple[MineParams, FilterParams]:
+    return (
+        dataclasses.replace(mine_params, relative_margin=setting.relative_margin),
+        dataclasses.replace(
+            params, duplicate_cosine=None if setting.duplicate_cosine >= 1 else setting.duplicate_cosine
+        ),
+    )
+
+
+def outcome(
+    setting: Setting,
+    sample: calibration.Sample,
+    candidates: pa.Table,
+    positive_scores: pa.Table,
+    query_text: dict[str, str],
+    documents: negatives.Documents,
+    mine_params: MineParams,
+    params: FilterParams,
+) -> Outcome:
+    """The protocol on the calibration queries under `setting`."""
+    margin_params, filter_params = apply(setting, mine_params, params)
+    decided = calibration.redecide(candidates, sample.known, positive_scores, margin_params)
+    shard = negatives.judge(
+        decided, sample.known, query_text, documents, None, mine_params.num_negatives, filter_params
+    )
+    kept = shard.judged.filter(pc.equal(shard.judged["decision"], KEPT))
+    counts = {q: [0, 0, 0.0] for q in sample.hidden}
+    for query_id, doc_id, score in zip(*(kept[c].to_pylist() for c in ("query_id", "doc_id", "score"))):
+        counts[query_id][0] += doc_id in sample.hidden[query_id]
+        counts[query_id][1] += 1
+        counts[query_id][2] += score
+    return Outcome({q: (fn, n, s) for q, (fn, n, s) in counts.items()})
+
+
+def choose(outcomes: dict[Setting, Outcome], queries: list[str], target: float, num_negatives: int) -> Setting:
+    """The hardest setting meeting `target` on `queries` (fewer short queries break ties), else the lowest rate."""
+    measured = {s: o.pooled(queries, num_negatives) for s, o in outcomes.items()}
+    meeting = [s for s, (rate, _, _) in measured.items() if rate <= target]
+    if meeting:
+        return max(meeting, key=lambda s: (measured[s][1], -measured[s][2], -s.relative_margin))
+    return min(measured, key=lambda s: (measured[s][0], -measured[s][1]))
+
+
+def folds(queries: list[str]) -> tuple[list[str], list[str]]:
+    """Two halves of the calibration queries, by a hash of each id: the same split on every run and machine."""
+    first = [q for q in queries if zlib.crc32(q.encode()) % 2 == 0]
+    return first, [q for q in queries if zlib.crc32(q.encode()) % 2 == 1]
+
+
+def tune(outcomes: dict[Setting, Outcome], target: float, num_negatives: int, seed: int) -> tuple[Setting, dict]:
+    """The setting for the dataset, and the report: the cross-fitted rate with its interval, the in-sample rate
+    of the chosen setting, the hardness paid and whether the target was met."""
+    queries = sorted(next(iter(outcomes.values())).per_query)
+    chosen = choose(outcomes, queries, target, num_negatives)
+    held_out: list[tuple[int, int]] = []
+    for fit, measure_on in (folds(queries), folds(queries)[::-1]):
+        if fit and measure_on:
+            picked = outcomes[choose(outcomes, fit, target, num_negatives)]
+            held_out += [picked.per_query[q][:2] for q in measure_on]
+    rate, score, short = outcomes[chosen].pooled(queries, num_negatives)
+    fn, n = (sum(column) for column in zip(*held_out)) if held_out else (0, 0)
+    report = {
+        "target": target,
+        "setting": dataclasses.asdict(chosen),
+        "met": rate <= target,
+        "in_sample_rate": round(rate, 4),
+        "cross_fitted_rate": round(fn / n, 4) if n else None,
+        "cross_fitted_interval": [round(b, 4) for b in calibration.interval(held_out, seed)] if n else None,
+        "mean_score": round(score, 4),
+        "queries_short": short,
+        "settings_tried": len(outcomes),
+    }
+    return chosen, report
+
+
+def grid(
+    sample: calibration.Sample,
+    candidates: pa.Table,
+    positive_scores: pa.Table,
+    query_text: dict[str, str],
+    documents: negatives.Documents,
+    mine_params: MineParams,
+    params: FilterParams,
+) -> dict[Setting, Outcome]:
+    """Every setting's outcome on the calibration queries."""
+    return {
+        setting: outcome(setting, sample, candidates, positive_scores, query_text, documents, mine_params, params)
+        for setting in settings(mine_params, params)
+    }
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """What the calibration found: the protocol's judged rows (`hidden_positive` flagged) under the settings the
+    dataset gets, the report (the measured rate, and the tuning where a target was set), and those settings."""
+
+    judged: pa.Table
+    report: dict
+    mine_params: MineParams
+    params: FilterParams
+    margin_moved: bool = False
+
+    def candidates(self, mined: pa.Table, positives: pa.Table, positive_scores: pa.Table) -> pa.Table:
+        """A shard of mine's candidates (whole queries) under the chosen margin: re-decided where it moved."""
+        if not self.margin_moved:
+            return mined
+        return calibration.redecide(mined, positives, positive_scores, self.mine_params)
+
+
+def calibrate(
+    mined: Path,
+    corpus: Path,
+    embeddings: Path,
+    positives: pa.Table,
+    query_text: dict[str, str],
+    params: FilterParams,
+    mine_params: MineParams,
+) -> Calibrated:
+    """The hidden-positive protocol on the mine stage's artifacts (`mined`: its folder) and, with
+    `params.target_fn_rate`, the settings that meet it (see the module's docstring)."""
+    sample = calibration.sample(positives)
+    n, seed = mine_params.num_negatives, mine_params.seed
+    if not sample.hidden:
+        empty = schema.JUDGED.empty_table()
+        return Calibrated(calibration.flagged(empty, {}), calibration.measure(empty, {}, n, seed), mine_params, params)
+    candidates = artifacts.select(mined / "candidates", "query_id", sample.query_ids)
+    positive_scores = artifacts.read(mined / "positive_scores")
+    documents = negatives.Documents.load(corpus, embeddings, candidates, sample.known)
+    tuning, configured_margin = None, mine_params.relative_margin
+    if params.target_fn_rate is not None and len(sample.hidden) >= calibration.MIN_QUERIES:
+        outcomes = grid(sample, candidates, positive_scores, query_text, documents, mine_params, params)
+        chosen, tuning = tune(outcomes, params.target_fn_rate, n, seed)
+        mine_params, params = apply(chosen, mine_params, params)
+    decided = calibration.redecide(candidates, sample.known, positive_scores, mine_params)
+    shard = negatives.judge(decided, sample.known, query_text, documents, None, n, params)
+    report = calibration.measure(shard.judged, sample.hidden, n, seed)
+    if tuning is not None:
+        report["tuning"] = tuning
+    moved = mine_params.relative_margin != configured_margin
+    return Calibrated(calibration.flagged(shard.judged, sample.hidden), report, mine_params, params, moved)
