@@ -1,12 +1,15 @@
 """False-negative rate of mined negatives: pairforge's filter against sentence-transformers' mine_hard_negatives.
 
-    python benchmarks/false_negatives.py DATASET_DIR [--split train,test] [--cross-encoder PATH] [--json OUT]
+    python benchmarks/false_negatives.py DATASET_DIR [--split train,test] [--cross-encoder PATH] [--target 0.05]
+        [--json OUT]
 
 Takes a BEIR folder whose queries have several judged positives, keeps the first positive of each query and
 hides the others, mines (and filters) negatives, and reports per setting:
 - false-negative rate: the share of kept negatives that are hidden positives (over queries with hidden ones);
 - hardness: mean similarity (the embedding model's cosine) and mean rank of the kept negatives;
-- queries left short of `num_negatives`.
+- queries left short of `num_negatives`;
+and then what pairforge says of itself on the whole data (every positive known): the filter's own hidden-positive
+estimate, and with `--target` the calibrated setting and its cross-fitted estimate.
 pairforge runs as users run it (stage processes, Ray); the peer runs in this process on the same vectors
 (seeded into its own embedding cache: both sides' vectors agree to 1e-6, see tests/models/test_encoder.py).
 """
@@ -59,6 +62,38 @@ def hide_positives(source: Path, out: Path, splits: list[str]) -> dict[str, set[
     return hidden
 
 
+def full_qrels(source: Path, out: Path, splits: list[str]) -> None:
+    """The BEIR folder with every positive of the pooled splits, as a user would run pairforge on it."""
+    (out / "qrels").mkdir(parents=True, exist_ok=True)
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        (out / name).unlink(missing_ok=True)
+        (out / name).symlink_to(source / name)
+    with open(out / "qrels" / "train.tsv", "w") as handle:
+        handle.write("query-id\tcorpus-id\tscore\n")
+        for split in splits:
+            with open(source / "qrels" / f"{split}.tsv") as rows:
+                handle.writelines(
+                    f"{r['query-id']}\t{r['corpus-id']}\t1\n"
+                    for r in csv.DictReader(rows, delimiter="\t")
+                    if float(r["score"]) > 0
+                )
+
+
+def own_estimates(source: Path, tmp: Path, splits: list[str], mine: dict, target: float | None) -> dict[str, dict]:
+    """What pairforge says of itself on the whole data (every positive known): the filter's hidden-positive
+    estimate with the default params, and with `target` the calibrated setting's cross-fitted estimate."""
+    full_qrels(source, tmp / "full-beir", splits)
+    workdir = tmp / "full"
+    workdir.mkdir(exist_ok=True)
+    found = {}
+    for label, filter_ in (("default", {}), *([(f"target {target}", {"target_fn_rate": target})] if target else [])):
+        write_params(workdir, tmp / "full-beir", mine, filter_, generate={"rules": [], "llm_backend": "none"})
+        for name in ("ingest", "embed", "index", "mine", "generate", "filter") if not found else ("filter",):
+            stage(workdir, name)
+        found[label] = artifacts.manifest(workdir / "data/filtered/calibration")["false_negatives"]
+    return found
+
+
 def stage(workdir: Path, name: str) -> float:
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=workdir, capture_output=True, text=True)
@@ -67,11 +102,13 @@ def stage(workdir: Path, name: str) -> float:
     return time.perf_counter() - started
 
 
-def write_params(workdir: Path, source: Path, mine: dict, filter_: dict) -> None:
+def write_params(workdir: Path, source: Path, mine: dict, filter_: dict, generate: dict | None = None) -> None:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["ingest"].update(source=str(source), split="train")
+    params["embed"].update(cache=str(workdir.parent / "vectors"))  # one embedding cache for every project here
     params["mine"].update(mine)
     params["filter"].update(filter_)
+    params["generate"].update(generate or {})
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
 
 
@@ -172,6 +209,7 @@ def main() -> None:
     parser.add_argument("--num-negatives", type=int, default=3)
     parser.add_argument("--range-max", type=int, default=100)
     parser.add_argument("--cross-encoder", type=Path, help="a cross-encoder folder for the judged setting")
+    parser.add_argument("--target", type=float, help="also calibrate to this filter.target_fn_rate on the whole data")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--workdir", type=Path, help="keep the project (data/, params.yaml) here instead of a temp dir")
     args = parser.parse_args()
@@ -202,6 +240,7 @@ def main() -> None:
                 seconds += stage(workdir, "filter")
                 artifact = "filtered"
             results[label] = {**measure(pairforge_negatives(workdir, artifact), hidden, queries, n), "seconds": seconds}
+        estimates = own_estimates(args.dataset.resolve(), tmp, args.split.split(","), default_mine, args.target)
         cache = tmp / "peer-cache"
         cache.mkdir(exist_ok=True)
         for label, margin in (("peer top-k (no margin)", None), ("peer relative_margin=0.05", 0.05)):
@@ -218,8 +257,24 @@ def main() -> None:
             f"{label:50} {r['false_negative_rate']:8.3f} {r['false_negatives']:5d} {r['negatives_judged']:7d} "
             f"{r['mean_score']:10.4f} {r['mean_rank']:9.2f} {r['queries_short']:6d}"
         )
+    print("\npairforge on the whole data, its own hidden-positive estimate (data/filtered/calibration):")
+    for label, r in estimates.items():
+        if r["rate"] is None:
+            print(f"  {label}: not measured ({r['why_no_rate']})")
+            continue
+        tuned = r.get("tuning")
+        crossed = ""
+        if tuned:
+            crossed = f"; cross-fitted {tuned['cross_fitted_rate']:.3f} {tuned['cross_fitted_interval']}"
+            crossed += f", setting {tuned['setting']}, target met: {tuned['met']}"
+        print(
+            f"  {label}: FN rate {r['rate']:.3f} {r['interval']} over {r['queries']} queries, mean score "
+            f"{r['mean_score']:.4f}, mean rank {r['mean_rank']:.2f}, short {r['queries_short']}{crossed}"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"dataset": str(args.dataset), "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps({"dataset": str(args.dataset), "results": results, "own_estimates": estimates}, indent=2)
+        )
 
 
 if __name__ == "__main__":

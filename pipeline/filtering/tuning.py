@@ -69,26 +69,32 @@ def apply(setting: Setting, mine_params: MineParams, params: FilterParams) -> tu
     )
 
 
-def outcome(
-    setting: Setting,
-    sample: calibration.Sample,
-    candidates: pa.Table,
-    positive_scores: pa.Table,
-    query_text: dict[str, str],
-    documents: negatives.Documents,
-    mine_params: MineParams,
-    params: FilterParams,
-) -> Outcome:
+@dataclass(frozen=True)
+class Protocol:
+    """The hidden-positive protocol's inputs, read once: the calibration queries, mine's candidates for them,
+    every positive's score, the query texts and the documents they name."""
+
+    sample: calibration.Sample
+    candidates: pa.Table
+    positive_scores: pa.Table
+    query_text: dict[str, str]
+    documents: negatives.Documents
+
+    def judged(self, mine_params: MineParams, params: FilterParams) -> pa.Table:
+        """The calibration queries' candidates, re-decided with the hidden positives unlabelled, then judged."""
+        decided = calibration.redecide(self.candidates, self.sample.known, self.positive_scores, mine_params)
+        known, n = self.sample.known, mine_params.num_negatives
+        return negatives.judge(decided, known, self.query_text, self.documents, None, n, params).judged
+
+
+def outcome(protocol: Protocol, setting: Setting, mine_params: MineParams, params: FilterParams) -> Outcome:
     """The protocol on the calibration queries under `setting`."""
-    margin_params, filter_params = apply(setting, mine_params, params)
-    decided = calibration.redecide(candidates, sample.known, positive_scores, margin_params)
-    shard = negatives.judge(
-        decided, sample.known, query_text, documents, None, mine_params.num_negatives, filter_params
-    )
-    kept = shard.judged.filter(pc.equal(shard.judged["decision"], KEPT))
-    counts = {q: [0, 0, 0.0] for q in sample.hidden}
+    judged = protocol.judged(*apply(setting, mine_params, params))
+    kept = judged.filter(pc.equal(judged["decision"], KEPT))
+    hidden = protocol.sample.hidden
+    counts = {q: [0, 0, 0.0] for q in hidden}
     for query_id, doc_id, score in zip(*(kept[c].to_pylist() for c in ("query_id", "doc_id", "score"))):
-        counts[query_id][0] += doc_id in sample.hidden[query_id]
+        counts[query_id][0] += doc_id in hidden[query_id]
         counts[query_id][1] += 1
         counts[query_id][2] += score
     return Outcome({q: (fn, n, s) for q, (fn, n, s) in counts.items()})
@@ -135,20 +141,9 @@ def tune(outcomes: dict[Setting, Outcome], target: float, num_negatives: int, se
     return chosen, report
 
 
-def grid(
-    sample: calibration.Sample,
-    candidates: pa.Table,
-    positive_scores: pa.Table,
-    query_text: dict[str, str],
-    documents: negatives.Documents,
-    mine_params: MineParams,
-    params: FilterParams,
-) -> dict[Setting, Outcome]:
+def grid(protocol: Protocol, mine_params: MineParams, params: FilterParams) -> dict[Setting, Outcome]:
     """Every setting's outcome on the calibration queries."""
-    return {
-        setting: outcome(setting, sample, candidates, positive_scores, query_text, documents, mine_params, params)
-        for setting in settings(mine_params, params)
-    }
+    return {setting: outcome(protocol, setting, mine_params, params) for setting in settings(mine_params, params)}
 
 
 @dataclass(frozen=True)
@@ -186,17 +181,17 @@ def calibrate(
         empty = schema.JUDGED.empty_table()
         return Calibrated(calibration.flagged(empty, {}), calibration.measure(empty, {}, n, seed), mine_params, params)
     candidates = artifacts.select(mined / "candidates", "query_id", sample.query_ids)
-    positive_scores = artifacts.read(mined / "positive_scores")
-    documents = negatives.Documents.load(corpus, embeddings, candidates, sample.known)
+    protocol = Protocol(
+        sample, candidates, artifacts.read(mined / "positive_scores"), query_text,
+        negatives.Documents.load(corpus, embeddings, candidates, sample.known),
+    )  # fmt: skip
     tuning, configured_margin = None, mine_params.relative_margin
     if params.target_fn_rate is not None and len(sample.hidden) >= calibration.MIN_QUERIES:
-        outcomes = grid(sample, candidates, positive_scores, query_text, documents, mine_params, params)
-        chosen, tuning = tune(outcomes, params.target_fn_rate, n, seed)
+        chosen, tuning = tune(grid(protocol, mine_params, params), params.target_fn_rate, n, seed)
         mine_params, params = apply(chosen, mine_params, params)
-    decided = calibration.redecide(candidates, sample.known, positive_scores, mine_params)
-    shard = negatives.judge(decided, sample.known, query_text, documents, None, n, params)
-    report = calibration.measure(shard.judged, sample.hidden, n, seed)
+    judged = protocol.judged(mine_params, params)
+    report = calibration.measure(judged, sample.hidden, n, seed)
     if tuning is not None:
         report["tuning"] = tuning
     moved = mine_params.relative_margin != configured_margin
-    return Calibrated(calibration.flagged(shard.judged, sample.hidden), report, mine_params, params, moved)
+    return Calibrated(calibration.flagged(judged, sample.hidden), report, mine_params, params, moved)
