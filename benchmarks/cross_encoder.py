@@ -1,9 +1,9 @@
 """A small real cross-encoder, built offline: packaged all-MiniLM-L6-v2 + a 1-logit head, fine-tuned on STS-B train.
 
-Usage: python benchmarks/cross_encoder.py OUT_DIR [--datasets DIR] [--pairs N] [--epochs N] [--seed N]. Builds the
-model into OUT_DIR (or reuses the one there built with the same settings), then prints the Spearman correlation of
-its scores against the STS-B dev gold scores and the time taken. Tests use `build` to get a judge that ranks pairs
-sensibly without downloading one.
+Usage: python benchmarks/cross_encoder.py OUT_DIR [--datasets DIR] [--pairs N] [--epochs N] [--seed N]
+[--learning-rate LR]. Builds the model into OUT_DIR (or reuses the one there built with the same settings), then
+prints the Spearman correlation of its scores against the STS-B dev gold scores and the time taken. Tests use `build`
+to get a judge that ranks pairs sensibly without downloading one.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def read_sts(path: Path) -> list[tuple[float, str, str]]:
     return [(float(row[4]), row[5], row[6]) for row in rows if len(row) >= 7]
 
 
-def build_settings(pairs: int, epochs: int, seed: int) -> dict:
+def build_settings(pairs: int, epochs: int, seed: int, learning_rate: float = LEARNING_RATE) -> dict:
     return {
         "base": BASE,
         "pairs": pairs,
@@ -47,7 +47,7 @@ def build_settings(pairs: int, epochs: int, seed: int) -> dict:
         "seed": seed,
         "max_length": MAX_LENGTH,
         "batch_size": BATCH_SIZE,
-        "learning_rate": LEARNING_RATE,
+        "learning_rate": learning_rate,
     }
 
 
@@ -56,14 +56,14 @@ def is_built(out_dir: Path, settings: dict) -> bool:
     return marker.exists() and json.loads(marker.read_text()) == settings
 
 
-def fine_tune(train: list[tuple[float, str, str]], epochs: int, seed: int):
+def fine_tune(train: list[tuple[float, str, str]], epochs: int, seed: int, learning_rate: float = LEARNING_RATE):
     """MiniLM + a fresh 1-logit head, trained on (score 0-5, sentence1, sentence2) rows; returns (model, tokenizer)."""
     torch.manual_seed(seed)  # before loading: the new head's weights are drawn from this generator
     base = models.resolve(BASE)
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=torch.float32)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     steps = epochs * -(-len(train) // BATCH_SIZE)
     schedule = get_linear_schedule_with_warmup(optimizer, num_warmup_steps=steps // 10, num_training_steps=steps)
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -88,14 +88,21 @@ def fine_tune(train: list[tuple[float, str, str]], epochs: int, seed: int):
     return model, tokenizer
 
 
-def build(out_dir: Path, datasets_dir: Path, pairs: int = 2000, epochs: int = 1, seed: int = 0) -> Path:
+def build(
+    out_dir: Path,
+    datasets_dir: Path,
+    pairs: int = 2000,
+    epochs: int = 1,
+    seed: int = 0,
+    learning_rate: float = LEARNING_RATE,
+) -> Path:
     """Fine-tune MiniLM as a 1-logit cross-encoder on `pairs` STS-B train pairs (label score / 5, BCE on logits).
 
     Saves model and tokenizer with save_pretrained, so CrossEncoderScorer loads `out_dir` as a path. The settings go
     to a marker file written last: a folder whose marker matches is returned as is, a half-built one is rebuilt.
     """
     out_dir = Path(out_dir)
-    settings = build_settings(pairs, epochs, seed)
+    settings = build_settings(pairs, epochs, seed, learning_rate)
     if is_built(out_dir, settings):
         return out_dir
     marker = out_dir / MARKER
@@ -103,7 +110,7 @@ def build(out_dir: Path, datasets_dir: Path, pairs: int = 2000, epochs: int = 1,
     train = read_sts(Path(datasets_dir) / "stsbenchmark" / "sts-train.csv")
     # A seeded sample, not the first rows: the file is grouped by genre (captions, then news, then forums).
     train = random.Random(seed).sample(train, min(pairs, len(train)))
-    model, tokenizer = fine_tune(train, epochs, seed)
+    model, tokenizer = fine_tune(train, epochs, seed, learning_rate)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     marker.unlink(missing_ok=True)
@@ -128,13 +135,16 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
     args = parser.parse_args()
 
     from pipeline.models.scorer import CrossEncoderScorer
 
-    reused = is_built(args.out_dir, build_settings(args.pairs, args.epochs, args.seed))
+    reused = is_built(args.out_dir, build_settings(args.pairs, args.epochs, args.seed, args.learning_rate))
     started = time.perf_counter()
-    folder = build(args.out_dir, args.datasets, pairs=args.pairs, epochs=args.epochs, seed=args.seed)
+    folder = build(
+        args.out_dir, args.datasets, pairs=args.pairs, epochs=args.epochs, seed=args.seed, learning_rate=args.learning_rate
+    )
     built_s = time.perf_counter() - started
     dev = read_sts(args.datasets / "stsbenchmark" / "sts-dev.csv")
     started = time.perf_counter()

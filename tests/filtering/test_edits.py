@@ -54,7 +54,9 @@ def test_fluency_and_cross_encoder_judge_decide_by_their_thresholds(pipeline_run
     workdir = tmp_path / "project"
     shutil.copytree(pipeline_run, workdir)
     limits = {"edit_max_nll_increase": 1.0, "edit_unchanged_above": 0.95, "edit_drifted_below": 0.2}
-    set_params(workdir, filter={"cross_encoder": str(cross_encoder_dir), "edit_judge": "cross_encoder", **limits})
+    # No refill: the cross-encoder also judges the negatives, and their later rounds are not this test's subject.
+    judges = {"cross_encoder": str(cross_encoder_dir), "edit_judge": "cross_encoder", "refill": False}
+    set_params(workdir, filter={**judges, **limits})
     run_stage(workdir, "filter")
     edits = artifacts.read(workdir / "data/filtered/edits").to_pylist()
     measured = [e for e in edits if e["reason"] not in ("edit_unchanged", "edit_trivial", "edit_too_large")]

@@ -66,7 +66,7 @@ def test_ranks_sts_dev_pairs_like_the_gold_scores(scorer, dev):
     rows = dev[:300]
     scores = scorer.score([r[1] for r in rows], [r[2] for r in rows])
     correlation = spearmanr(scores, [r[0] for r in rows]).statistic
-    assert correlation > 0.7, f"Spearman {correlation:.3f} (0.86 measured on these 300 pairs)"
+    assert correlation > 0.7, f"Spearman {correlation:.3f} (0.80 measured on these 300 pairs)"
 
 
 def test_batch_actor_passes_keys_through_and_adds_scores(cross_encoder_dir, scorer, pairs):
