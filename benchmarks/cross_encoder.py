@@ -142,9 +142,8 @@ def main() -> None:
 
     reused = is_built(args.out_dir, build_settings(args.pairs, args.epochs, args.seed, args.learning_rate))
     started = time.perf_counter()
-    folder = build(
-        args.out_dir, args.datasets, pairs=args.pairs, epochs=args.epochs, seed=args.seed, learning_rate=args.learning_rate
-    )
+    settings = {"pairs": args.pairs, "epochs": args.epochs, "seed": args.seed, "learning_rate": args.learning_rate}
+    folder = build(args.out_dir, args.datasets, **settings)
     built_s = time.perf_counter() - started
     dev = read_sts(args.datasets / "stsbenchmark" / "sts-dev.csv")
     started = time.perf_counter()
