@@ -51,6 +51,19 @@ def _short_queries(counts: dict[str, int] | None, num_negatives: int) -> list[st
     ]
 
 
+def _teacher(manifest: dict, formats: dict) -> list[str]:
+    """Whose scores n-tuple-scores' `score` holds: distillation losses learn to reproduce them."""
+    if "n-tuple-scores" not in formats:
+        return []
+    teacher = manifest.get("teacher")
+    whose = (
+        f"the cross-encoder `{teacher}` (the filter's judge): its probability that the document answers the anchor"
+        if teacher
+        else "the embedding model's cosine similarity (the filter ran no cross-encoder to act as a teacher)"
+    )
+    return [f"`score` in n-tuple-scores (positive first, then each negative) is {whose}.", ""]
+
+
 def card(name: str, version: str, tables: dict[str, dict[str, pa.Table]], manifest: dict) -> str:
     """`tables`: per format, per split (train, and dev when held out), the exported table."""
     import yaml
@@ -110,6 +123,7 @@ def card(name: str, version: str, tables: dict[str, dict[str, pa.Table]], manife
             if batched
             else []
         ),
+        *_teacher(manifest, tables),
         *_false_negatives(manifest.get("false_negatives")),
         *_short_queries(manifest.get("short_queries"), manifest["params"]["mine"]["num_negatives"]),
         "## Provenance",

@@ -18,12 +18,14 @@ from pipeline.params import ExportParams
 
 @dataclass(frozen=True)
 class Frames:
-    """What every format is built from: mined triplets and counterfactual rows (polars frames), the positives."""
+    """What every format is built from: mined triplets and counterfactual rows (polars frames), the positives, and
+    the teacher whose scores the triplets carry (the filter's cross-encoder; None without one)."""
 
     triplets: pl.DataFrame
     contrast: pl.DataFrame
     positives: pa.Table
     query_topics: pa.Table
+    teacher: str | None = None
 
 
 def frames(ingested: Path, index: Path, mined: Path, filtered: Path) -> Frames:
@@ -35,9 +37,14 @@ def frames(ingested: Path, index: Path, mined: Path, filtered: Path) -> Frames:
     negatives = artifacts.read(filtered / "negatives")
     used = pc.unique(pa.concat_arrays([pc.unique(positives["doc_id"]), pc.unique(negatives["doc_id"])]))
     corpus = artifacts.select(ingested / "corpus", "doc_id", used)
-    triplets = formats.triplet_frame(corpus, queries, artifacts.read(mined / "positive_scores"), negatives, topics)
+    teacher_path = filtered / "teacher"
+    teacher = artifacts.read(teacher_path) if teacher_path.exists() else schema.TEACHER.empty_table()
+    positive_scores = artifacts.read(mined / "positive_scores")
+    scored = teacher if teacher.num_rows else None
+    triplets = formats.triplet_frame(corpus, queries, positive_scores, negatives, topics, scored)
     contrast = formats.contrast_frame(artifacts.read(filtered / "edits"), corpus, queries, positives, topics)
-    return Frames(triplets, contrast, positives, topics)
+    judge = artifacts.manifest(teacher_path).get("cross_encoder") if teacher.num_rows else None
+    return Frames(triplets, contrast, positives, topics, judge)
 
 
 @dataclass(frozen=True)

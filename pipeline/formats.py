@@ -38,11 +38,17 @@ def to_arrow(frame: pl.DataFrame) -> pa.Table:
 
 
 def triplet_frame(
-    corpus: pa.Table, queries: pa.Table, positives: pa.Table, negatives: pa.Table, topics: pa.Table
+    corpus: pa.Table,
+    queries: pa.Table,
+    positives: pa.Table,
+    negatives: pa.Table,
+    topics: pa.Table,
+    teacher: pa.Table | None = None,
 ) -> pl.DataFrame:
     """One row per (query, positive, negative), in query order, then positive order, then negative rank.
 
-    `positives` holds each (query, positive) pair with its model similarity in `score`.
+    `positives` holds each (query, positive) pair with its model similarity in `score`. With `teacher`
+    (`schema.TEACHER`), its scores of the pairs become `pos_teacher` and `neg_teacher`.
     """
     docs = pl.from_arrow(corpus).select("doc_id", "text")
     query_topics = pl.from_arrow(topics).select(pl.col("id").alias("query_id"), "topic")
@@ -65,6 +71,11 @@ def triplet_frame(
         .join(docs.rename({"doc_id": "negative_id", "text": "negative"}), on="negative_id", how="left")
         .sort("q_order", "p_order", "rank")
     )
+    if teacher is not None:
+        scores = pl.from_arrow(teacher)
+        for side in ("pos", "neg"):
+            renamed = {"doc_id": f"{'positive' if side == 'pos' else 'negative'}_id", "score": f"{side}_teacher"}
+            frame = frame.join(scores.rename(renamed), on=["query_id", renamed["doc_id"]], how="left")
     return frame.with_columns(pl.lit("mined").alias("negative_kind"))
 
 
@@ -164,24 +175,32 @@ def _mined_triplet(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _per_positive(frame: pl.DataFrame) -> pl.DataFrame:
-    """One row per (query, positive), its mined negatives as lists in rank order."""
+    """One row per (query, positive), its mined negatives (and their teacher scores, where there are) as lists in
+    rank order."""
+    teacher = [pl.col("pos_teacher").first(), pl.col("neg_teacher")] if "neg_teacher" in frame.columns else []
     return frame.group_by("q_order", "p_order", maintain_order=True).agg(
         pl.col("anchor", "positive", "query_id", "positive_id", "negative_kind", "pos_score", "topic").first(),
         pl.col("negative").alias("negatives"),
         pl.col("negative_id").alias("negative_ids"),
         pl.col("neg_score").alias("neg_scores"),
+        *teacher,
     )
 
 
 def n_tuple(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
     """One row per (query, positive) with negative_1..n of mined negatives; pairs short of n negatives are left
     out, as the peer does. Counterfactuals have their own anchors, so they go to the other formats."""
+    return _n_tuple(frame, num_negatives)
+
+
+def _n_tuple(frame: pl.DataFrame, num_negatives: int, *after_negatives: pl.Expr) -> pl.DataFrame:
     grouped = _per_positive(frame).filter(pl.col("negatives").list.len() == num_negatives)
     negatives = [pl.col("negatives").list.get(i).alias(f"negative_{i + 1}") for i in range(num_negatives)]
     return grouped.select(
         "anchor",
         "positive",
         *negatives,
+        *after_negatives,
         "query_id",
         "positive_id",
         "negative_ids",
@@ -193,11 +212,14 @@ def n_tuple(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> 
 
 
 def n_tuple_scores(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
-    """n-tuple plus `score`: [positive's, negative_1's, ...] similarity under the embedding model, the
-    distillation target of MarginMSE-style losses (sentence-transformers' n-tuple-scores)."""
-    score = pl.concat_list(pl.col("pos_score"), pl.col("neg_scores")).alias("score")
-    table = n_tuple(frame, contrast, num_negatives)
-    return table.select(*table.columns[: 2 + num_negatives], score, *table.columns[2 + num_negatives :])
+    """n-tuple plus `score`: [positive's, negative_1's, ...] scores, the distillation target of MarginMSE-style
+    losses (sentence-transformers' n-tuple-scores): the teacher's (the filter's cross-encoder) where the frame
+    carries them, else the embedding model's similarity."""
+    if "neg_teacher" in frame.columns:
+        score = pl.concat_list(pl.col("pos_teacher"), pl.col("neg_teacher"))
+    else:
+        score = pl.concat_list(pl.col("pos_score"), pl.col("neg_scores"))
+    return _n_tuple(frame, num_negatives, score.alias("score"))
 
 
 def labeled_list(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:

@@ -62,6 +62,9 @@ SHORT_QUERIES = pa.schema(
     ]
 )
 # Every mined candidate the filter judged, in its round, with the judges' scores.
+# The teacher's score of each (query, positive) and (query, kept negative) pair: the filter's cross-encoder, the
+# strongest judge it runs, for distillation targets (n-tuple-scores). Empty when the filter ran no cross-encoder.
+TEACHER = pa.schema([("query_id", pa.string()), ("doc_id", pa.string()), ("score", pa.float32())])
 JUDGED = pa.schema(
     [
         ("query_id", pa.string()),

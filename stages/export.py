@@ -28,6 +28,7 @@ def main() -> None:
                 "inputs": inputs,
                 "false_negatives": export.false_negatives(FILTERED),
                 "short_queries": export.short_queries(FILTERED),
+                "teacher": frames.teacher,
                 "params": {
                     "mine": mine_config.__dict__,
                     "generate": generate_config.__dict__,

@@ -1,4 +1,5 @@
-"""DVC stage `filter`: mined candidates -> data/filtered/{negatives,judged,edits,rejections}, false negatives caught.
+"""DVC stage `filter`: mined candidates -> data/filtered/{negatives,judged,teacher,edits,rejections}, false
+negatives caught.
 
 The mined candidates stream through in shards of whole queries; each shard reads only its own documents' texts
 and vectors, so the stage's memory follows `filter.query_shard`, not the corpus.
@@ -34,8 +35,9 @@ def main() -> None:
         mined_short = artifacts.read(MINED / "short_queries")
         reasons, short, judged_queries = collections.Counter(), collections.Counter(), set()
         with artifacts.ArtifactWriter(FILTERED, config, inputs) as out:
-            for name, table_schema in (("negatives", schema.NEGATIVES), ("judged", schema.JUDGED),
-                                       ("short_queries", schema.SHORT_QUERIES)):  # fmt: skip
+            empty = {"negatives": schema.NEGATIVES, "judged": schema.JUDGED, "short_queries": schema.SHORT_QUERIES,
+                     "teacher": schema.TEACHER}  # fmt: skip
+            for name, table_schema in empty.items():
                 out.write(name, table_schema.empty_table())  # each artifact exists, even with no candidates
             # Mine wrote each query's candidates together, in ingest order: shards of whole queries, in order.
             for candidates in artifacts.iter_groups(MINED / "candidates", "query_id", config.query_shard):
@@ -47,12 +49,14 @@ def main() -> None:
                 out.write("judged", shard.judged)
                 out.write("rejections", shard.rejections)
                 out.write("short_queries", shard.short)
+                out.write("teacher", shard.teacher)
                 reasons.update(shard.rejections["reason"].to_pylist())
                 short.update(shard.short["reason"].to_pylist())
                 judged_queries.update(pc.unique(shard.judged["query_id"]).to_pylist())
             carried = negatives.never_judged(mined_short, judged_queries)
             out.write("short_queries", carried)
             short.update(carried["reason"].to_pylist())
+            out.describe("teacher", cross_encoder=config.cross_encoder)
             out.write("calibration", found.judged)
             out.describe("calibration", false_negatives=found.report)
             edit_rejections = edits.rejections(judged_edits)

@@ -34,3 +34,43 @@ def test_contrast_frame_gives_each_edit_its_context():
         ("A man plays.", "A guy plays.", "A man does not play.", None, None, "negation_insert"),
     ]
     assert set(frame["negative_kind"]) == {"counterfactual"}
+
+
+def triplet_frame(teacher: pa.Table | None):
+    """Two queries, one positive each and two kept negatives, with the embedding model's similarities."""
+    corpus = pa.table({"doc_id": ["p1", "p2", "n1", "n2", "n3"], "text": ["P1", "P2", "N1", "N2", "N3"]})
+    queries = pa.table({"query_id": ["q1", "q2"], "text": ["Q1", "Q2"]})
+    positives = pa.table(
+        {"query_id": ["q1", "q2"], "doc_id": ["p1", "p2"], "score": pa.array([0.9, 0.8], pa.float32())}
+    )
+    negatives = pa.table(
+        {
+            "query_id": ["q1", "q1", "q2", "q2"],
+            "doc_id": ["n1", "n2", "n3", "n1"],
+            "rank": pa.array([2, 3, 2, 4], pa.int32()),
+            "score": pa.array([0.7, 0.6, 0.5, 0.4], pa.float32()),
+        }
+    )
+    topics = pa.table({"id": ["q1", "q2"], "topic": pa.array([0, 1], pa.int32())})
+    return formats.triplet_frame(corpus, queries, positives, negatives, topics, teacher)
+
+
+def test_n_tuple_scores_carry_the_teacher_where_there_is_one_else_the_embedding_similarity():
+    teacher = pa.table(  # pairs in any order; (q2, n1) and (q1, n1) are different pairs
+        {
+            "query_id": ["q2", "q1", "q1", "q1", "q2", "q2"],
+            "doc_id": ["n1", "p1", "n2", "n1", "p2", "n3"],
+            "score": pa.array([0.01, 0.99, 0.2, 0.3, 0.95, 0.05], pa.float32()),
+        }
+    )
+    distilled = formats.n_tuple_scores(triplet_frame(teacher), None, 2)
+    plain = formats.n_tuple_scores(triplet_frame(None), None, 2)
+    assert [[round(s, 2) for s in row] for row in distilled["score"].to_list()] == [
+        [0.99, 0.3, 0.2],
+        [0.95, 0.05, 0.01],
+    ]
+    assert [[round(s, 2) for s in row] for row in plain["score"].to_list()] == [[0.9, 0.7, 0.6], [0.8, 0.5, 0.4]]
+    # Only `score` changes: the other columns, the embedding model's scores included, are the same.
+    assert distilled.drop("score").equals(plain.drop("score"))
+    assert distilled.columns == plain.columns
+    assert formats.n_tuple(triplet_frame(teacher), None, 2).equals(formats.n_tuple(triplet_frame(None), None, 2))

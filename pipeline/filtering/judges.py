@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import models, work
+from pipeline import models, schema, work
 from pipeline.params import FilterParams
 from pipeline.runtime import Resources
 from pipeline.tasks import JUDGE_TASKS, QUESTIONS
@@ -63,6 +63,16 @@ def cross_encoder_call(config: FilterParams) -> work.Work:
 def cross_encoder_scores(config: FilterParams, query: list[str], document: list[str]) -> np.ndarray:
     table = pa.table({"query": pa.array(query, pa.string()), "document": pa.array(document, pa.string())})
     return work.compute(cross_encoder_call(config), table)[0]["ce_score"].to_numpy().astype(np.float32)
+
+
+def teacher(config: FilterParams, query_text: dict, doc_text: dict, pairs: pa.Table) -> pa.Table:
+    """The cross-encoder's score of each (query_id, doc_id) pair (`schema.TEACHER`), from its cache where it judged
+    them already; empty when the filter runs no cross-encoder."""
+    if not config.cross_encoder or not pairs.num_rows:
+        return schema.TEACHER.empty_table()
+    queries = [query_text[q] for q in pairs["query_id"].to_pylist()]
+    scores = cross_encoder_scores(config, queries, [doc_text[d] for d in pairs["doc_id"].to_pylist()])
+    return pa.table([pairs["query_id"], pairs["doc_id"], pa.array(scores, pa.float32())], schema=schema.TEACHER)
 
 
 # Why an LLM judge gave no answer, as a number so it travels in the score arrays (an index into this list).

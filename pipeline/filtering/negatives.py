@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import collections
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -210,12 +210,14 @@ def never_judged(mined_short: pa.Table, judged: set[str]) -> pa.Table:
 @dataclass(frozen=True)
 class Shard:
     """A shard of whole queries, judged: every judged row, the negatives kept (per query in the shard's order, by
-    rank, with their topic), the ledger rows of the rejected ones, and the queries left short."""
+    rank, with their topic), the ledger rows of the rejected ones, the queries left short, and the teacher's scores
+    of the positives and kept negatives (`schema.TEACHER`; `judge_shard` adds them)."""
 
     judged: pa.Table
     negatives: pa.Table
     rejections: pa.Table
     short: pa.Table
+    teacher: pa.Table = schema.TEACHER.empty_table()
 
 
 @dataclass(frozen=True)
@@ -279,8 +281,9 @@ def judge_shard(
     mined_short: pa.Table | None = None,
 ) -> Shard:
     """`judge` one shard of the mined candidates (whole queries), reading only its documents' texts (from the
-    `corpus` artifact) and vectors (from the `embeddings` corpus artifact)."""
-    documents = Documents.load(corpus, embeddings, candidates, positives.filter(
-        pc.is_in(positives["query_id"], pc.unique(candidates["query_id"]))
-    ))  # fmt: skip
-    return judge(candidates, positives, query_text, documents, doc_topics, num_negatives, params, mined_short)
+    `corpus` artifact) and vectors (from the `embeddings` corpus artifact); with the teacher's scores."""
+    own = positives.filter(pc.is_in(positives["query_id"], pc.unique(candidates["query_id"])))
+    documents = Documents.load(corpus, embeddings, candidates, own)
+    shard = judge(candidates, positives, query_text, documents, doc_topics, num_negatives, params, mined_short)
+    pairs = pa.concat_tables([own.select(["query_id", "doc_id"]), shard.negatives.select(["query_id", "doc_id"])])
+    return replace(shard, teacher=judges.teacher(params, query_text, documents.text, pairs))

@@ -14,7 +14,7 @@ import yaml
 
 from pipeline import artifacts
 from pipeline.filtering import judges
-from tests.conftest import STAGES, project_params, run_stage, write_beir_sample
+from tests.conftest import STAGES, export_table, project_params, run_stage, write_beir_sample
 from tests.filtering.test_negatives import RULES_ONLY, candidates, run
 
 
@@ -98,6 +98,23 @@ def test_cross_encoder_judge_decides_by_its_thresholds(pipeline_run, cross_encod
     by_pair = sorted(judged_rows(workdir), key=lambda r: (r["query_id"], r["doc_id"]))
     assert by_pair == sorted(rows, key=lambda r: (r["query_id"], r["doc_id"]))
     reconcile(workdir)
+    # The cross-encoder is the teacher: its scores of every positive and kept negative, in n-tuple-scores.
+    teacher = artifacts.read(workdir / "data/filtered/teacher").to_pylist()
+    teacher = {(t["query_id"], t["doc_id"]): t["score"] for t in teacher}
+    kept = {(r["query_id"], r["doc_id"]): r["scores"]["cross_encoder.ce"] for r in rows if r["decision"] == "kept"}
+    assert kept and all(teacher[pair] == score for pair, score in kept.items())
+    positives = artifacts.read(workdir / "data/ingested/positives")
+    judged_queries = {q for q, _ in kept}
+    for pair in zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()):
+        assert pair[0] not in judged_queries or pair in teacher, pair
+    run_stage(workdir, "export")
+    distilled = export_table(workdir, "n-tuple-scores").to_pylist()
+    assert distilled
+    for row in distilled:
+        expected = [teacher[row["query_id"], row["positive_id"]]]
+        expected += [teacher[row["query_id"], d] for d in row["negative_ids"]]
+        assert row["score"] == pytest.approx(expected, abs=1e-6), row
+    assert f"the cross-encoder `{cross_encoder_dir}`" in (workdir / "data/export/README.md").read_text()
 
 
 @pytest.mark.slow
