@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import collections
 import unicodedata
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -217,7 +217,7 @@ class Shard:
     negatives: pa.Table
     rejections: pa.Table
     short: pa.Table
-    teacher: pa.Table = schema.TEACHER.empty_table()
+    teacher: pa.Table = field(default_factory=schema.TEACHER.empty_table)
 
 
 @dataclass(frozen=True)
