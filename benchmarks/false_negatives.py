@@ -87,7 +87,7 @@ def own_estimates(source: Path, tmp: Path, splits: list[str], mine: dict, target
     workdir.mkdir(exist_ok=True)
     found = {}
     for label, filter_ in (("default", {}), *([(f"target {target}", {"target_fn_rate": target})] if target else [])):
-        write_params(workdir, tmp / "full-beir", mine, filter_, generate={"rules": [], "llm_backend": "none"})
+        write_params(workdir, tmp / "full-beir", mine, filter_)
         for name in ("ingest", "embed", "index", "mine", "generate", "filter") if not found else ("filter",):
             stage(workdir, name)
         found[label] = artifacts.manifest(workdir / "data/filtered/calibration")["false_negatives"]
@@ -102,13 +102,13 @@ def stage(workdir: Path, name: str) -> float:
     return time.perf_counter() - started
 
 
-def write_params(workdir: Path, source: Path, mine: dict, filter_: dict, generate: dict | None = None) -> None:
+def write_params(workdir: Path, source: Path, mine: dict, filter_: dict) -> None:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["ingest"].update(source=str(source), split="train")
     params["embed"].update(cache=str(workdir.parent / "vectors"))  # one embedding cache for every project here
     params["mine"].update(mine)
     params["filter"].update(filter_)
-    params["generate"].update(generate or {})
+    params["generate"].update(rules=[], llm_backend="none")  # no edits: the filter only needs the artifact
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
 
 
@@ -222,8 +222,9 @@ def main() -> None:
         workdir.mkdir(exist_ok=True)
         default_mine = {"num_negatives": n, "range_max": args.range_max}
         write_params(workdir, tmp / "beir", default_mine, {})
-        reuse = args.workdir and (workdir / "data/index").exists()  # a kept workdir: its vectors are still valid
-        setup = {} if reuse else {name: stage(workdir, name) for name in ("ingest", "embed", "index")}
+        # A kept workdir's stages that ran already are still valid: the data and its vectors do not change.
+        done = {"ingest": "ingested", "embed": "embeddings", "index": "index", "generate": "generated"}
+        setup = {name: stage(workdir, name) for name, out in done.items() if not (workdir / "data" / out).exists()}
         queries = artifacts.read(workdir / "data/ingested/queries").num_rows
         results = {}
         settings = {
