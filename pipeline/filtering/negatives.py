@@ -284,6 +284,6 @@ def judge_shard(
     `corpus` artifact) and vectors (from the `embeddings` corpus artifact); with the teacher's scores."""
     own = positives.filter(pc.is_in(positives["query_id"], pc.unique(candidates["query_id"])))
     documents = Documents.load(corpus, embeddings, candidates, own)
-    shard = judge(candidates, positives, query_text, documents, doc_topics, num_negatives, params, mined_short)
+    shard = judge(candidates, own, query_text, documents, doc_topics, num_negatives, params, mined_short)
     pairs = pa.concat_tables([own.select(["query_id", "doc_id"]), shard.negatives.select(["query_id", "doc_id"])])
     return replace(shard, teacher=judges.teacher(params, query_text, documents.text, pairs))

@@ -121,7 +121,8 @@ def tune(outcomes: dict[Setting, Outcome], target: float, num_negatives: int, se
     queries = sorted(next(iter(outcomes.values())).per_query)
     chosen = choose(outcomes, queries, target, num_negatives)
     held_out: list[tuple[int, int]] = []
-    for fit, measure_on in (folds(queries), folds(queries)[::-1]):
+    first, second = folds(queries)
+    for fit, measure_on in ((first, second), (second, first)):
         if fit and measure_on:
             picked = outcomes[choose(outcomes, fit, target, num_negatives)]
             held_out += [picked.per_query[q][:2] for q in measure_on]
