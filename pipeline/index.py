@@ -65,10 +65,21 @@ def build(vectors: np.ndarray, params: IndexParams) -> tuple[faiss.Index, str]:
         if train_size and len(vectors) > train_size:
             rows = np.random.default_rng(params.seed).choice(len(vectors), train_size, replace=False)
             sample = vectors[np.sort(rows)]
+        _skip_polysemous_training(index)
         index.train(sample)
     index.add(vectors)
     set_search_params(index, params)
     return index, factory
+
+
+def _skip_polysemous_training(index: faiss.Index) -> None:
+    """PQ indexes reorder their codes by default so that Hamming distances approximate real ones, for polysemous
+    search, which pairforge does not use: the search results are the same without it, and training takes a
+    fraction of the time (IVF32,PQ16 on 3,000 vectors: 28 s -> 0.7 s on two cores)."""
+    for layer in (index, faiss.try_extract_index_ivf(index)):
+        layer = faiss.downcast_index(layer) if layer is not None else None
+        if layer is not None and hasattr(layer, "do_polysemous_training"):
+            layer.do_polysemous_training = False
 
 
 def set_search_params(index: faiss.Index, params: IndexParams) -> None:

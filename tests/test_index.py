@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import faiss
 import numpy as np
 import pytest
 import yaml
@@ -41,6 +42,13 @@ def test_factory_strings_build_inner_product_indexes(vectors, factory, least_rec
     assert built.ntotal == len(vectors)
     assert built.metric_type == 0  # METRIC_INNER_PRODUCT
     assert recall_at_10(built, vectors) >= least_recall
+
+
+@pytest.mark.parametrize("factory", ["PQ16", "IVF32,PQ16"])
+def test_pq_codes_are_not_reordered_for_polysemous_search_that_nothing_runs(vectors, factory):
+    built, _ = index.build(vectors, IndexParams(factory=factory, nprobe=32))
+    layer = faiss.downcast_index(faiss.try_extract_index_ivf(built) or built)
+    assert layer.do_polysemous_training is False  # FAISS's default is True: 28 s of training here, same results
 
 
 def test_search_params_survive_a_write_and_load(vectors, tmp_path):
