@@ -3,6 +3,10 @@
 Stages hand this module a plain class (built once per actor, e.g. to load a model) and a table; workers compute
 and the stage process receives the results in input order, so outputs are the same bytes whatever the number of
 actors or nodes.
+
+Small work runs in the stage's own process, with no Ray at all: starting Ray and an actor pool costs seconds per
+stage (about 10 on two cores), more than a few hundred rows of any step. `PAIRFORGE_IN_PROCESS_ROWS` sets "small";
+it says where work runs, never what it computes, so it is an environment setting and not a DVC param.
 """
 
 from __future__ import annotations
@@ -55,6 +59,25 @@ def init() -> None:
 
 
 ACTOR_RETRIES = 3
+# Work of at most this many rows runs in the stage process (see the module's docstring); 0 always uses Ray.
+IN_PROCESS_ROWS = 1000
+
+
+def in_process_rows() -> int:
+    value = os.environ.get("PAIRFORGE_IN_PROCESS_ROWS", str(IN_PROCESS_ROWS))
+    if not value.isdigit():
+        raise ValueError(f"PAIRFORGE_IN_PROCESS_ROWS must be a whole number of rows, not {value!r}")
+    return int(value)
+
+
+def _runs_in_process(rows: int, resources: Resources) -> bool:
+    """Small CPU work on a local run. A named cluster (RAY_ADDRESS) always gets the work, and so does a machine
+    with a GPU: a worker in this process would see the GPU that Ray hides from a CPU actor, and compute otherwise."""
+    if os.environ.get("RAY_ADDRESS") or resources.gpus or rows > in_process_rows():
+        return False
+    import torch  # the workers' own test for a GPU (device "auto")
+
+    return not torch.cuda.is_available()
 
 
 def cluster_resources() -> dict[str, float]:
@@ -73,25 +96,44 @@ def pool_size(resources: Resources) -> int:
     return max(1, int(available.get("CPU", 1) // resources.cpus))
 
 
-def share(value):
-    """`value` in the object store, for `worker_args`: each node holds one copy, and actors read it from there
-    (Arrow and numpy without copying) instead of each unpickling its own from the actor's definition."""
-    import ray
+class Shared:
+    """A `worker_args` value that a Ray pool puts in the object store once: each node holds one copy, and actors
+    read it from there (Arrow and numpy without copying) instead of each unpickling its own from the actor's
+    definition. Work that runs in the stage process takes the value itself."""
 
-    init()
-    return ray.put(value)
+    def __init__(self, value):
+        self.value = value
+        self._ref = None
+
+    def ref(self):
+        import ray
+
+        if self._ref is None:
+            self._ref = ray.put(self.value)
+        return self._ref
 
 
-def file_for_workers(path: Path):
-    """A file of the stage's process as actors can read it: its path when every node of the cluster is this
-    machine (a local Ray, a loopback cluster), else its bytes, shared (see `share`)."""
-    import ray
+class WorkerFile(Shared):
+    """A file of the stage's process as workers can read it: its path in this process and wherever every node of
+    the cluster is this machine (a local Ray, a loopback cluster), else its bytes, shared."""
 
-    init()
-    here = ray.util.get_node_ip_address()
-    if all(node["NodeManagerAddress"] == here for node in ray.nodes() if node["Alive"]):
-        return str(path.resolve())
-    return share(np.fromfile(path, dtype=np.uint8))
+    def ref(self):
+        import ray
+
+        here = ray.util.get_node_ip_address()
+        if all(node["NodeManagerAddress"] == here for node in ray.nodes() if node["Alive"]):
+            return self.value
+        if self._ref is None:
+            self._ref = ray.put(np.fromfile(self.value, dtype=np.uint8))
+        return self._ref
+
+
+def share(value) -> Shared:
+    return Shared(value)
+
+
+def file_for_workers(path: Path) -> WorkerFile:
+    return WorkerFile(str(path.resolve()))
 
 
 def _resolving(worker: type) -> type:
@@ -111,13 +153,45 @@ def _resolving(worker: type) -> type:
 _kept: dict[tuple, tuple[list, object]] = {}
 
 
+# Workers kept in the stage process, the in-process counterpart of `_kept`: key -> the worker.
+_kept_in_process: dict[tuple, object] = {}
+
+
 def release_kept_pools(keys: list[tuple] | None = None) -> None:
     """End kept pools' actors (all of them by default), giving their CPUs and GPUs back to the cluster."""
-    import ray
-
+    if keys is None:
+        _kept_in_process.clear()
     for key in list(_kept) if keys is None else keys:
+        import ray
+
         for actor in _kept.pop(key)[0]:
             ray.kill(actor)
+
+
+def _in_process(
+    blocks: list[pa.Table], worker: type, worker_args: dict, resources: Resources, keep: bool
+) -> Iterator[pa.Table]:
+    """`map_batches` without Ray: one worker in this process, the same tasks in the same order, on the threads an
+    actor of `resources` would have (Ray sets its OMP_NUM_THREADS): a FAISS search's bytes depend on them."""
+    from threadpoolctl import threadpool_limits
+
+    threads = max(1, int(resources.cpus))
+    key = (worker, repr(sorted(worker_args.items())))
+    instance = _kept_in_process.get(key)
+    log.info(
+        "in process: %s, %d tasks%s",
+        worker.__name__,
+        len(blocks),
+        "" if not keep else ", kept worker" if instance else ", new worker, kept",
+    )
+    if instance is None:
+        instance = worker(**{name: v.value if isinstance(v, Shared) else v for name, v in worker_args.items()})
+        if keep:
+            _kept_in_process[key] = instance
+    for block in blocks:
+        with threadpool_limits(threads):  # the libraries the worker loaded, on this task only
+            result = instance(block)
+        yield result
 
 
 def _fits(resources: Resources, size: int) -> bool:
@@ -183,14 +257,18 @@ def map_batches(
     """
     import ray
 
+    blocks = [table.slice(start, rows_per_task) for start in range(0, table.num_rows, rows_per_task)]
+    if not blocks:
+        return
+    if _runs_in_process(table.num_rows, resources):
+        yield from _in_process(blocks, worker, worker_args, resources, keep)
+        return
     init()
     if resources.gpus and not cluster_resources().get("GPU", 0):
         # Ray would wait for a GPU forever; say so instead.
         raise RuntimeError(f"{worker.__name__} asks for {resources.gpus} GPU per actor; this Ray cluster has no GPU")
+    worker_args = {name: value.ref() if isinstance(value, Shared) else value for name, value in worker_args.items()}
     size = pool_size(resources)
-    blocks = [table.slice(start, rows_per_task) for start in range(0, table.num_rows, rows_per_task)]
-    if not blocks:
-        return
     if keep:
         pool, started = _kept_pool(worker, worker_args, resources, size)
     else:

@@ -4,6 +4,7 @@ resumes after SIGKILL with the same bytes, and embeds everything again for anoth
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -95,11 +96,12 @@ def test_killed_embed_resumes_from_its_checkpoints_and_writes_the_same_bytes(pro
 @pytest.mark.slow
 def test_an_encoder_actor_killed_mid_run_is_restarted_and_its_batch_retried(project, uninterrupted, tmp_path):
     """SIGKILL one of the stage's Ray encoder actors while tasks are in flight: Ray restarts it and retries its
-    batch, the stage finishes, and the vectors are the bytes of an uninterrupted run."""
+    batch, the stage finishes, and the vectors are the bytes of an uninterrupted run (done in the stage's process)."""
     workdir = tmp_path / "project"
     shutil.copytree(project, workdir, ignore=shutil.ignore_patterns("cache", "embeddings"))
     log = (tmp_path / "embed.log").open("w+")
-    stage = subprocess.Popen([sys.executable, "-m", "stages.embed"], cwd=workdir, stdout=log, stderr=log)
+    ray_pools = {**os.environ, "PAIRFORGE_IN_PROCESS_ROWS": "0"}  # this little work would run in the stage process
+    stage = subprocess.Popen([sys.executable, "-m", "stages.embed"], cwd=workdir, stdout=log, stderr=log, env=ray_pools)
     deadline = time.monotonic() + 600
     while not list(workdir.glob("cache/embeddings/*/shard-*")) and time.monotonic() < deadline:
         assert stage.poll() is None, (tmp_path / "embed.log").read_text()[-3000:]

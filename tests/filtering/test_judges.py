@@ -58,9 +58,10 @@ def judged_rows(workdir):
 
 
 def assert_one_model_load(log: str, worker: str) -> None:
-    """The judge's actor pool started once and was kept for every later round (see runtime.map_batches)."""
-    calls = re.findall(rf"pool: \d+ x {worker} \(.*?\), \d+ tasks, (new actors, kept|kept actors)", log)
-    assert calls.count("new actors, kept") == 1 and len(calls) > 1, calls
+    """The judge (its Ray pool, or its worker in the stage process for small work) started once and was kept for
+    every later round (see runtime.map_batches)."""
+    calls = re.findall(rf"(?:pool: \d+ x {worker} \(.*?\)|in process: {worker}), \d+ tasks, (new \w+, kept|kept)", log)
+    assert sum(call.startswith("new") for call in calls) == 1 and len(calls) > 1, calls
 
 
 def reconcile(workdir) -> None:
