@@ -78,7 +78,7 @@ def test_generate_accounts_for_every_source_and_op(pipeline_run):
     rule_rows = attempts.filter(pc.equal(attempts["generator"], "rules"))
     assert rule_rows.num_rows == queries.num_rows * len(params["rules"])
     llm_rows = attempts.filter(pc.not_equal(attempts["generator"], "rules"))
-    assert llm_rows.num_rows == 2 * len(params["llm_controls"])
+    assert llm_rows.num_rows == params["llm_max_items"] * len(params["llm_controls"])
     assert set(llm_rows["op"].to_pylist()) == {f"llm_{c}" for c in params["llm_controls"]}
     applied = {op for op, o in zip(rule_rows["op"].to_pylist(), rule_rows["outcome"].to_pylist()) if o == "applied"}
     assert {"negation_insert", "number_change", "antonym_flip", "swap_noun_phrases"} <= applied
@@ -140,9 +140,10 @@ def test_openai_backend_with_injected_faults_ends_every_item(pipeline_run, tmp_p
         assert KEY not in run.stdout + run.stderr
 
 
-# 2 items x 2 controls in tasks of 1: a shard per task, so a kill lands between checkpoints. A claim's edit is a
+# 1 item x 2 controls in tasks of 1: a shard per task, so a kill lands between checkpoints. A claim's edit is a
 # one-field JSON record of a few dozen tokens: 48 new tokens hold it, and halve the default's worst case.
-FOUR_EDITS = {
+TWO_EDITS = {
+    "llm_max_items": 1,
     "checkpoint_rows": 1,
     "batch_size": 1,
     "llm_controls": ["negate", "change_quantity"],
@@ -155,15 +156,15 @@ FOUR_EDITS = {
 def test_killed_generate_resumes_its_llm_edits_and_writes_the_same_bytes(pipeline_run, tmp_path):
     workdir = tmp_path / "project"
     shutil.copytree(pipeline_run, workdir, ignore=shutil.ignore_patterns("cache"))
-    set_params(workdir, generate=FOUR_EDITS)
+    set_params(workdir, generate=TWO_EDITS)
     kill_at_first_checkpoint(workdir, "generate", "cache/generate/*/shard-*")
     before = artifacts.manifest(workdir / "data/generated/contrast")["content_hash"]
     assert before == artifacts.manifest(pipeline_run / "data/generated/contrast")["content_hash"], "old output kept"
     made = re.search(r"LLM edits: (\d+) made now, (\d+) from the cache", run_stage(workdir, "generate").stderr)
-    assert made and int(made[2]) >= 1 and int(made[1]) + int(made[2]) == 4, "only unfinished edits are made again"
+    assert made and int(made[2]) >= 1 and int(made[1]) + int(made[2]) == 2, "only unfinished edits are made again"
     uninterrupted = tmp_path / "uninterrupted"
     shutil.copytree(pipeline_run, uninterrupted, ignore=shutil.ignore_patterns("cache"))
-    set_params(uninterrupted, generate=FOUR_EDITS)
+    set_params(uninterrupted, generate=TWO_EDITS)
     run_stage(uninterrupted, "generate")
     for name in ("contrast", "attempts", "rejections"):
         assert artifacts.manifest(workdir / "data/generated" / name) == artifacts.manifest(

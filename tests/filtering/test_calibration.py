@@ -15,7 +15,7 @@ import yaml
 
 from pipeline import artifacts, params, schema
 from pipeline.filtering import calibration, tuning
-from tests.conftest import STAGES, project_params, run_stage
+from tests.conftest import STAGES, project_params, run_stage, shortened
 
 
 def test_with_every_positive_known_the_redecision_is_mines_own(pipeline_run):
@@ -84,7 +84,7 @@ def test_the_rate_pools_queries_and_its_interval_resamples_them():
 
 def multi_positive_sample(scifact: Path, out: Path, docs: int) -> Path:
     """A BEIR folder of SciFact's train queries with two or more positives, their positives, other documents up to
-    `docs`."""
+    `docs`, most of them `shortened`."""
     with open(scifact / "qrels" / "train.tsv") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     count = {}
@@ -96,6 +96,7 @@ def multi_positive_sample(scifact: Path, out: Path, docs: int) -> Path:
         corpus = [json.loads(line) for line in handle]
     kept = [d for d in corpus if d["_id"] in wanted]
     kept += [d for d in corpus if d["_id"] not in wanted][: max(0, docs - len(kept))]
+    kept = shortened(kept)
     (out / "qrels").mkdir(parents=True)
     (out / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in kept))
     queries = {r["query-id"] for r in rows}

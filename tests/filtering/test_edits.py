@@ -56,12 +56,16 @@ def test_fluency_and_cross_encoder_judge_decide_by_their_thresholds(pipeline_run
     limits = {"edit_max_nll_increase": 1.0, "edit_unchanged_above": 0.95, "edit_drifted_below": 0.2}
     # No refill: the cross-encoder also judges the negatives, and their later rounds are not this test's subject.
     judges = {"cross_encoder": str(cross_encoder_dir), "edit_judge": "cross_encoder", "refill": False}
-    set_params(workdir, filter={**judges, **limits})
+    # A third of the edits (the LLM's from its cache): the local LM scores each edit's fluency, seconds apiece.
+    rules = ["number_change", "negation_remove", "paraphrase_contraction", "paraphrase_number_format"]
+    set_params(workdir, generate={"rules": rules}, filter={**judges, **limits})
+    run_stage(workdir, "generate")
     run_stage(workdir, "filter")
     edits = artifacts.read(workdir / "data/filtered/edits").to_pylist()
     measured = [e for e in edits if e["reason"] not in ("edit_unchanged", "edit_trivial", "edit_too_large")]
     measured = [e for e in measured if e["reason"] != "edit_duplicate"]
     assert measured and all(e["nll_increase"] == e["nll_increase"] for e in measured)  # not NaN: every one scored
+    assert {e["preserves_meaning"] for e in measured} == {True, False}, "both kinds of edit met their judge"
     for edit in measured:
         fluent = edit["nll_increase"] <= 1.0
         assert (edit["reason"] == "edit_not_fluent") == (not fluent), edit

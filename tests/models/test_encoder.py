@@ -24,6 +24,8 @@ def test_vectors_equal_sentence_transformers_encode(texts, reference):
 
 
 def test_bf16_autocast_keeps_cosine_at_least_0_9999_to_fp32(texts, reference):
+    # Every fourth text (10 abstracts, 10 claims): bf16 without AMX is emulated on this CPU, slower than fp32.
+    texts, reference = texts[::4], reference[::4]
     vectors, _ = Encoder(MODEL, precision="bf16").encode(texts)
     assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     cosine = np.sum(vectors * reference, axis=1)
