@@ -51,6 +51,28 @@ def _short_queries(counts: dict[str, int] | None, num_negatives: int) -> list[st
     ]
 
 
+def _promoted(report: dict | None) -> list[str]:
+    """The card's section on the candidates the judges found relevant: proposed extra positives, used or not."""
+    if not report:
+        return []
+    judges = ", ".join(f"{name} `{model}`" for name, model in report["judges"].items())
+    use = (
+        "They are positives in every format here (`export.promote_false_negatives: true`)."
+        if report["used"]
+        else "They are not used as positives here (`export.promote_false_negatives: false`); they are not negatives "
+        "either."
+    )
+    return [
+        "## Proposed extra positives",
+        "",
+        f"{report['proposed']} mined candidates were judged relevant to their query with confidence at least "
+        f"{report['above']} by every judge that scored them ({judges}): likely unlabelled positives. {use} "
+        "`promoted-qrels.tsv` lists them as BEIR qrels to review and merge into the source's; "
+        "`data/filtered/promoted` holds each one's confidence and judges.",
+        "",
+    ]
+
+
 def _teacher(manifest: dict, formats: dict) -> list[str]:
     """Whose scores n-tuple-scores' `score` holds: distillation losses learn to reproduce them."""
     if "n-tuple-scores" not in formats:
@@ -125,6 +147,7 @@ def card(name: str, version: str, tables: dict[str, dict[str, pa.Table]], manife
         ),
         *_teacher(manifest, tables),
         *_false_negatives(manifest.get("false_negatives")),
+        *_promoted(manifest.get("promoted")),
         *_short_queries(manifest.get("short_queries"), manifest["params"]["mine"]["num_negatives"]),
         "## Provenance",
         "",

@@ -18,33 +18,59 @@ from pipeline.params import ExportParams
 
 @dataclass(frozen=True)
 class Frames:
-    """What every format is built from: mined triplets and counterfactual rows (polars frames), the positives, and
-    the teacher whose scores the triplets carry (the filter's cross-encoder; None without one)."""
+    """What every format is built from: mined triplets and counterfactual rows (polars frames), the positives (with
+    the promoted ones when the export uses them), the teacher whose scores the triplets carry (the filter's
+    cross-encoder; None without one), and what became of the filter's proposed extra positives."""
 
     triplets: pl.DataFrame
     contrast: pl.DataFrame
     positives: pa.Table
     query_topics: pa.Table
     teacher: str | None = None
+    promoted: dict | None = None
 
 
-def frames(ingested: Path, index: Path, mined: Path, filtered: Path) -> Frames:
+def promoted(filtered: Path) -> pa.Table:
+    """The filter's proposed extra positives (`schema.PROMOTED`); none from a filter that predates them."""
+    path = filtered / "promoted"
+    return artifacts.read(path) if path.exists() else schema.PROMOTED.empty_table()
+
+
+def with_promoted(positives: pa.Table, scores: pa.Table, proposed: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """`positives` (qrels) and `scores` (their model similarity, `mined/positive_scores`) with the proposed pairs
+    appended, each after its query's own positives in the triplets' order (relevance 1, the judged similarity)."""
+    pairs = {"query_id": proposed["query_id"], "doc_id": proposed["doc_id"]}
+    ones = pa.array([1.0] * proposed.num_rows, pa.float32())
+    return (
+        pa.concat_tables([positives, pa.table({**pairs, "score": ones}, schema=positives.schema)]),
+        pa.concat_tables([scores, pa.table({**pairs, "score": proposed["score"]}, schema=scores.schema)]),
+    )
+
+
+def frames(ingested: Path, index: Path, mined: Path, filtered: Path, promote: bool = False) -> Frames:
     """Read the artifacts the export needs; of the corpus, only the documents the dataset holds (positives and
-    kept negatives), streamed out of it."""
+    kept negatives), streamed out of it. `promote`: the filter's proposed extra positives join the positives."""
     topics_path = index / "query_topics"
     topics = artifacts.read(topics_path) if topics_path.exists() else schema.TOPICS.empty_table()
     queries, positives = artifacts.read(ingested / "queries"), artifacts.read(ingested / "positives")
+    positive_scores = artifacts.read(mined / "positive_scores")
+    proposed = promoted(filtered)
+    if promote:
+        positives, positive_scores = with_promoted(positives, positive_scores, proposed)
     negatives = artifacts.read(filtered / "negatives")
     used = pc.unique(pa.concat_arrays([pc.unique(positives["doc_id"]), pc.unique(negatives["doc_id"])]))
     corpus = artifacts.select(ingested / "corpus", "doc_id", used)
     teacher_path = filtered / "teacher"
     teacher = artifacts.read(teacher_path) if teacher_path.exists() else schema.TEACHER.empty_table()
-    positive_scores = artifacts.read(mined / "positive_scores")
     scored = teacher if teacher.num_rows else None
     triplets = formats.triplet_frame(corpus, queries, positive_scores, negatives, topics, scored)
     contrast = formats.contrast_frame(artifacts.read(filtered / "edits"), corpus, queries, positives, topics)
     judge = artifacts.manifest(teacher_path).get("cross_encoder") if teacher.num_rows else None
-    return Frames(triplets, contrast, positives, topics, judge)
+    found = None
+    if proposed.num_rows:
+        found = artifacts.manifest(filtered / "promoted")
+        found = {"proposed": proposed.num_rows, "used": promote, "above": found["above"], "judges": found["judges"]}
+    return Frames(triplets, contrast, positives, topics, judge, found)
 
 
 @dataclass(frozen=True)
@@ -111,12 +137,19 @@ def false_negatives(filtered: Path) -> dict | None:
     return artifacts.manifest(manifest.parent).get("false_negatives") if manifest.exists() else None
 
 
-def metrics(data: Path, scores: dict, version: str, written: list[Part], counterfactuals: int) -> dict:
+def qrels_delta(proposed: pa.Table) -> str:
+    """The proposed extra positives as a BEIR qrels file (query-id, corpus-id, score), to merge into the source's."""
+    rows = zip(proposed["query_id"].to_pylist(), proposed["doc_id"].to_pylist())
+    return "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in rows)
+
+
+def metrics(data: Path, scores: dict, version: str, written: list[Part], frames: Frames) -> dict:
     """`metrics/export.json`: rows and batch plans per format and split, how many counterfactual rows there are,
-    rejections and score statistics (`scores`: `report.scores(data)`), the measured false-negative rate, and the
-    train triplets' averages."""
+    rejections and score statistics (`scores`: `report.scores(data)`), the measured false-negative rate, the
+    proposed extra positives, and the train triplets' averages."""
     rows, plans = tally(written)
-    stats = {"version": version, "rows": rows, "batches": plans, "counterfactuals": counterfactuals}
+    stats = {"version": version, "rows": rows, "batches": plans, "counterfactuals": frames.contrast.height}
+    stats["promoted"] = frames.promoted
     stats["false_negatives"] = false_negatives(data / "filtered")
     stats["short_queries"] = short_queries(data / "filtered")
     stats |= report.metrics(data, scores)

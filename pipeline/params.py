@@ -225,6 +225,10 @@ class FilterParams:
     llm_api_key_env: str = "OPENAI_API_KEY"
     # Reject when the judge's probability of "relevant" is above this.
     llm_threshold: float = 0.5
+    # A candidate the judges reject as relevant with at least this confidence from every judge that scored it (the
+    # cross-encoder's score, the LLM's P(relevant)) is proposed as an extra positive: data/filtered/promoted, used
+    # by the export with `export.promote_false_negatives` (null: none proposed).
+    promote_above: float | None = 0.95
     # As in `generate`: openai requests in flight and their timeout; vllm GPUs per engine and engine arguments.
     llm_concurrency: int = 4
     llm_timeout_s: float = 30.0
@@ -284,7 +288,7 @@ class FilterParams:
         _at_least(self, "ce_max_length", 0)
         _at_least(self, "actors", 0)
         _at_least(self, "cpus_per_actor", 1)
-        for name in ("duplicate_jaccard", "duplicate_cosine", "llm_threshold", "target_fn_rate"):
+        for name in ("duplicate_jaccard", "duplicate_cosine", "llm_threshold", "target_fn_rate", "promote_above"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
                 raise InputError("params.yaml", None, f"filter.{name}", f"must be in [0, 1], got {value}")
@@ -311,6 +315,9 @@ class ExportParams:
     b3_skip: int = 3
     b3_window: int = 20
     b3_communities_per_batch: int = 4
+    # The filter's proposed extra positives (data/filtered/promoted: candidates its judges found relevant with
+    # high confidence) join the positives; the card counts them either way.
+    promote_false_negatives: bool = False
 
     def check(self) -> None:
         _at_least(self, "rows_per_part", 1)

@@ -65,6 +65,18 @@ SHORT_QUERIES = pa.schema(
 # The teacher's score of each (query, positive) and (query, kept negative) pair: the filter's cross-encoder, the
 # strongest judge it runs, for distillation targets (n-tuple-scores). Empty when the filter ran no cross-encoder.
 TEACHER = pa.schema([("query_id", pa.string()), ("doc_id", pa.string()), ("score", pa.float32())])
+# Candidates the judges rejected as relevant with high confidence (`filter.promote_above`): proposed extra
+# positives, a qrels delta. `confidence`: the lowest of the judges' scores (cross-encoder probability, LLM P(yes)).
+PROMOTED = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("rank", pa.int32()),
+        ("score", pa.float32()),
+        ("confidence", pa.float32()),
+        ("judges", pa.string()),
+    ]
+)
 JUDGED = pa.schema(
     [
         ("query_id", pa.string()),

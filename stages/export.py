@@ -10,7 +10,7 @@ from stages.common import DATA, EXPORT, FILTERED, INDEX, INGESTED, METRICS, MINE
 def main() -> None:
     with stage("export") as log:
         config, mine_config, generate_config = params.load("export"), params.load("mine"), params.load("generate")
-        frames = export.frames(INGESTED, INDEX, MINED, FILTERED)
+        frames = export.frames(INGESTED, INDEX, MINED, FILTERED, config.promote_false_negatives)
         inputs = fingerprints(ingested=INGESTED, index=INDEX, mined=MINED, filtered=FILTERED)
         with artifacts.ArtifactWriter(EXPORT, config, inputs, rows_per_part=config.rows_per_part) as out:
             written = []
@@ -29,6 +29,7 @@ def main() -> None:
                 "false_negatives": export.false_negatives(FILTERED),
                 "short_queries": export.short_queries(FILTERED),
                 "teacher": frames.teacher,
+                "promoted": frames.promoted,
                 "params": {
                     "mine": mine_config.__dict__,
                     "generate": generate_config.__dict__,
@@ -40,11 +41,13 @@ def main() -> None:
                 tables.setdefault(part.format, {})[part.split] = part.table
             out.write_text("_manifest.json", json.dumps(provenance, indent=2, sort_keys=True, default=str) + "\n")
             out.write_text("README.md", card.card(config.name, version, tables, provenance))
+            if frames.promoted:
+                out.write_text("promoted-qrels.tsv", export.qrels_delta(export.promoted(FILTERED)))
         scores = report.scores(DATA)
         # Each file is replaced whole (a kill leaves the previous one); `version` ties them to the export.
         artifacts.write_text_atomically(PLOTS / "scores.csv", report.histogram(scores).write_csv())
         artifacts.write_text_atomically(PLOTS / "rejections.csv", ledger.summary(DATA, samples=0)[0].write_csv())
-        stats = export.metrics(DATA, scores, version, written, frames.contrast.height)
+        stats = export.metrics(DATA, scores, version, written, frames)
         artifacts.write_text_atomically(METRICS / "export.json", json.dumps(stats, indent=2, sort_keys=True) + "\n")
         log.info("export version %s: %s; in-batch conflicts %s", version, rows, plans)
 

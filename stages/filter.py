@@ -1,5 +1,5 @@
-"""DVC stage `filter`: mined candidates -> data/filtered/{negatives,judged,teacher,edits,rejections}, false
-negatives caught.
+"""DVC stage `filter`: mined candidates -> data/filtered/{negatives,judged,teacher,promoted,edits,rejections},
+false negatives caught.
 
 The mined candidates stream through in shards of whole queries; each shard reads only its own documents' texts
 and vectors, so the stage's memory follows `filter.query_shard`, not the corpus.
@@ -10,7 +10,7 @@ import collections
 import pyarrow.compute as pc
 
 from pipeline import artifacts, params, schema
-from pipeline.filtering import edits, negatives, tuning
+from pipeline.filtering import edits, judges, negatives, tuning
 from stages.common import EMBEDDINGS, FILTERED, GENERATED, INGESTED, MINED, doc_topics, fingerprints, stage
 
 
@@ -33,10 +33,10 @@ def main() -> None:
                                  mine_config)  # fmt: skip
         positive_scores = artifacts.read(MINED / "positive_scores")
         mined_short = artifacts.read(MINED / "short_queries")
-        reasons, short, judged_queries = collections.Counter(), collections.Counter(), set()
+        reasons, short, judged_queries, proposed = collections.Counter(), collections.Counter(), set(), 0
         with artifacts.ArtifactWriter(FILTERED, config, inputs) as out:
             empty = {"negatives": schema.NEGATIVES, "judged": schema.JUDGED, "short_queries": schema.SHORT_QUERIES,
-                     "teacher": schema.TEACHER}  # fmt: skip
+                     "teacher": schema.TEACHER, "promoted": schema.PROMOTED}  # fmt: skip
             for name, table_schema in empty.items():
                 out.write(name, table_schema.empty_table())  # each artifact exists, even with no candidates
             # Mine wrote each query's candidates together, in ingest order: shards of whole queries, in order.
@@ -50,13 +50,16 @@ def main() -> None:
                 out.write("rejections", shard.rejections)
                 out.write("short_queries", shard.short)
                 out.write("teacher", shard.teacher)
+                out.write("promoted", shard.promoted)
                 reasons.update(shard.rejections["reason"].to_pylist())
                 short.update(shard.short["reason"].to_pylist())
                 judged_queries.update(pc.unique(shard.judged["query_id"]).to_pylist())
+                proposed += shard.promoted.num_rows
             carried = negatives.never_judged(mined_short, judged_queries)
             out.write("short_queries", carried)
             short.update(carried["reason"].to_pylist())
             out.describe("teacher", cross_encoder=config.cross_encoder)
+            out.describe("promoted", above=config.promote_above, judges=judges.names(config))
             out.write("calibration", found.judged)
             out.describe("calibration", false_negatives=found.report)
             edit_rejections = edits.rejections(judged_edits)
@@ -82,6 +85,8 @@ def main() -> None:
             dict(short),
         )
         log.info("false negatives, measured on hidden positives: %s", found.report)
+        log.info("proposed %d extra positives (judges at least %s sure): data/filtered/promoted", proposed,
+                 config.promote_above)  # fmt: skip
 
 
 if __name__ == "__main__":

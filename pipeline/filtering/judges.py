@@ -216,6 +216,30 @@ def configured(config: FilterParams, query_text: dict, doc_text: dict, positives
     return judges
 
 
+# Each judge's confidence that a pair is relevant, under the name `decide` records it by in a judged row's `scores`.
+CONFIDENCE = {"cross_encoder": "cross_encoder.ce", "llm": "llm.p_yes"}
+
+
+def names(config: FilterParams) -> dict[str, str]:
+    """The judges `config` turns on, each with the model it runs (as the user named it)."""
+    found = {"cross_encoder": config.cross_encoder} if config.cross_encoder else {}
+    return found | ({"llm": f"{config.llm_backend}:{config.llm_model}"} if config.llm_backend != "none" else {})
+
+
+def promoted(judged: pa.Table, above: float | None) -> pa.Table:
+    """The judged candidates rejected as relevant whose every judge that scored them was at least `above` sure:
+    proposed extra positives (`schema.PROMOTED`), in judged order, with the lowest confidence and the judges."""
+    rows = []
+    if above is not None:
+        relevant = judged.filter(pc.equal(judged["reason"], JUDGE_RELEVANT))
+        for row in relevant.select(["query_id", "doc_id", "rank", "score", "scores"]).to_pylist():
+            scores = dict(row.pop("scores") or [])
+            sure = {name: scores[key] for name, key in CONFIDENCE.items() if key in scores}
+            if sure and min(sure.values()) >= above:
+                rows.append({**row, "confidence": min(sure.values()), "judges": ",".join(sure)})
+    return pa.Table.from_pylist(rows, schema=schema.PROMOTED)
+
+
 def decide(batch: pa.Table, undecided: np.ndarray, judges: list[Judge], policy: str):
     """Apply the judges to the undecided rows of a batch; returns (rejected, reasons, details, scores) per row."""
     rejected = np.zeros(batch.num_rows, dtype=bool)

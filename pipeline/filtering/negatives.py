@@ -210,13 +210,15 @@ def never_judged(mined_short: pa.Table, judged: set[str]) -> pa.Table:
 @dataclass(frozen=True)
 class Shard:
     """A shard of whole queries, judged: every judged row, the negatives kept (per query in the shard's order, by
-    rank, with their topic), the ledger rows of the rejected ones, the queries left short, and the teacher's scores
-    of the positives and kept negatives (`schema.TEACHER`; `judge_shard` adds them)."""
+    rank, with their topic), the ledger rows of the rejected ones, the queries left short, the candidates proposed
+    as extra positives, and the teacher's scores of the positives, kept negatives and proposed positives
+    (`schema.TEACHER`; `judge_shard` adds them)."""
 
     judged: pa.Table
     negatives: pa.Table
     rejections: pa.Table
     short: pa.Table
+    promoted: pa.Table = field(default_factory=schema.PROMOTED.empty_table)
     teacher: pa.Table = field(default_factory=schema.TEACHER.empty_table)
 
 
@@ -266,7 +268,8 @@ def judge(
     rejected = judged.filter(pc.equal(judged["decision"], REJECTED))
     short = short_queries(judged, schema.SHORT_QUERIES.empty_table() if mined_short is None else mined_short,
                           num_negatives)  # fmt: skip
-    return Shard(judged, negatives, ledger.entries("filter", "negative", rejected), short)
+    promoted = judges.promoted(judged, params.promote_above)
+    return Shard(judged, negatives, ledger.entries("filter", "negative", rejected), short, promoted)
 
 
 def judge_shard(
@@ -285,5 +288,5 @@ def judge_shard(
     own = positives.filter(pc.is_in(positives["query_id"], pc.unique(candidates["query_id"])))
     documents = Documents.load(corpus, embeddings, candidates, own)
     shard = judge(candidates, own, query_text, documents, doc_topics, num_negatives, params, mined_short)
-    pairs = pa.concat_tables([own.select(["query_id", "doc_id"]), shard.negatives.select(["query_id", "doc_id"])])
+    pairs = pa.concat_tables([t.select(["query_id", "doc_id"]) for t in (own, shard.negatives, shard.promoted)])
     return replace(shard, teacher=judges.teacher(params, query_text, documents.text, pairs))

@@ -8,13 +8,14 @@ import re
 import shutil
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import yaml
 
-from pipeline import artifacts
+from pipeline import artifacts, schema
 from pipeline.filtering import judges
-from tests.conftest import STAGES, export_table, project_params, run_stage, write_beir_sample
+from tests.conftest import STAGES, export_table, project_params, run_stage, set_params, write_beir_sample
 from tests.filtering.test_negatives import RULES_ONLY, candidates, run
 
 
@@ -52,6 +53,46 @@ def test_judge_policies(policy, rejected, second_sees):
     assert set(reasons) == {"judge_relevant"}
 
 
+def judged(rows: list[tuple[str, str | None, dict]]) -> pa.Table:
+    """A judged table of query q1's candidates d0, d1, ..., each (decision, reason, scores)."""
+    return pa.Table.from_pylist(
+        [
+            {
+                "query_id": "q1",
+                "doc_id": f"d{i}",
+                "rank": i,
+                "score": 0.5,
+                "pos_score": 0.6,
+                "round": 1,
+                "decision": decision,
+                "reason": reason,
+                "detail": None,
+                "scores": list(scores.items()),
+            }  # fmt: skip
+            for i, (decision, reason, scores) in enumerate(rows)
+        ],
+        schema=schema.JUDGED,
+    )
+
+
+def test_a_candidate_is_promoted_when_every_judge_that_scored_it_is_sure():
+    found = judged(
+        [
+            ("rejected", "judge_relevant", {"cross_encoder.ce": 0.97, "cross_encoder.ce_positive": 0.99}),
+            ("rejected", "judge_relevant", {"cross_encoder.ce": 0.97, "llm.p_yes": 0.6}),  # the LLM is not sure
+            ("rejected", "judge_relevant", {"cross_encoder.ce": 0.96, "llm.p_yes": 0.99}),
+            ("rejected", "judge_relevant", {"cross_encoder.ce": 0.91}),  # flagged, but below promote_above
+            ("rejected", "near_duplicate", {"cross_encoder.ce": 0.99}),  # a rule's rejection, not a judge's
+            ("rejected", "unparseable_output", {}),  # no answer is no confidence
+            ("kept", None, {"cross_encoder.ce": 0.99}),  # kept by the policy `all`: the others cleared it
+        ]
+    )
+    promoted = judges.promoted(found, 0.95).to_pylist()
+    assert [(p["doc_id"], p["judges"]) for p in promoted] == [("d0", "cross_encoder"), ("d2", "cross_encoder,llm")]
+    assert [p["confidence"] for p in promoted] == pytest.approx([0.97, 0.96])
+    assert judges.promoted(found, None).num_rows == 0, "promote_above null: none proposed"
+
+
 def judged_rows(workdir):
     judged = artifacts.read(workdir / "data/filtered/judged")
     return [dict(row, scores=dict(row["scores"])) for row in judged.to_pylist()]
@@ -72,12 +113,16 @@ def reconcile(workdir) -> None:
     assert artifacts.read(workdir / "data/filtered/negatives").num_rows == kept
 
 
+PROMOTE_ABOVE = 0.65  # this STS-B cross-encoder scores SciFact pairs below 0.72
+
+
 @pytest.mark.slow
 def test_cross_encoder_judge_decides_by_its_thresholds(pipeline_run, cross_encoder_dir, tmp_path):
     workdir = tmp_path / "project"
     shutil.copytree(pipeline_run, workdir)
     params = yaml.safe_load((workdir / "params.yaml").read_text())
-    params["filter"].update(cross_encoder=str(cross_encoder_dir), ce_absolute=0.8, ce_relative=0.9, refill_depth=3)
+    params["filter"].update(cross_encoder=str(cross_encoder_dir), ce_absolute=0.8, ce_relative=0.9, refill_depth=3,
+                            promote_above=PROMOTE_ABOVE)  # fmt: skip
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     assert_one_model_load(run_stage(workdir, "filter").stderr, "CrossEncoderBatch")
     rows = judged_rows(workdir)
@@ -108,9 +153,27 @@ def test_cross_encoder_judge_decides_by_its_thresholds(pipeline_run, cross_encod
     judged_queries = {q for q, _ in kept}
     for pair in zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()):
         assert pair[0] not in judged_queries or pair in teacher, pair
+    # The judge's surest rejections are proposed as extra positives: not in the export by default, but counted.
+    promoted = [(p["query_id"], p["doc_id"]) for p in artifacts.read(workdir / "data/filtered/promoted").to_pylist()]
+    sure = [r for r in rows if r["reason"] == "judge_relevant" and r["scores"]["cross_encoder.ce"] >= PROMOTE_ABOVE]
+    assert promoted and sorted(promoted) == sorted((r["query_id"], r["doc_id"]) for r in sure)
     run_stage(workdir, "export")
+    triplets = export_table(workdir, "triplet")
+    assert not set(promoted) & set(zip(triplets["query_id"].to_pylist(), triplets["positive_id"].to_pylist()))
+    card = (workdir / "data/export/README.md").read_text()
+    assert f"{len(promoted)} mined candidates were judged relevant" in card and "not used as positives" in card
+    qrels = (workdir / "data/export/promoted-qrels.tsv").read_text().splitlines()
+    assert qrels[1:] == [f"{q}\t{d}\t1" for q, d in promoted]
+    # Used: every promoted pair of a query with negatives is a positive in the triplets, with the teacher's score.
+    set_params(workdir, export={"promote_false_negatives": True})
+    run_stage(workdir, "export")
+    with_negatives = set(artifacts.read(workdir / "data/filtered/negatives")["query_id"].to_pylist())
+    used = {pair for pair in promoted if pair[0] in with_negatives}
+    triplets = export_table(workdir, "triplet")
+    assert used and used <= set(zip(triplets["query_id"].to_pylist(), triplets["positive_id"].to_pylist()))
+    assert "They are positives in every format here" in (workdir / "data/export/README.md").read_text()
     distilled = export_table(workdir, "n-tuple-scores").to_pylist()
-    assert distilled
+    assert used & {(row["query_id"], row["positive_id"]) for row in distilled}, "with the teacher's score (below)"
     for row in distilled:
         expected = [teacher[row["query_id"], row["positive_id"]]]
         expected += [teacher[row["query_id"], d] for d in row["negative_ids"]]
