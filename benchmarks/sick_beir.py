@@ -9,14 +9,12 @@ Queries are SICK's `sentence_A`s; a query's positives are the `sentence_B`s it e
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-def sentence_id(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
+from benchmarks.beir import text_id, write  # noqa: E402
 
 
 def convert(sick: Path, out: Path, min_relatedness: float = 4.0) -> Path:
@@ -27,19 +25,9 @@ def convert(sick: Path, out: Path, min_relatedness: float = 4.0) -> Path:
     for row in rows:
         entails = row["entailment_label"] == "ENTAILMENT" and float(row["relatedness_score"]) >= min_relatedness
         if entails and row["sentence_B"] != row["sentence_A"]:
-            positives.setdefault(row["sentence_A"], []).append(row["sentence_B"])
-    (out / "qrels").mkdir(parents=True, exist_ok=True)
-    (out / "corpus.jsonl").write_text(
-        "".join(json.dumps({"_id": sentence_id(s), "title": "", "text": s}) + "\n" for s in sentences)
-    )
-    (out / "queries.jsonl").write_text(
-        "".join(json.dumps({"_id": "q" + sentence_id(q), "text": q}) + "\n" for q in positives)
-    )
-    with open(out / "qrels" / "train.tsv", "w") as handle:
-        handle.write("query-id\tcorpus-id\tscore\n")
-        for query, docs in positives.items():
-            handle.writelines(f"q{sentence_id(query)}\t{sentence_id(d)}\t1\n" for d in dict.fromkeys(docs))
-    return out
+            positives.setdefault("q" + text_id(row["sentence_A"]), []).append(text_id(row["sentence_B"]))
+    queries = {"q" + text_id(s): s for s in sentences}
+    return write(out, {text_id(s): s for s in sentences}, queries, positives)
 
 
 if __name__ == "__main__":

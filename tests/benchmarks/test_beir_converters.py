@@ -1,0 +1,55 @@
+"""The converters that make multi-positive BEIR folders for benchmarks/false_negatives.py, on the real files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from benchmarks import sick_beir, squad_beir
+from tests.conftest import DATASETS
+
+
+def read_beir(folder: Path) -> tuple[dict, dict, dict[str, list[str]]]:
+    corpus = {d["_id"]: d["text"] for d in map(json.loads, (folder / "corpus.jsonl").open())}
+    queries = {q["_id"]: q["text"] for q in map(json.loads, (folder / "queries.jsonl").open())}
+    positives: dict[str, list[str]] = {}
+    with open(folder / "qrels" / "train.tsv") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            positives.setdefault(row["query-id"], []).append(row["corpus-id"])
+    return corpus, queries, positives
+
+
+def test_squad_queries_are_first_questions_and_their_positives_the_paragraphs_others(tmp_path):
+    source = DATASETS / "squad_v1.1_dev" / "dev-v1.1.json"
+    if not source.exists():
+        pytest.skip(f"SQuAD not found at {source}")
+    corpus, queries, positives = read_beir(squad_beir.convert(source, tmp_path))
+    paragraphs = [p["qas"] for a in json.loads(source.read_text())["data"] for p in a["paragraphs"]]
+    asked = [qas for qas in paragraphs if len(qas) > 1]
+    assert len(queries) == len(positives) == len(asked)
+    for qas in asked[::50]:
+        first = "q" + qas[0]["id"]
+        assert queries[first] == qas[0]["question"].strip()
+        assert positives[first] == [qa["id"] for qa in qas[1:]]
+        assert all(corpus[qa["id"]] == qa["question"].strip() for qa in qas[1:])
+    assert not {q[1:] for q in queries} & set(corpus), "a query is not its own candidate"
+    assert sum(len(p) >= 2 for p in positives.values()) > 1000, "enough queries for the hidden-positive protocol"
+
+
+def test_sick_queries_keep_the_sentences_they_entail_as_positives(tmp_path):
+    source = DATASETS / "sick" / "SICK.txt"
+    if not source.exists():
+        pytest.skip(f"SICK not found at {source}")
+    corpus, queries, positives = read_beir(sick_beir.convert(source, tmp_path))
+    with open(source, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    entailed = [r for r in rows if r["entailment_label"] == "ENTAILMENT" and float(r["relatedness_score"]) >= 4]
+    paraphrases = Counter(r["sentence_A"] for r in entailed if r["sentence_A"] != r["sentence_B"])
+    assert len(queries) == len(paraphrases)
+    for query, docs in list(positives.items())[::100]:
+        assert queries[query] in paraphrases and len(set(docs)) == len(docs) <= paraphrases[queries[query]]
+        assert all(doc in corpus for doc in docs)
