@@ -1,7 +1,7 @@
 """Can a cross-encoder trained on a corpus's own qrels judge its false negatives better than the bi-encoder?
 
     python benchmarks/own_label_judge.py DATASET_DIR [--split train] [--epochs 1] [--learning-rate 5e-5]
-        [--negatives 3] [--skip 10] [--depth 30] [--max-queries N]
+        [--negatives 3] [--skip 10] [--depth 30] [--max-queries N] [--judge CROSS_ENCODER]
 
 Cross-fitted, as a judge inside the pipeline would have to be: the packaged MiniLM with a fresh 1-logit head is
 fine-tuned (benchmarks/cross_encoder.py's loop, 128 tokens) on the single-positive queries of the BEIR folder
@@ -12,7 +12,8 @@ waiting to happen. Printed per signal: its ROC AUC at telling hidden positives f
 many hidden positives it catches when it rejects a fixed share of the candidates. Signals: the bi-encoder's
 cosine to the query, that over the kept positive's (the relative margin's view), cosine to the kept positive
 (`filter.duplicate_cosine`'s view), the cross-encoder's score, and the cross-encoder's score beside cosine to the
-kept positive (mean of their ranks).
+kept positive (mean of their ranks). `--judge` measures that cross-encoder (a folder or Hugging Face id, e.g. a
+general relevance judge trained on other data) instead of training one.
 """
 
 from __future__ import annotations
@@ -54,6 +55,19 @@ def read_beir(folder: Path, splits: list[str]) -> tuple[dict[str, str], dict[str
     return docs, queries, {q: list(dict.fromkeys(d)) for q, d in positives.items()}
 
 
+def training_pairs(top, query_ids, doc_ids, queries, docs, positives, single, args) -> list[tuple[float, str, str]]:
+    """(label 0-5, query, document) for the single-positive queries: the positive, and `args.negatives` candidates
+    drawn (seeded) from past rank `args.skip` of the query's top."""
+    rng = random.Random(0)
+    train = []
+    for i in single:
+        query = query_ids[i]
+        deeper = [doc_ids[j] for j in top[i, args.skip :] if doc_ids[j] not in positives[query]]
+        train.append((5.0, queries[query], docs[positives[query][0]]))
+        train += [(0.0, queries[query], docs[d]) for d in rng.sample(deeper, min(args.negatives, len(deeper)))]
+    return train
+
+
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """ROC AUC (Mann-Whitney U over the ranks; ties count half)."""
     ranks = rankdata(scores)
@@ -71,6 +85,7 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=10)
     parser.add_argument("--depth", type=int, default=30)
     parser.add_argument("--max-queries", type=int, help="the first N queries with positives (a quick look)")
+    parser.add_argument("--judge", help="a cross-encoder to measure instead of training one on the dataset")
     args = parser.parse_args()
     docs, queries, positives = read_beir(args.dataset, args.split.split(","))
     query_ids = list(positives)[: args.max_queries]
@@ -84,16 +99,7 @@ def main() -> None:
     embedded_s = time.perf_counter() - started
     single = [i for i, q in enumerate(query_ids) if len(positives[q]) == 1]
     multi = [i for i, q in enumerate(query_ids) if len(positives[q]) >= 2]
-    rng = random.Random(0)
-    train = []
-    for i in single:
-        query = query_ids[i]
-        deeper = [doc_ids[j] for j in top[i, args.skip :] if doc_ids[j] not in positives[query]]
-        train.append((5.0, queries[query], docs[positives[query][0]]))
-        train += [(0.0, queries[query], docs[d]) for d in rng.sample(deeper, min(args.negatives, len(deeper)))]
-    started = time.perf_counter()
-    model, tokenizer = fine_tune(train, args.epochs, seed=0, learning_rate=args.learning_rate)
-    trained_s = time.perf_counter() - started
+    train = training_pairs(top, query_ids, doc_ids, queries, docs, positives, single, args)
     rows = []  # (query, doc, cosine, cosine of the kept positive, cosine to the kept positive, hidden)
     for i in multi:
         query, kept = query_ids[i], positives[query_ids[i]][0]
@@ -105,9 +111,18 @@ def main() -> None:
     if not len(rows) or not hidden.any() or hidden.all():
         sys.exit(f"{len(multi)} multi-positive queries give {hidden.sum()} hidden positives in {len(rows)} candidates")
     with tempfile.TemporaryDirectory() as folder:
-        model.eval().save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-        scorer = CrossEncoderScorer(folder, max_length=128, device="cpu")
+        started = time.perf_counter()
+        if args.judge:
+            trained = f"judge {args.judge}"
+        else:
+            model, tokenizer = fine_tune(train, args.epochs, seed=0, learning_rate=args.learning_rate)
+            model.eval().save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+            trained = (
+                f"trained on {len(single)} single-positive queries ({len(train)} pairs, {args.epochs} epoch(s), "
+                f"lr {args.learning_rate}, {time.perf_counter() - started:.0f} s)"
+            )
+        scorer = CrossEncoderScorer(args.judge or folder, max_length=128, device="cpu")
         started = time.perf_counter()
         ce = scorer.score([queries[r[0]] for r in rows], [docs[r[1]] for r in rows])
         scored_s = time.perf_counter() - started
@@ -116,12 +131,11 @@ def main() -> None:
         "bi-encoder cosine to the query": cosine,
         "cosine / the kept positive's": cosine / np.array([r[3] for r in rows]),
         "cosine to the kept positive": to_kept,
-        "own-label cross-encoder": ce,
+        "the judge" if args.judge else "own-label cross-encoder": ce,
         "cross-encoder + cosine to kept (ranks)": rankdata(ce) + rankdata(to_kept),
     }
     print(
-        f"\n{args.dataset.name}: trained on {len(single)} single-positive queries ({len(train)} pairs, "
-        f"{args.epochs} epoch(s), lr {args.learning_rate}, {trained_s:.0f} s; embedding {embedded_s:.0f} s); judged "
+        f"\n{args.dataset.name}: {trained} (embedding {embedded_s:.0f} s); judged "
         f"{len(rows)} top-{args.depth} candidates of {len(multi)} multi-positive queries in {scored_s:.0f} s, "
         f"{hidden.sum()} of them hidden positives"
     )

@@ -11,7 +11,15 @@ from collections import Counter
 from tests.conftest import REPO, write_beir_sample
 
 
-def test_the_own_label_judge_benchmark_runs_cross_fitted_on_a_sample(scifact, tmp_path):
+def figures(stdout: str) -> list[tuple[str, ...]]:
+    """Each signal's (name, AUC, caught at 10%, caught at 20%), checked: a bigger budget catches at least as many."""
+    found = re.findall(r"^(.+?)\s+(0\.\d{3}|1\.000)\s+(\d+)\s+(\d+)$", stdout, re.MULTILINE)
+    hidden = int(re.search(r"(\d+) of them hidden positives", stdout)[1])
+    assert len(found) == 5 and all(int(a) <= int(b) <= hidden for _, _, a, b in found), stdout
+    return found
+
+
+def test_the_own_label_judge_benchmark_runs_cross_fitted_on_a_sample(scifact, cross_encoder_dir, tmp_path):
     source = write_beir_sample(scifact, tmp_path / "beir", queries=60, docs=200)
     with open(source / "qrels" / "train.tsv") as handle:
         per_query = Counter(row["query-id"] for row in csv.DictReader(handle, delimiter="\t"))
@@ -23,7 +31,9 @@ def test_the_own_label_judge_benchmark_runs_cross_fitted_on_a_sample(scifact, tm
     pairs = re.search(rf"trained on {single} single-positive queries \((\d+) pairs", done.stdout)
     assert pairs and single < int(pairs[1]) <= 2 * single, done.stdout
     assert f"judged {10 * multi} top-10 candidates of {multi} multi-positive queries" in done.stdout, done.stdout
-    figures = re.findall(r"^(.+?)\s+(0\.\d{3}|1\.000)\s+(\d+)\s+(\d+)$", done.stdout, re.MULTILINE)
-    assert len(figures) == 5, done.stdout
-    hidden = int(re.search(r"(\d+) of them hidden positives", done.stdout)[1])
-    assert all(int(a) <= int(b) <= hidden for _, _, a, b in figures), "a bigger budget catches at least as many"
+    own = figures(done.stdout)
+    # Another cross-encoder, measured the same way on the same candidates: only its own row changes.
+    judged = subprocess.run([*script, "--judge", str(cross_encoder_dir)], cwd=REPO, capture_output=True, text=True)
+    assert judged.returncode == 0 and f"judge {cross_encoder_dir}" in judged.stdout, judged.stderr[-3000:]
+    other = figures(judged.stdout)
+    assert [f for f in other if f[0] != "the judge"][:3] == own[:3] and other[3][0] == "the judge"
