@@ -91,6 +91,11 @@ def test_a_writer_killed_mid_write_leaves_the_old_artifact_and_a_rerun_completes
         """
     )
     writer = subprocess.Popen([sys.executable, "-c", script])
+    # `delay` counts from its first part: the interpreter's start and imports take a varying second or so.
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.tmp-*/**/part-*.parquet")) and time.monotonic() < deadline:
+        assert writer.poll() is None, "the writer ended before writing"
+        time.sleep(0.01)
     time.sleep(delay)
     assert writer.poll() is None, "the writer is still writing when it is killed"
     os.kill(writer.pid, signal.SIGKILL)
