@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import sick_beir, squad_beir
+from benchmarks import sick_beir, squad_beir, stsb_beir
+from benchmarks.cross_encoder import read_sts
 from tests.conftest import DATASETS
 
 
@@ -53,3 +54,17 @@ def test_sick_queries_keep_the_sentences_they_entail_as_positives(tmp_path):
     for query, docs in list(positives.items())[::100]:
         assert queries[query] in paraphrases and len(set(docs)) == len(docs) <= paraphrases[queries[query]]
         assert all(doc in corpus for doc in docs)
+
+
+def test_stsb_queries_have_their_close_paraphrases_as_positives_both_ways(tmp_path):
+    source = DATASETS / "stsbenchmark"
+    if not (source / "sts-test.csv").exists():
+        pytest.skip(f"STS-B not found at {source}")
+    corpus, queries, positives = read_beir(stsb_beir.convert(source, tmp_path))
+    by_text = {text: doc for doc, text in corpus.items()}
+    for query, docs in positives.items():
+        for doc in docs:  # a paraphrase of the query is a query too, with the query's sentence as its positive
+            assert by_text[queries[query]] in positives["q" + doc]
+    close = [r for name in stsb_beir.FILES for r in read_sts(source / name) if r[0] >= 4 and r[1] != r[2]]
+    assert len({s for _, a, b in close for s in (a, b)}) == len(queries)
+    assert sum(len(set(p)) >= 2 for p in positives.values()) >= 20, "enough for the hidden-positive protocol"
