@@ -240,9 +240,10 @@ class FilterParams:
     target_fn_rate: float | None = None
     # How the expensive judges combine: sequence (early exit), any, all.
     policy: Literal["sequence", "any", "all"] = "sequence"
-    # Replace rejected negatives with the miner's next candidates, at most this many extra per query.
+    # Replace rejected negatives with the miner's next candidates, at most this many extra per query; null: every
+    # candidate mine inspected (its whole window), so that no query is left short while mine found a candidate.
     refill: bool = True
-    refill_depth: int = 20
+    refill_depth: int | None = None
     # Generated edits (validators): a counterfactual stays within this many token edits and this share of the
     # original's tokens.
     edit_max_tokens: int = 8
@@ -282,7 +283,8 @@ class FilterParams:
             raise InputError("params.yaml", None, "filter.edit_judge", "cross_encoder needs filter.cross_encoder")
         if self.edit_judge == "llm" and self.llm_backend == "none":
             raise InputError("params.yaml", None, "filter.edit_judge", "llm needs filter.llm_backend")
-        _at_least(self, "refill_depth", 0)
+        if self.refill_depth is not None:
+            _at_least(self, "refill_depth", 0)
         _at_least(self, "batch_size", 1)
         _at_least(self, "checkpoint_rows", 1)
         _at_least(self, "ce_max_length", 0)

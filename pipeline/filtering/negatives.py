@@ -99,12 +99,14 @@ def near_duplicates(batch: pa.Table, positives: Positives, doc_text: dict[str, s
 
 
 def _queues(pool: pa.Table, params: FilterParams) -> dict[str, list[int]]:
-    """Per query, pool rows in the miner's order: its kept negatives, then up to `refill_depth` next candidates."""
+    """Per query, pool rows in the miner's order: its kept negatives, then up to `refill_depth` next candidates
+    (every one with `refill_depth` null)."""
     queues: dict[str, list[int]] = {}
     refills: dict[str, int] = {}
     for row, (query_id, decision) in enumerate(zip(pool["query_id"].to_pylist(), pool["decision"].to_pylist())):
         if decision != KEPT:
-            if not params.refill or refills.get(query_id, 0) >= params.refill_depth:
+            depth = params.refill_depth
+            if not params.refill or (depth is not None and refills.get(query_id, 0) >= depth):
                 continue
             refills[query_id] = refills.get(query_id, 0) + 1
         queues.setdefault(query_id, []).append(row)
@@ -136,7 +138,8 @@ def run(
     queues = _queues(pool, params)
     need = {q: num_negatives for q in queues}
     judged = []
-    for round_number in range(num_negatives + params.refill_depth + 1):
+    rounds = max(map(len, queues.values()), default=0) + 1  # each round takes at least one row of a live queue
+    for round_number in range(rounds):
         take = []
         for query_id in sorted(queues, key=order.__getitem__):
             count = min(need[query_id], len(queues[query_id]))

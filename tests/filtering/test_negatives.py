@@ -104,6 +104,27 @@ def test_without_refill_the_query_comes_up_short():
     assert judged.filter(pc.equal(judged["decision"], "kept"))["doc_id"].to_pylist() == ["a"]
 
 
+def test_refill_reaches_past_any_number_of_rejections_within_the_window():
+    """A query whose candidates are mostly copies of its positive (SICK and STS-B have such sentences) gets its
+    negatives from deep in mine's window, in rounds; a bounded `refill_depth` leaves it short."""
+    copies = [(f"copy{i}", "ASPIRIN lowers the risk of heart-attacks, in adults!") for i in range(30)]
+    docs = DOCS | dict(copies)
+    vectors = VECTORS | {doc: VECTORS["copy"] for doc, _ in copies}
+    rows = [("q1", doc, rank, "kept" if rank < 3 else "not_sampled") for rank, (doc, _) in enumerate(copies)]
+    table = candidates(rows + [("q1", doc, 30 + i, "not_sampled") for i, doc in enumerate("abcd")])
+    known = negatives.Positives.build([("q1", "pos")], docs, vectors)
+
+    def kept(depth):
+        params = dataclasses.replace(RULES_ONLY, refill_depth=depth)
+        judged = negatives.run(table, known, docs, vectors, 3, params, [], ["q1"])
+        return judged.filter(pc.equal(judged["decision"], "kept"))["doc_id"].to_pylist(), judged
+
+    assert kept(20)[0] == []
+    found, judged = kept(None)
+    assert found == ["a", "b", "c"]
+    assert judged.num_rows == 33 and "d" not in judged["doc_id"].to_pylist(), "nothing past the need is judged"
+
+
 def test_embedding_cosine_catches_a_near_copy_in_other_words():
     table = candidates([("q1", "twin", 0, "kept"), ("q1", "a", 1, "kept")])
     judged = run(table, num_negatives=2)
