@@ -6,7 +6,9 @@
 Takes a BEIR folder whose queries have several judged positives, keeps the first positive of each query and
 hides the others, mines (and filters) negatives, and reports per setting:
 - false-negative rate: the share of kept negatives that are hidden positives (over queries with hidden ones);
-- hardness: mean similarity (the embedding model's cosine) and mean rank of the kept negatives;
+- hardness: mean similarity (the embedding model's cosine), mean and median rank of the kept negatives, and the
+  mean rank over the queries every setting filled (rank*: deep negatives that fill a query others leave short do
+  not count against a setting there);
 - queries left short of `num_negatives`;
 and then what pairforge says of itself on the whole data (every positive known): the filter's own hidden-positive
 estimate, and with `--target` the calibrated setting and its cross-fitted estimate.
@@ -121,7 +123,19 @@ def measure(negatives: dict[str, list[tuple[str, float, int]]], hidden: dict[str
         "negatives_judged": len(judged),
         "mean_score": float(np.mean([s for s, _ in every])) if every else float("nan"),
         "mean_rank": float(np.mean([r for _, r in every if r is not None])) if every else float("nan"),
+        "median_rank": float(np.median([r for _, r in every if r is not None])) if every else float("nan"),
         "queries_short": queries - sum(len(v) >= n for v in negatives.values()),
+    }
+
+
+def mean_rank_where_all_filled(found: dict[str, dict[str, list[tuple[str, float, int]]]], n: int):
+    """How many queries every setting gave `n` negatives, and each setting's mean rank over them: hardness on the
+    same queries (a setting that fills a query others leave short, from deeper in the corpus, is not charged)."""
+    filled = [{q for q, rows in negatives.items() if len(rows) >= n} for negatives in found.values()]
+    common = set.intersection(*filled) if filled else set()
+    return len(common), {
+        label: float(np.mean([r for q in common for _, _, r in negatives[q][:n]])) if common else float("nan")
+        for label, negatives in found.items()
     }
 
 
@@ -226,7 +240,7 @@ def main() -> None:
         done = {"ingest": "ingested", "embed": "embeddings", "index": "index", "generate": "generated"}
         setup = {name: stage(workdir, name) for name, out in done.items() if not (workdir / "data" / out).exists()}
         queries = artifacts.read(workdir / "data/ingested/queries").num_rows
-        results = {}
+        results, found_by = {}, {}
         settings = {
             "pairforge mine only, no margin": ({"relative_margin": None}, None),
             "pairforge default (margin 0.05 + filter rules)": ({}, {}),
@@ -240,24 +254,31 @@ def main() -> None:
             if filter_ is not None:
                 seconds += stage(workdir, "filter")
                 artifact = "filtered"
-            results[label] = {**measure(pairforge_negatives(workdir, artifact), hidden, queries, n), "seconds": seconds}
+            found_by[label] = pairforge_negatives(workdir, artifact)
+            results[label] = {**measure(found_by[label], hidden, queries, n), "seconds": seconds}
         estimates = own_estimates(args.dataset.resolve(), tmp, args.split.split(","), default_mine, args.target)
         cache = tmp / "peer-cache"
         cache.mkdir(exist_ok=True)
         for label, margin in (("peer top-k (no margin)", None), ("peer relative_margin=0.05", 0.05)):
             started = time.perf_counter()
-            found = peer_negatives(workdir, margin, n, args.range_max, cache)
-            results[label] = {**measure(found, hidden, queries, n), "seconds": time.perf_counter() - started}
+            found_by[label] = peer_negatives(workdir, margin, n, args.range_max, cache)
+            results[label] = {**measure(found_by[label], hidden, queries, n), "seconds": time.perf_counter() - started}
+        common, ranks = mean_rank_where_all_filled(found_by, n)
+        for label, rank in ranks.items():
+            results[label]["mean_rank_common"] = rank
     print(
         f"\n{args.dataset.name}: {queries} queries, {len(hidden)} with hidden positives "
         f"({sum(map(len, hidden.values()))} hidden), {n} negatives per query; setup {setup}"
     )
-    print(f"{'setting':50} {'FN rate':>8} {'FN':>5} {'judged':>7} {'mean score':>10} {'mean rank':>9} {'short':>6}")
+    print(f"{'setting':50} {'FN rate':>8} {'FN':>5} {'judged':>7} {'mean score':>10} {'mean rank':>9} {'median':>6} "
+          f"{'rank*':>6} {'short':>6}")  # fmt: skip
     for label, r in results.items():
         print(
             f"{label:50} {r['false_negative_rate']:8.3f} {r['false_negatives']:5d} {r['negatives_judged']:7d} "
-            f"{r['mean_score']:10.4f} {r['mean_rank']:9.2f} {r['queries_short']:6d}"
+            f"{r['mean_score']:10.4f} {r['mean_rank']:9.2f} {r['median_rank']:6.1f} {r['mean_rank_common']:6.2f} "
+            f"{r['queries_short']:6d}"
         )
+    print(f"rank*: mean rank over the {common} queries every setting gave {n} negatives")
     print("\npairforge on the whole data, its own hidden-positive estimate (data/filtered/calibration):")
     for label, r in estimates.items():
         if r["rate"] is None:

@@ -86,6 +86,33 @@ def write_beir_sample(scifact: Path, out: Path, queries: int, docs: int) -> Path
     return out
 
 
+def multi_positive_sample(scifact: Path, out: Path, docs: int) -> Path:
+    """A BEIR folder of SciFact's train queries with two or more positives, their positives, other documents up to
+    `docs`, most of them `shortened`."""
+    with open(scifact / "qrels" / "train.tsv") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    count = {}
+    for row in rows:
+        count[row["query-id"]] = count.get(row["query-id"], 0) + 1
+    rows = [r for r in rows if count[r["query-id"]] >= 2]
+    wanted = {r["corpus-id"] for r in rows}
+    with open(scifact / "corpus.jsonl") as handle:
+        corpus = [json.loads(line) for line in handle]
+    kept = [d for d in corpus if d["_id"] in wanted]
+    kept += [d for d in corpus if d["_id"] not in wanted][: max(0, docs - len(kept))]
+    kept = shortened(kept)
+    (out / "qrels").mkdir(parents=True)
+    (out / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in kept))
+    queries = {r["query-id"] for r in rows}
+    with open(scifact / "queries.jsonl") as handle:
+        lines = [line for line in handle if json.loads(line)["_id"] in queries]
+    (out / "queries.jsonl").write_text("".join(lines))
+    with open(out / "qrels" / "train.tsv", "w") as handle:
+        handle.write("query-id\tcorpus-id\tscore\n")
+        handle.writelines(f"{r['query-id']}\t{r['corpus-id']}\t{r['score']}\n" for r in rows)
+    return out
+
+
 def project_params(source: Path, **overrides: dict) -> dict:
     """The repo's params.yaml pointed at `source`, with per-section overrides."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())

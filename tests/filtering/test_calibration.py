@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import shutil
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -15,7 +13,7 @@ import yaml
 
 from pipeline import artifacts, params, schema
 from pipeline.filtering import calibration, tuning
-from tests.conftest import STAGES, project_params, run_stage, shortened
+from tests.conftest import STAGES, multi_positive_sample, project_params, run_stage
 
 
 def test_with_every_positive_known_the_redecision_is_mines_own(pipeline_run):
@@ -80,33 +78,6 @@ def test_the_rate_pools_queries_and_its_interval_resamples_them():
     few = calibration.measure(judged({"q0": ["h"]}), {"q0": {"h"}}, 3, seed=1)
     assert few["rate"] is None and "1 queries with two or more judged positives" in few["why_no_rate"]
     assert few["queries_short"] == 1
-
-
-def multi_positive_sample(scifact: Path, out: Path, docs: int) -> Path:
-    """A BEIR folder of SciFact's train queries with two or more positives, their positives, other documents up to
-    `docs`, most of them `shortened`."""
-    with open(scifact / "qrels" / "train.tsv") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    count = {}
-    for row in rows:
-        count[row["query-id"]] = count.get(row["query-id"], 0) + 1
-    rows = [r for r in rows if count[r["query-id"]] >= 2]
-    wanted = {r["corpus-id"] for r in rows}
-    with open(scifact / "corpus.jsonl") as handle:
-        corpus = [json.loads(line) for line in handle]
-    kept = [d for d in corpus if d["_id"] in wanted]
-    kept += [d for d in corpus if d["_id"] not in wanted][: max(0, docs - len(kept))]
-    kept = shortened(kept)
-    (out / "qrels").mkdir(parents=True)
-    (out / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in kept))
-    queries = {r["query-id"] for r in rows}
-    with open(scifact / "queries.jsonl") as handle:
-        lines = [line for line in handle if json.loads(line)["_id"] in queries]
-    (out / "queries.jsonl").write_text("".join(lines))
-    with open(out / "qrels" / "train.tsv", "w") as handle:
-        handle.write("query-id\tcorpus-id\tscore\n")
-        handle.writelines(f"{r['query-id']}\t{r['corpus-id']}\t{r['score']}\n" for r in rows)
-    return out
 
 
 @pytest.mark.slow
