@@ -2,7 +2,7 @@
 SciFact train data built five ways, then score nDCG@10 and Recall@100 on SciFact test (full corpus, exact search).
 
     python benchmarks/train_eval.py [SCIFACT_DIR] [--seeds 1,2,3] [--settings a,b,c,d,e] [--epochs 1]
-        [--batch-size 32] [--max-seq-length 128] [--work DIR]
+        [--batch-size 32] [--learning-rate 5e-5] [--num-negatives 3] [--max-seq-length 128] [--work DIR]
 
 (a) no hard negatives: (query, positive) pairs, in-batch negatives only;
 (b) sentence-transformers' `mine_hard_negatives` with its defaults (base model, triplets);
@@ -48,7 +48,7 @@ def stage(project: Path, name: str) -> None:
 
 
 def pairforge_exports(
-    scifact: Path, work: Path, settings: list[str], batch_size: int, reuse: bool = False
+    scifact: Path, work: Path, settings: list[str], batch_size: int, reuse: bool = False, num_negatives: int = 3
 ) -> dict[str, Path]:
     """Run the pipeline once on SciFact train; re-run export per batching; returns each setting's export folder."""
     project = work / "project"
@@ -58,6 +58,7 @@ def pairforge_exports(
         shutil.copytree(REPO / part, project / part)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["ingest"].update(source=str(scifact), split="train")
+    params["mine"]["num_negatives"] = num_negatives
     params["embed"]["precision"] = "bf16"
     params["generate"]["llm_backend"] = "none"  # rule-based edits: the packaged 135M LLM is too weak to help
     params["export"].update(formats=["triplet"], dev_fraction=0.0, batch_size=batch_size)
@@ -83,12 +84,12 @@ def pairforge_exports(
     return exports
 
 
-def peer_triplets(scifact: Path, model) -> list[dict]:
-    """sentence-transformers' mine_hard_negatives on the train pairs, every knob at its default."""
+def peer_triplets(scifact: Path, model, num_negatives: int = 3) -> list[dict]:
+    """sentence-transformers' mine_hard_negatives on the train pairs, every other knob at its default."""
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
-    return mine_hard_negatives(Dataset.from_list(train_pairs(scifact)), model).to_list()
+    return mine_hard_negatives(Dataset.from_list(train_pairs(scifact)), model, num_negatives=num_negatives).to_list()
 
 
 def train_pairs(scifact: Path) -> list[dict]:
@@ -153,6 +154,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--num-negatives", type=int, default=3, help="mined negatives per pair, both miners")
     parser.add_argument("--no-bf16", dest="bf16", action="store_false")
     parser.add_argument("--work", type=Path, default=Path("/tmp/pairforge-train-eval"))
     parser.add_argument("--reuse-exports", action="store_true", help="keep the exports a previous run left in --work")
@@ -169,8 +171,11 @@ def main() -> None:
     if "b" in settings:
         from sentence_transformers import SentenceTransformer
 
-        data["b"] = (peer_triplets(args.scifact, SentenceTransformer(str(models.resolve(MODEL)), device="cpu")), None)
-    exports = pairforge_exports(args.scifact, args.work, settings, args.batch_size, args.reuse_exports)
+        model = SentenceTransformer(str(models.resolve(MODEL)), device="cpu")
+        data["b"] = (peer_triplets(args.scifact, model, args.num_negatives), None)
+    exports = pairforge_exports(
+        args.scifact, args.work, settings, args.batch_size, args.reuse_exports, args.num_negatives
+    )
     for name, folder in exports.items():
         table = artifacts.read(folder / "triplet")
         kinds = dict(zip(*(column.to_pylist() for column in pc.value_counts(table["negative_kind"]).flatten())))
@@ -179,6 +184,9 @@ def main() -> None:
         data[name] = (table.select(TEXT).to_pylist(), batch_ids)
     rows = {name: len(rows) for name, (rows, _) in data.items()}
     print(f"training rows: {rows}", flush=True)
+    pairs = {(p["anchor"], p["positive"]) for p in train_pairs(args.scifact)}
+    covered = {name: len(pairs & {(r["anchor"], r["positive"]) for r in rows}) for name, (rows, _) in data.items()}
+    print(f"train pairs with at least one row, of {len(pairs)}: {covered}", flush=True)
     for done, seed in enumerate(seeds, start=1):  # seeds outermost: every setting has as many seeds at any time
         for name in settings:
             examples, batch_ids = data[name]
@@ -187,9 +195,10 @@ def main() -> None:
             results.setdefault(name, []).append(scores)
             print(f"{name} seed {seed}: nDCG@10 {scores[0]:.4f}, R@100 {scores[1]:.4f}", flush=True)
             shutil.rmtree(out, ignore_errors=True)
+        recipe = (f"{args.epochs} epoch(s), batch {args.batch_size}, lr {args.learning_rate}, {args.num_negatives} "
+                  f"negatives per pair, max_seq_length {args.max_seq_length}")  # fmt: skip
         print(f"\nSciFact test, full corpus ({len(corpus[0])} docs, {len(corpus[2])} queries); seeds {seeds[:done]}; "
-              f"{args.epochs} epoch(s), batch {args.batch_size}, lr {args.learning_rate}, max_seq_length "
-              f"{args.max_seq_length}; {time.perf_counter() - started:.0f} s")  # fmt: skip
+              f"{recipe}; {time.perf_counter() - started:.0f} s")  # fmt: skip
         print_table(results, rows)
 
 
