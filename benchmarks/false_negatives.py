@@ -243,7 +243,7 @@ def main() -> None:
         results, found_by = {}, {}
         settings = {
             "pairforge mine only, no margin": ({"relative_margin": None}, None),
-            "pairforge default (margin 0.05 + filter rules)": ({}, {}),
+            "pairforge default": ({}, {}),
         }
         if args.cross_encoder:
             settings["pairforge default + cross-encoder judge"] = ({}, {"cross_encoder": str(args.cross_encoder)})

@@ -212,6 +212,11 @@ class FilterParams:
     duplicate_text: bool = True
     duplicate_jaccard: float | None = 0.8
     duplicate_cosine: float | None = 0.75
+    # Reject a candidate c of query q with positive p whose closeness to the pair, (cos(q, c) + cos(p, c)) /
+    # (1 + cos(q, p)), is at least this: 1 means as close to the query and its positive together as the positive
+    # is. It adapts to each query (a paraphrase pair sets a high bar, a loosely related claim and abstract a low
+    # one), so it replaces a margin against the positive's score; null turns it off.
+    pair_closeness: float | None = 0.7
     # Cross-encoder judge (any cross-encoder by HF id or path; null: off). Rejects a negative whose score is above
     # `ce_absolute`, or above `ce_relative` x its query's hardest positive's score.
     cross_encoder: str | None = None
@@ -235,7 +240,7 @@ class FilterParams:
     llm_tensor_parallel_size: int = 1
     llm_engine_options: dict = field(default_factory=dict)
     # Calibration per corpus: on the queries with several judged positives (hidden-positive protocol), pick the
-    # hardest mine.relative_margin and duplicate_cosine whose measured false-negative rate is at most this; null:
+    # hardest mine.relative_margin and pair_closeness whose measured false-negative rate is at most this; null:
     # keep the configured values (the rate is measured and reported either way).
     target_fn_rate: float | None = None
     # How the expensive judges combine: sequence (early exit), any, all.
@@ -288,6 +293,8 @@ class FilterParams:
         _at_least(self, "batch_size", 1)
         _at_least(self, "checkpoint_rows", 1)
         _at_least(self, "ce_max_length", 0)
+        if self.pair_closeness is not None:
+            _at_least(self, "pair_closeness", 0.0)
         _at_least(self, "actors", 0)
         _at_least(self, "cpus_per_actor", 1)
         for name in ("duplicate_jaccard", "duplicate_cosine", "llm_threshold", "target_fn_rate", "promote_above"):

@@ -33,6 +33,7 @@ UNPARSEABLE = "unparseable_output"  # the reply did not fit the task's schema (t
 BACKEND_ERROR = "backend_error"  # the backend failed on the item (the generate ledger keeps its own error code)
 # filter: negatives
 NEAR_DUPLICATE = "near_duplicate"
+LIKE_POSITIVE = "like_positive"  # as close to the query and its positive together as the positive is
 JUDGE_RELEVANT = "judge_relevant"
 # filter: generated edits
 EDIT_UNCHANGED = "edit_unchanged"

@@ -1,7 +1,8 @@
 """False negatives (unlabelled positives) among mined negatives: caught, refilled, and every decision audited.
 
 Cheap rules run first on every candidate: a negative that is a near-duplicate of one of its query's positives
-(same normalised text, word-shingle Jaccard, or embedding cosine above a threshold) is rejected. Expensive judges
+(same normalised text, word-shingle Jaccard, or embedding cosine above a threshold), or as close to the query and
+a positive together as that positive is (pair closeness), is rejected. Expensive judges
 (`pipeline.filtering.judges`) then run only on what survives the rules.
 
 Rejected negatives are replaced from the miner's next candidates, in its order (`refill`), in rounds, so judges
@@ -23,7 +24,7 @@ import regex
 from pipeline import artifacts, ledger, mine, schema
 from pipeline.filtering import judges
 from pipeline.params import FilterParams
-from pipeline.vocabulary import KEPT, NEAR_DUPLICATE, NOT_SAMPLED, REFILL_EXHAUSTED, REJECTED
+from pipeline.vocabulary import KEPT, LIKE_POSITIVE, NEAR_DUPLICATE, NOT_SAMPLED, REFILL_EXHAUSTED, REJECTED
 
 # Accents of Latin, Greek and Cyrillic letters decompose (NFKD) into these generic combining marks; the marks of
 # other scripts (Devanagari vowel signs, Arabic harakat, ...) are part of their letters and stay.
@@ -77,25 +78,39 @@ class Positives:
 
 
 def near_duplicates(batch: pa.Table, positives: Positives, doc_text: dict[str, str], doc_vector, params: FilterParams):
-    """Per row: (is a near-duplicate of a positive, which test caught it, the deciding score)."""
-    flagged = np.zeros(batch.num_rows, dtype=bool)
-    details, scores = [None] * batch.num_rows, [{} for _ in range(batch.num_rows)]
-    for row, (query_id, doc_id) in enumerate(zip(batch["query_id"].to_pylist(), batch["doc_id"].to_pylist())):
+    """Per row: the reason it is too like a positive (None: it is not), which test caught it, the deciding score.
+
+    A near-duplicate has a positive's text, shingles or embedding; a candidate `like_positive` is as close to the
+    query and a positive together as that positive is (`pair_closeness`, with the miner's scores: `score` is the
+    candidate's cosine to the query, `pos_score` the positive's)."""
+    reasons, details = [None] * batch.num_rows, [None] * batch.num_rows
+    scores = [{} for _ in range(batch.num_rows)]
+    to_query, positive_to_query = batch["score"].to_pylist(), batch["pos_score"].to_pylist()
+    rows = zip(batch["query_id"].to_pylist(), batch["doc_id"].to_pylist(), to_query, positive_to_query)
+    for row, (query_id, doc_id, score, pos_score) in enumerate(rows):
         text = doc_text[doc_id]
         if params.duplicate_text and normalise(text) in positives.texts[query_id]:
-            flagged[row], details[row], scores[row] = True, "normalised text equals a positive", {"jaccard": 1.0}
+            why = "normalised text equals a positive"
+            reasons[row], details[row], scores[row] = NEAR_DUPLICATE, why, {"jaccard": 1.0}
             continue
         if params.duplicate_jaccard is not None:
             best = max(jaccard(shingles(text), s) for s in positives.shingles[query_id])
             if best >= params.duplicate_jaccard:
                 why = "word-shingle Jaccard with a positive"
-                flagged[row], details[row], scores[row] = True, why, {"jaccard": best}
+                reasons[row], details[row], scores[row] = NEAR_DUPLICATE, why, {"jaccard": best}
                 continue
-        if params.duplicate_cosine is not None:
-            cosine = float(np.max(positives.vectors[query_id] @ doc_vector[doc_id]))
-            if cosine >= params.duplicate_cosine:
-                flagged[row], details[row], scores[row] = True, "embedding cosine with a positive", {"cosine": cosine}
-    return flagged, details, scores
+        cosine = float(np.max(positives.vectors[query_id] @ doc_vector[doc_id]))
+        if params.duplicate_cosine is not None and cosine >= params.duplicate_cosine:
+            why = "embedding cosine with a positive"
+            reasons[row], details[row], scores[row] = NEAR_DUPLICATE, why, {"cosine": cosine}
+            continue
+        if params.pair_closeness is not None and pos_score is not None and pos_score > -1:
+            closeness = (score + cosine) / (1 + pos_score)
+            if closeness >= params.pair_closeness:
+                why = "as close to the query and its positive as the positive is"
+                reasons[row], details[row] = LIKE_POSITIVE, why
+                scores[row] = {"closeness": closeness, "cosine": cosine}
+    return reasons, details, scores
 
 
 def _queues(pool: pa.Table, params: FilterParams) -> dict[str, list[int]]:
@@ -149,10 +164,11 @@ def run(
         if not take:
             break
         batch = pool.take(take)
-        duplicate, dup_details, dup_scores = near_duplicates(batch, positives, doc_text, doc_vector, params)
+        like, like_details, like_scores = near_duplicates(batch, positives, doc_text, doc_vector, params)
+        duplicate = np.array([reason is not None for reason in like], dtype=bool)
         rejected, reasons, details, scores = judges.decide(batch, ~duplicate, judges_in_order, params.policy)
         for row in np.flatnonzero(duplicate):
-            reasons[row], details[row], scores[row] = NEAR_DUPLICATE, dup_details[row], dup_scores[row]
+            reasons[row], details[row], scores[row] = like[row], like_details[row], like_scores[row]
         rejected |= duplicate
         for query_id in batch["query_id"].filter(pa.array(rejected)).to_pylist():
             need[query_id] += 1

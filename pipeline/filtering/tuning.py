@@ -1,11 +1,11 @@
 """Calibration per corpus: the hardest setting whose measured false-negative rate meets `filter.target_fn_rate`.
 
 Two knobs move: mine's `relative_margin` (candidates re-decided from the mine artifact, within the window mine
-inspected) and the filter's `duplicate_cosine`. Every setting of the grid runs the hidden-positive protocol
-(`pipeline.filtering.calibration`) on the calibration queries. Among the settings whose pooled rate meets the
-target, the one whose kept negatives are hardest (the highest mean similarity to their query) wins; fewer short
-queries break ties. Where none meets it, the one with the lowest rate wins, and the report says the target was
-missed.
+inspected; none is a setting too) and the filter's `pair_closeness`. Every setting of the grid runs the
+hidden-positive protocol (`pipeline.filtering.calibration`) on the calibration queries. Among the settings whose
+pooled rate meets the target, the one whose kept negatives are hardest (the highest mean similarity to their
+query) wins; fewer short queries break ties. Where none meets it, the one with the lowest rate wins, and the
+report says the target was missed.
 
 The rate reported is cross-fitted, so it is honest: the calibration queries fall into two folds by a hash of their
 id, the setting chosen on one fold is measured on the other, and the two measurements pool. The dataset itself
@@ -28,14 +28,16 @@ from pipeline.filtering import calibration, negatives
 from pipeline.params import FilterParams, MineParams
 from pipeline.vocabulary import KEPT
 
-MARGINS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
-COSINES = (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65)
+MARGINS = (None, 0.0, 0.02, 0.05, 0.1, 0.2, 0.3)
+CLOSENESS = (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Setting:
-    relative_margin: float
-    duplicate_cosine: float
+    """None: the knob is off (no margin; no pair-closeness rule)."""
+
+    relative_margin: float | None
+    pair_closeness: float | None
 
 
 @dataclass(frozen=True)
@@ -53,19 +55,23 @@ class Outcome:
         return (fn / n if n else 0.0), (score / n if n else float("-inf")), short
 
 
+def _ascending(values: set) -> list:
+    """None (off) first, then by value."""
+    return sorted(values, key=lambda v: (v is not None, v or 0.0))
+
+
 def settings(mine_params: MineParams, params: FilterParams) -> list[Setting]:
-    """The grid, with the configured values in it."""
-    margins = {*MARGINS, mine_params.relative_margin or 0.0}
-    cosines = {*COSINES, params.duplicate_cosine if params.duplicate_cosine is not None else 1.0}
-    return [Setting(m, c) for m in sorted(margins) for c in sorted(cosines, reverse=True)]
+    """The grid, with the configured values in it: margins from none to the widest, closeness from the most
+    lenient rule to the strictest, off included."""
+    margins = _ascending({*MARGINS, mine_params.relative_margin})
+    closeness = _ascending({None, *CLOSENESS, params.pair_closeness})
+    return [Setting(m, c) for m in margins for c in [closeness[0], *reversed(closeness[1:])]]
 
 
 def apply(setting: Setting, mine_params: MineParams, params: FilterParams) -> tuple[MineParams, FilterParams]:
     return (
         dataclasses.replace(mine_params, relative_margin=setting.relative_margin),
-        dataclasses.replace(
-            params, duplicate_cosine=None if setting.duplicate_cosine >= 1 else setting.duplicate_cosine
-        ),
+        dataclasses.replace(params, pair_closeness=setting.pair_closeness),
     )
 
 
@@ -105,7 +111,7 @@ def choose(outcomes: dict[Setting, Outcome], queries: list[str], target: float, 
     measured = {s: o.pooled(queries, num_negatives) for s, o in outcomes.items()}
     meeting = [s for s, (rate, _, _) in measured.items() if rate <= target]
     if meeting:
-        return max(meeting, key=lambda s: (measured[s][1], -measured[s][2], -s.relative_margin))
+        return max(meeting, key=lambda s: (measured[s][1], -measured[s][2], -(s.relative_margin or 0.0)))
     return min(measured, key=lambda s: (measured[s][0], -measured[s][1]))
 
 

@@ -25,7 +25,7 @@ def test_the_false_negative_benchmark_measures_what_pairforge_kept(scifact, tmp_
     found = json.loads(out.read_text())
     results = found["results"]
     assert set(results) == {
-        "pairforge mine only, no margin", "pairforge default (margin 0.05 + filter rules)",
+        "pairforge mine only, no margin", "pairforge default",
         "peer top-k (no margin)", "peer relative_margin=0.05",
     }  # fmt: skip
     # The truth, recounted: every positive of the source but each query's first is hidden.
@@ -40,7 +40,7 @@ def test_the_false_negative_benchmark_measures_what_pairforge_kept(scifact, tmp_
     kept = artifacts.read(work / "project/data/filtered/negatives")
     pairs = list(zip(kept["query_id"].to_pylist(), kept["doc_id"].to_pylist()))
     caught = sum(doc in hidden[query] for query, doc in pairs if query in hidden)
-    default = results["pairforge default (margin 0.05 + filter rules)"]
+    default = results["pairforge default"]
     assert (default["false_negatives"], default["negatives_judged"]) == (caught, sum(q in hidden for q, _ in pairs))
     for r in results.values():
         assert 0 <= r["false_negative_rate"] <= 1 and r["median_rank"] <= r["mean_rank"] + 30

@@ -126,10 +126,16 @@ def test_the_estimate_is_the_protocol_run_from_outside(scifact, tmp_path):
     chosen = tuned["tuning"]["setting"]
     assert tuned["tuning"]["settings_tried"] >= 49 and tuned["tuning"]["cross_fitted_rate"] is not None
     assert tuned["rate"] == tuned["tuning"]["in_sample_rate"] and (tuned["rate"] <= target) == tuned["tuning"]["met"]
-    assert (chosen["relative_margin"], chosen["duplicate_cosine"]) != (0.05, 0.75), "the defaults missed the target"
+    assert (chosen["relative_margin"], chosen["pair_closeness"]) != (None, 0.7), "the defaults missed the target"
     kept = artifacts.read(whole / "data/filtered/negatives")
-    bound = (kept["pos_score"].to_numpy() * (1 - chosen["relative_margin"])).astype("float32")
-    assert (kept["score"].to_numpy() <= bound + 1e-6).all(), "every query's negatives sit below the chosen margin"
+    if chosen["relative_margin"] is not None:
+        bound = (kept["pos_score"].to_numpy() * (1 - chosen["relative_margin"])).astype("float32")
+        assert (kept["score"].to_numpy() <= bound + 1e-6).all(), "every query's negatives sit below the chosen margin"
+    if chosen["pair_closeness"] is not None:
+        judged = artifacts.read(whole / "data/filtered/judged")
+        like = [dict(s)["closeness"] for s, r in zip(judged["scores"].to_pylist(), judged["reason"].to_pylist())
+                if r == "like_positive"]  # fmt: skip
+        assert min(like, default=1.0) >= chosen["pair_closeness"], "rejected at the chosen closeness, not another"
 
 
 def outcomes(rates: dict[tuple[float, float], tuple[int, float]], queries: int = 40) -> dict:

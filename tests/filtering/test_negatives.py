@@ -15,7 +15,7 @@ from pipeline import artifacts, ledger, schema
 from pipeline.filtering import negatives
 from pipeline.params import FilterParams
 
-RULES_ONLY = FilterParams(duplicate_jaccard=0.6, duplicate_cosine=0.95, refill_depth=5)
+RULES_ONLY = FilterParams(duplicate_jaccard=0.6, duplicate_cosine=0.95, pair_closeness=None, refill_depth=5)
 
 
 def unit(*values: float) -> np.ndarray:
@@ -99,6 +99,30 @@ def test_rejected_negatives_are_refilled_in_the_miners_order():
     assert judged.num_rows == kept.num_rows + pc.sum(pc.equal(judged["decision"], "rejected")).as_py()
 
 
+def test_a_candidate_as_close_to_the_query_and_positive_as_the_positive_is_rejected_like_positive():
+    """Closeness to the pair, (cos(q, c) + cos(p, c)) / (1 + cos(q, p)), adapts to the query: the same candidate
+    scores are like the positive for a loosely matched pair and unlike it for a paraphrase pair."""
+    docs = {"pos": "Aspirin lowers heart attack risk.", "near": "Low-dose aspirin in heart disease.",
+            "far": "Statins reduce cholesterol."}  # fmt: skip
+    vectors = {"pos": unit(1, 0, 0), "near": unit(1, 1, 0), "far": unit(0.2, 1, 0)}  # cosine 0.71 and 0.20 to pos
+    known = negatives.Positives.build([("q1", "pos"), ("q2", "pos")], docs, vectors)
+    params = dataclasses.replace(RULES_ONLY, pair_closeness=0.7)
+
+    def decide(query, pos_score, scores):
+        batch = pa.table({"query_id": [query] * 2, "doc_id": ["near", "far"], "score": scores,
+                          "pos_score": [pos_score] * 2})  # fmt: skip
+        return negatives.near_duplicates(batch, known, docs, vectors, params)
+
+    reasons, details, scores = decide("q1", 0.5, [0.45, 0.6])  # a claim and its abstract: cos(q, p) = 0.5
+    assert reasons == ["like_positive", None], "(0.45 + 0.71) / 1.5 = 0.77; (0.6 + 0.2) / 1.5 = 0.53"
+    assert scores[0]["closeness"] == pytest.approx((0.45 + 0.5**0.5) / 1.5, abs=1e-6)
+    assert details[0] == "as close to the query and its positive as the positive is"
+    assert decide("q2", 0.95, [0.45, 0.6])[0] == [None, None], "a paraphrase pair: (0.45 + 0.71) / 1.95 = 0.59"
+    assert negatives.near_duplicates(pa.table({"query_id": ["q1"], "doc_id": ["near"], "score": [0.45],
+                                               "pos_score": [0.5]}), known, docs, vectors,
+                                     RULES_ONLY)[0] == [None], "null turns it off"  # fmt: skip
+
+
 def test_without_refill_the_query_comes_up_short():
     judged = run(MINED, dataclasses.replace(RULES_ONLY, refill=False))
     assert judged.filter(pc.equal(judged["decision"], "kept"))["doc_id"].to_pylist() == ["a"]
@@ -147,9 +171,9 @@ def test_near_duplicate_rules_read_every_script(positive, same, other):
     texts = {"pos": positive, "same": same, "other": other}
     vectors = {"pos": unit(1, 0, 0), "same": unit(0, 1, 0), "other": unit(0, 0, 1)}  # only the text rules decide
     known = negatives.Positives.build([("q1", "pos")], texts, vectors)
-    batch = pa.table({"query_id": ["q1", "q1"], "doc_id": ["same", "other"]})
-    flagged, details, _ = negatives.near_duplicates(batch, known, texts, vectors, RULES_ONLY)
-    assert flagged.tolist() == [True, False] and details[0] == "normalised text equals a positive"
+    batch = pa.table({"query_id": ["q1"] * 2, "doc_id": ["same", "other"], "score": [0.0] * 2, "pos_score": [0.5] * 2})
+    reasons, details, _ = negatives.near_duplicates(batch, known, texts, vectors, RULES_ONLY)
+    assert reasons == ["near_duplicate", None] and details[0] == "normalised text equals a positive"
     assert negatives.normalise(other) and negatives.normalise(other) != negatives.normalise(positive)
 
 
