@@ -11,9 +11,11 @@ Among each such query's top `--depth` candidates (the kept positive aside), a hi
 waiting to happen. Printed per signal: its ROC AUC at telling hidden positives from the other candidates, and how
 many hidden positives it catches when it rejects a fixed share of the candidates. Signals: the bi-encoder's
 cosine to the query, that over the kept positive's (the relative margin's view), cosine to the kept positive
-(`filter.duplicate_cosine`'s view), the cross-encoder's score, and the cross-encoder's score beside cosine to the
+(`filter.duplicate_cosine`'s view), closeness to the pair (`filter.pair_closeness`'s view: the two cosines' sum
+over one plus the kept positive's), the cross-encoder's score, and the cross-encoder's score beside cosine to the
 kept positive (mean of their ranks). `--judge` measures that cross-encoder (a folder or Hugging Face id, e.g. a
-general relevance judge trained on other data) instead of training one.
+general relevance judge trained on other data) instead of training one; `--judge none` measures the bi-encoder's
+signals alone.
 """
 
 from __future__ import annotations
@@ -110,6 +112,17 @@ def main() -> None:
     hidden = np.array([r[5] for r in rows], bool)
     if not len(rows) or not hidden.any() or hidden.all():
         sys.exit(f"{len(multi)} multi-positive queries give {hidden.sum()} hidden positives in {len(rows)} candidates")
+    cosine, to_kept = np.array([r[2] for r in rows]), np.array([r[4] for r in rows])
+    kept_cosine = np.array([r[3] for r in rows])
+    signals = {
+        "bi-encoder cosine to the query": cosine,
+        "cosine / the kept positive's": cosine / kept_cosine,
+        "cosine to the kept positive": to_kept,
+        "closeness to the pair": (cosine + to_kept) / (1 + kept_cosine),
+    }
+    if args.judge == "none":
+        report(args, "bi-encoder signals only", embedded_s, rows, multi, 0.0, hidden, signals)
+        return
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         if args.judge:
@@ -126,14 +139,12 @@ def main() -> None:
         started = time.perf_counter()
         ce = scorer.score([queries[r[0]] for r in rows], [docs[r[1]] for r in rows])
         scored_s = time.perf_counter() - started
-    cosine, to_kept = np.array([r[2] for r in rows]), np.array([r[4] for r in rows])
-    signals = {
-        "bi-encoder cosine to the query": cosine,
-        "cosine / the kept positive's": cosine / np.array([r[3] for r in rows]),
-        "cosine to the kept positive": to_kept,
-        "the judge" if args.judge else "own-label cross-encoder": ce,
-        "cross-encoder + cosine to kept (ranks)": rankdata(ce) + rankdata(to_kept),
-    }
+    signals["the judge" if args.judge else "own-label cross-encoder"] = ce
+    signals["cross-encoder + cosine to kept (ranks)"] = rankdata(ce) + rankdata(to_kept)
+    report(args, trained, embedded_s, rows, multi, scored_s, hidden, signals)
+
+
+def report(args, trained: str, embedded_s: float, rows: list, multi: list, scored_s: float, hidden, signals) -> None:
     print(
         f"\n{args.dataset.name}: {trained} (embedding {embedded_s:.0f} s); judged "
         f"{len(rows)} top-{args.depth} candidates of {len(multi)} multi-positive queries in {scored_s:.0f} s, "

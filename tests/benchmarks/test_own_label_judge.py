@@ -11,11 +11,11 @@ from collections import Counter
 from tests.conftest import REPO, write_beir_sample
 
 
-def figures(stdout: str) -> list[tuple[str, ...]]:
+def figures(stdout: str, signals: int = 6) -> list[tuple[str, ...]]:
     """Each signal's (name, AUC, caught at 10%, caught at 20%), checked: a bigger budget catches at least as many."""
     found = re.findall(r"^(.+?)\s+(0\.\d{3}|1\.000)\s+(\d+)\s+(\d+)$", stdout, re.MULTILINE)
     hidden = int(re.search(r"(\d+) of them hidden positives", stdout)[1])
-    assert len(found) == 5 and all(int(a) <= int(b) <= hidden for _, _, a, b in found), stdout
+    assert len(found) == signals and all(int(a) <= int(b) <= hidden for _, _, a, b in found), stdout
     return found
 
 
@@ -36,4 +36,8 @@ def test_the_own_label_judge_benchmark_runs_cross_fitted_on_a_sample(scifact, cr
     judged = subprocess.run([*script, "--judge", str(cross_encoder_dir)], cwd=REPO, capture_output=True, text=True)
     assert judged.returncode == 0 and f"judge {cross_encoder_dir}" in judged.stdout, judged.stderr[-3000:]
     other = figures(judged.stdout)
-    assert [f for f in other if f[0] != "the judge"][:3] == own[:3] and other[3][0] == "the judge"
+    assert [f for f in other if f[0] != "the judge"][:4] == own[:4] and other[4][0] == "the judge"
+    # No cross-encoder at all: the bi-encoder's signals, the same figures.
+    alone = subprocess.run([*script, "--judge", "none"], cwd=REPO, capture_output=True, text=True)
+    assert alone.returncode == 0 and "bi-encoder signals only" in alone.stdout, alone.stderr[-3000:]
+    assert figures(alone.stdout, signals=4) == own[:4] and own[3][0] == "closeness to the pair"
