@@ -3,6 +3,7 @@ reference vectors from sentence-transformers, and a small pipeline run."""
 
 from __future__ import annotations
 
+import collections
 import csv
 import json
 import os
@@ -64,49 +65,37 @@ def shortened(docs: list[dict], words: int = 48) -> list[dict]:
 def write_beir_sample(scifact: Path, out: Path, queries: int, docs: int) -> Path:
     """A BEIR folder with the first `queries` train queries, their positives, and other docs up to `docs`, most
     of them `shortened`."""
-    (out / "qrels").mkdir(parents=True, exist_ok=True)
-    with open(scifact / "qrels" / "train.tsv") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    query_ids = list(dict.fromkeys(r["query-id"] for r in rows))[:queries]
-    rows = [r for r in rows if r["query-id"] in query_ids]
-    positive_ids = {r["corpus-id"] for r in rows}
-    with open(scifact / "corpus.jsonl") as handle:
-        corpus = [json.loads(line) for line in handle]
-    kept = [d for d in corpus if d["_id"] in positive_ids]
-    kept += [d for d in corpus if d["_id"] not in positive_ids][: max(0, docs - len(kept))]
-    kept = shortened(kept)
-    (out / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in kept))
-    with open(scifact / "queries.jsonl") as handle:
-        all_queries = [json.loads(line) for line in handle]
-    wanted = set(query_ids)
-    (out / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in all_queries if q["_id"] in wanted))
-    with open(out / "qrels" / "train.tsv", "w") as handle:
-        handle.write("query-id\tcorpus-id\tscore\n")
-        handle.writelines(f"{r['query-id']}\t{r['corpus-id']}\t{r['score']}\n" for r in rows)
-    return out
+    rows = train_qrels(scifact)
+    query_ids = set(list(dict.fromkeys(r["query-id"] for r in rows))[:queries])
+    return write_sample(scifact, out, [r for r in rows if r["query-id"] in query_ids], docs)
 
 
 def multi_positive_sample(scifact: Path, out: Path, docs: int) -> Path:
     """A BEIR folder of SciFact's train queries with two or more positives, their positives, other documents up to
     `docs`, most of them `shortened`."""
+    rows = train_qrels(scifact)
+    count = collections.Counter(r["query-id"] for r in rows)
+    return write_sample(scifact, out, [r for r in rows if count[r["query-id"]] >= 2], docs)
+
+
+def train_qrels(scifact: Path) -> list[dict]:
     with open(scifact / "qrels" / "train.tsv") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    count = {}
-    for row in rows:
-        count[row["query-id"]] = count.get(row["query-id"], 0) + 1
-    rows = [r for r in rows if count[r["query-id"]] >= 2]
-    wanted = {r["corpus-id"] for r in rows}
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def write_sample(scifact: Path, out: Path, rows: list[dict], docs: int) -> Path:
+    """A BEIR folder of these qrels `rows`: their queries, their positives and other documents up to `docs`."""
+    (out / "qrels").mkdir(parents=True, exist_ok=True)
+    positive_ids = {r["corpus-id"] for r in rows}
     with open(scifact / "corpus.jsonl") as handle:
         corpus = [json.loads(line) for line in handle]
-    kept = [d for d in corpus if d["_id"] in wanted]
-    kept += [d for d in corpus if d["_id"] not in wanted][: max(0, docs - len(kept))]
-    kept = shortened(kept)
-    (out / "qrels").mkdir(parents=True)
-    (out / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in kept))
-    queries = {r["query-id"] for r in rows}
+    kept = [d for d in corpus if d["_id"] in positive_ids]
+    kept += [d for d in corpus if d["_id"] not in positive_ids][: max(0, docs - len(kept))]
+    (out / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in shortened(kept)))
+    wanted = {r["query-id"] for r in rows}
     with open(scifact / "queries.jsonl") as handle:
-        lines = [line for line in handle if json.loads(line)["_id"] in queries]
-    (out / "queries.jsonl").write_text("".join(lines))
+        all_queries = [json.loads(line) for line in handle]
+    (out / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in all_queries if q["_id"] in wanted))
     with open(out / "qrels" / "train.tsv", "w") as handle:
         handle.write("query-id\tcorpus-id\tscore\n")
         handle.writelines(f"{r['query-id']}\t{r['corpus-id']}\t{r['score']}\n" for r in rows)
