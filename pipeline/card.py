@@ -34,6 +34,28 @@ def _false_negatives(report: dict | None) -> list[str]:
         f"their mean rank {report['mean_rank']:.1f}; {report['queries_short']} of these queries came out short of "
         "negatives.",
         "",
+        *_tuning(report.get("tuning")),
+    ]
+
+
+def _tuning(tuning: dict | None) -> list[str]:
+    """The card's lines on the setting calibrated to `filter.target_fn_rate`, measured on queries that did not
+    choose it."""
+    if tuning is None:
+        return []
+    knobs = ", ".join(f"`{name}` {'off' if value is None else value}" for name, value in tuning["setting"].items())
+    outcome = "met" if tuning["met"] else "missed (the lowest rate of the grid was chosen)"
+    low, high = tuning["cross_fitted_interval"] or (None, None)
+    honest = (
+        f"{tuning['cross_fitted_rate']:.1%} (95% interval {low:.1%} to {high:.1%})"
+        if tuning["cross_fitted_rate"] is not None
+        else "not measurable (too few queries for two folds)"
+    )
+    return [
+        f"Calibrated to `filter.target_fn_rate: {tuning['target']}`, {outcome}: of {tuning['settings_tried']} "
+        f"settings, every query got {knobs}. Measured on the queries that did not choose it (two folds, each "
+        f"chosen on the other), its false-negative rate is {honest}; the rate above is the in-sample one.",
+        "",
     ]
 
 

@@ -42,17 +42,13 @@ def units(text: str) -> list[str]:
     return UNITS.findall(plain)
 
 
-def normalise(text: str) -> str:
-    """Texts equal after this say the same thing (see `units`)."""
-    return " ".join(units(text))
-
-
-def shingles(text: str, size: int = 3) -> frozenset[str]:
-    """Overlapping runs of `size` units (words; characters of unspaced scripts): what Jaccard compares."""
+def normal_form(text: str, size: int = 3) -> tuple[str, frozenset[str]]:
+    """What the near-duplicate rules compare: the text's units joined by spaces (texts equal after this say the
+    same thing) and its shingles, the overlapping runs of `size` units that Jaccard compares."""
     words = units(text)
     if len(words) < size:
-        return frozenset([" ".join(words)])
-    return frozenset(" ".join(words[i : i + size]) for i in range(len(words) - size + 1))
+        return " ".join(words), frozenset([" ".join(words)])
+    return " ".join(words), frozenset(" ".join(words[i : i + size]) for i in range(len(words) - size + 1))
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -68,16 +64,17 @@ class Positives:
     vectors: dict[str, np.ndarray]
 
     @classmethod
-    def build(cls, pairs: list[tuple[str, str]], doc_text: dict[str, str], doc_vector: dict[str, np.ndarray]):
+    def build(cls, pairs: list[tuple[str, str]], documents: Documents):
         texts, sets, vectors = {}, {}, {}
         for query_id, doc_id in pairs:
-            texts.setdefault(query_id, []).append(normalise(doc_text[doc_id]))
-            sets.setdefault(query_id, []).append(shingles(doc_text[doc_id]))
-            vectors.setdefault(query_id, []).append(doc_vector[doc_id])
+            text, runs = documents.words(doc_id)
+            texts.setdefault(query_id, []).append(text)
+            sets.setdefault(query_id, []).append(runs)
+            vectors.setdefault(query_id, []).append(documents.vector[doc_id])
         return cls(texts, sets, {q: np.stack(v) for q, v in vectors.items()})
 
 
-def near_duplicates(batch: pa.Table, positives: Positives, doc_text: dict[str, str], doc_vector, params: FilterParams):
+def near_duplicates(batch: pa.Table, positives: Positives, documents: Documents, params: FilterParams):
     """Per row: the reason it is too like a positive (None: it is not), which test caught it, the deciding score.
 
     A near-duplicate has a positive's text, shingles or embedding; a candidate `like_positive` is as close to the
@@ -88,18 +85,18 @@ def near_duplicates(batch: pa.Table, positives: Positives, doc_text: dict[str, s
     to_query, positive_to_query = batch["score"].to_pylist(), batch["pos_score"].to_pylist()
     rows = zip(batch["query_id"].to_pylist(), batch["doc_id"].to_pylist(), to_query, positive_to_query)
     for row, (query_id, doc_id, score, pos_score) in enumerate(rows):
-        text = doc_text[doc_id]
-        if params.duplicate_text and normalise(text) in positives.texts[query_id]:
+        text, runs = documents.words(doc_id)
+        if params.duplicate_text and text in positives.texts[query_id]:
             why = "normalised text equals a positive"
             reasons[row], details[row], scores[row] = NEAR_DUPLICATE, why, {"jaccard": 1.0}
             continue
         if params.duplicate_jaccard is not None:
-            best = max(jaccard(shingles(text), s) for s in positives.shingles[query_id])
+            best = max(jaccard(runs, s) for s in positives.shingles[query_id])
             if best >= params.duplicate_jaccard:
                 why = "word-shingle Jaccard with a positive"
                 reasons[row], details[row], scores[row] = NEAR_DUPLICATE, why, {"jaccard": best}
                 continue
-        cosine = float(np.max(positives.vectors[query_id] @ doc_vector[doc_id]))
+        cosine = float(np.max(positives.vectors[query_id] @ documents.vector[doc_id]))
         if params.duplicate_cosine is not None and cosine >= params.duplicate_cosine:
             why = "embedding cosine with a positive"
             reasons[row], details[row], scores[row] = NEAR_DUPLICATE, why, {"cosine": cosine}
@@ -131,8 +128,7 @@ def _queues(pool: pa.Table, params: FilterParams) -> dict[str, list[int]]:
 def run(
     candidates: pa.Table,
     positives: Positives,
-    doc_text: dict[str, str],
-    doc_vector,
+    documents: Documents,
     num_negatives: int,
     params: FilterParams,
     judges_in_order: list[judges.Judge],
@@ -164,7 +160,7 @@ def run(
         if not take:
             break
         batch = pool.take(take)
-        like, like_details, like_scores = near_duplicates(batch, positives, doc_text, doc_vector, params)
+        like, like_details, like_scores = near_duplicates(batch, positives, documents, params)
         duplicate = np.array([reason is not None for reason in like], dtype=bool)
         rejected, reasons, details, scores = judges.decide(batch, ~duplicate, judges_in_order, params.policy)
         for row in np.flatnonzero(duplicate):
@@ -243,13 +239,17 @@ class Shard:
 
 @dataclass(frozen=True)
 class Documents:
-    """The texts and vectors of the documents a set of queries' candidates and positives name."""
+    """The texts and vectors of the documents a set of queries' candidates and positives name. With `remember`,
+    each text's normalised form and shingles are worked out once (calibration walks the same documents once per
+    setting); without it, per use, so a shard's documents do not hold several copies of their text in memory."""
 
     text: dict[str, str]
     vector: dict[str, np.ndarray]
+    remember: bool = False
+    _words: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def load(cls, corpus: Path, embeddings: Path, *tables: pa.Table) -> Documents:
+    def load(cls, corpus: Path, embeddings: Path, *tables: pa.Table, remember: bool = False) -> Documents:
         """Read from the `corpus` and `embeddings` corpus artifacts only the documents the tables' `doc_id` name."""
         doc_ids = pc.unique(pa.concat_arrays([pc.unique(t["doc_id"]).cast(pa.string()) for t in tables]))
         texts = artifacts.select(corpus, "doc_id", doc_ids, ["doc_id", "text"])
@@ -257,7 +257,17 @@ class Documents:
         return cls(
             dict(zip(texts["doc_id"].to_pylist(), texts["text"].to_pylist())),
             dict(zip(vectors["id"].to_pylist(), schema.vectors_matrix(vectors["vector"]))),
+            remember,
         )
+
+    def words(self, doc_id: str) -> tuple[str, frozenset[str]]:
+        """A document's normalised text and its shingles: what the near-duplicate rules compare."""
+        found = self._words.get(doc_id)
+        if found is None:
+            found = normal_form(self.text[doc_id])
+            if self.remember:
+                self._words[doc_id] = found
+        return found
 
 
 def judge(
@@ -275,11 +285,9 @@ def judge(
     query_order = pc.unique(candidates["query_id"])
     positives = positives.filter(pc.is_in(positives["query_id"], query_order))
     pairs = list(zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()))
-    known = Positives.build(pairs, documents.text, documents.vector)
+    known = Positives.build(pairs, documents)
     in_order = judges.configured(params, query_text, documents.text, positives)
-    judged = run(
-        candidates, known, documents.text, documents.vector, num_negatives, params, in_order, query_order.to_pylist()
-    )
+    judged = run(candidates, known, documents, num_negatives, params, in_order, query_order.to_pylist())
     # Judged rows come round by round; negatives go out per query (in the shard's order), by rank.
     negatives = mine.negatives(judged, doc_topics)
     at = pc.index_in(negatives["query_id"], query_order)

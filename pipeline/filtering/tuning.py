@@ -1,11 +1,14 @@
 """Calibration per corpus: the hardest setting whose measured false-negative rate meets `filter.target_fn_rate`.
 
-Two knobs move: mine's `relative_margin` (candidates re-decided from the mine artifact, within the window mine
-inspected; none is a setting too) and the filter's `pair_closeness`. Every setting of the grid runs the
-hidden-positive protocol (`pipeline.filtering.calibration`) on the calibration queries. Among the settings whose
-pooled rate meets the target, the one whose kept negatives are hardest (the highest mean similarity to their
-query) wins; fewer short queries break ties. Where none meets it, the one with the lowest rate wins, and the
-report says the target was missed.
+Three knobs move: mine's `relative_margin` (candidates re-decided from the mine artifact, within the window mine
+inspected; none is a setting too), the filter's `pair_closeness` and its `duplicate_cosine` (the cosine to a
+positive above which a candidate is its near-duplicate). The grid is two planes through the configured setting:
+every margin by every closeness bar, and every duplicate cosine by every closeness bar, the other knob as
+configured (margins move little once closeness is set; the full product would cost five times as much). Every
+setting of the grid runs the hidden-positive protocol (`pipeline.filtering.calibration`) on the calibration
+queries. Among the settings whose pooled rate meets the target, the one whose kept negatives are hardest (the
+highest mean similarity to their query) wins; fewer short queries break ties. Where none meets it, the one with
+the lowest rate wins, and the report says the target was missed.
 
 The rate reported is cross-fitted, so it is honest: the calibration queries fall into two folds by a hash of their
 id, the setting chosen on one fold is measured on the other, and the two measurements pool. The dataset itself
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,14 +33,16 @@ from pipeline.vocabulary import KEPT
 
 MARGINS = (None, 0.0, 0.02, 0.05, 0.1, 0.2, 0.3)
 CLOSENESS = (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55)
+DUPLICATE_COSINE = (None, 0.9, 0.85, 0.8, 0.75)
 
 
 @dataclass(frozen=True)
 class Setting:
-    """None: the knob is off (no margin; no pair-closeness rule)."""
+    """None: the knob is off (no margin; no pair-closeness rule; no cosine near-duplicate rule)."""
 
     relative_margin: float | None
     pair_closeness: float | None
+    duplicate_cosine: float | None
 
 
 @dataclass(frozen=True)
@@ -61,17 +66,21 @@ def _ascending(values: set) -> list:
 
 
 def settings(mine_params: MineParams, params: FilterParams) -> list[Setting]:
-    """The grid, with the configured values in it: margins from none to the widest, closeness from the most
-    lenient rule to the strictest, off included."""
+    """The grid, with the configured values in it: margins from none to the widest, duplicate cosines from none
+    to the strictest, each by closeness from the most lenient rule to the strictest, off included."""
     margins = _ascending({*MARGINS, mine_params.relative_margin})
+    cosines = sorted({*DUPLICATE_COSINE, params.duplicate_cosine}, key=lambda v: (v is not None, -(v or 0.0)))
     closeness = _ascending({None, *CLOSENESS, params.pair_closeness})
-    return [Setting(m, c) for m in margins for c in [closeness[0], *reversed(closeness[1:])]]
+    closeness = [closeness[0], *reversed(closeness[1:])]
+    planes = [Setting(m, c, params.duplicate_cosine) for m in margins for c in closeness]
+    planes += [Setting(mine_params.relative_margin, c, d) for d in cosines for c in closeness]
+    return list(dict.fromkeys(planes))
 
 
 def apply(setting: Setting, mine_params: MineParams, params: FilterParams) -> tuple[MineParams, FilterParams]:
     return (
         dataclasses.replace(mine_params, relative_margin=setting.relative_margin),
-        dataclasses.replace(params, pair_closeness=setting.pair_closeness),
+        dataclasses.replace(params, pair_closeness=setting.pair_closeness, duplicate_cosine=setting.duplicate_cosine),
     )
 
 
@@ -85,11 +94,15 @@ class Protocol:
     positive_scores: pa.Table
     query_text: dict[str, str]
     documents: negatives.Documents
+    # Mine's decisions per mine setting: settings of the grid that share a margin share them.
+    _decided: dict[MineParams, pa.Table] = field(default_factory=dict, repr=False, compare=False)
 
     def judged(self, mine_params: MineParams, params: FilterParams) -> pa.Table:
         """The calibration queries' candidates, re-decided with the hidden positives unlabelled, then judged."""
-        decided = calibration.redecide(self.candidates, self.sample.known, self.positive_scores, mine_params)
-        known, n = self.sample.known, mine_params.num_negatives
+        if mine_params not in self._decided:
+            known = self.sample.known
+            self._decided[mine_params] = calibration.redecide(self.candidates, known, self.positive_scores, mine_params)
+        decided, known, n = self._decided[mine_params], self.sample.known, mine_params.num_negatives
         return negatives.judge(decided, known, self.query_text, self.documents, None, n, params).judged
 
 
@@ -190,7 +203,7 @@ def calibrate(
     candidates = artifacts.select(mined / "candidates", "query_id", sample.query_ids)
     protocol = Protocol(
         sample, candidates, artifacts.read(mined / "positive_scores"), query_text,
-        negatives.Documents.load(corpus, embeddings, candidates, sample.known),
+        negatives.Documents.load(corpus, embeddings, candidates, sample.known, remember=True),
     )  # fmt: skip
     tuning, configured_margin = None, mine_params.relative_margin
     if params.target_fn_rate is not None and len(sample.hidden) >= calibration.MIN_QUERIES:

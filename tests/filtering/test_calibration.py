@@ -126,21 +126,29 @@ def test_the_estimate_is_the_protocol_run_from_outside(scifact, tmp_path):
     chosen = tuned["tuning"]["setting"]
     assert tuned["tuning"]["settings_tried"] >= 49 and tuned["tuning"]["cross_fitted_rate"] is not None
     assert tuned["rate"] == tuned["tuning"]["in_sample_rate"] and (tuned["rate"] <= target) == tuned["tuning"]["met"]
-    assert (chosen["relative_margin"], chosen["pair_closeness"]) != (None, 0.7), "the defaults missed the target"
+    assert tuple(chosen.values()) != (None, 0.7, 0.75), "the defaults missed the target"
     kept = artifacts.read(whole / "data/filtered/negatives")
     if chosen["relative_margin"] is not None:
         bound = (kept["pos_score"].to_numpy() * (1 - chosen["relative_margin"])).astype("float32")
         assert (kept["score"].to_numpy() <= bound + 1e-6).all(), "every query's negatives sit below the chosen margin"
-    if chosen["pair_closeness"] is not None:
-        judged = artifacts.read(whole / "data/filtered/judged")
-        like = [dict(s)["closeness"] for s, r in zip(judged["scores"].to_pylist(), judged["reason"].to_pylist())
-                if r == "like_positive"]  # fmt: skip
-        assert min(like, default=1.0) >= chosen["pair_closeness"], "rejected at the chosen closeness, not another"
+    judged = artifacts.read(whole / "data/filtered/judged")
+    rows = [(r, dict(s)) for s, r in zip(judged["scores"].to_pylist(), judged["reason"].to_pylist())]
+    for reason, signal, knob in (("like_positive", "closeness", "pair_closeness"),
+                                 ("near_duplicate", "cosine", "duplicate_cosine")):  # fmt: skip
+        found = [s[signal] for r, s in rows if r == reason and signal in s]
+        if chosen[knob] is None:
+            assert not found, f"{knob} off: nothing rejected by it"
+        else:
+            assert min(found, default=1.0) >= chosen[knob], f"rejected at the chosen {knob}, not another"
+    run_stage(whole, "export")
+    card = (whole / "data/export/README.md").read_text().split("## False negatives, measured")[1].split("## ")[0]
+    assert f"`filter.target_fn_rate: {target}`" in card and f"{tuned['tuning']['cross_fitted_rate']:.1%}" in card
+    assert all(f"`{knob}` {'off' if value is None else value}" in card for knob, value in chosen.items())
 
 
-def outcomes(rates: dict[tuple[float, float], tuple[int, float]], queries: int = 40) -> dict:
-    """Synthetic outcomes: per setting, every query keeps 4 negatives, `fn` of the queries one false negative,
-    all negatives scoring `score`."""
+def outcomes(rates: dict[tuple[float, float, float], tuple[int, float]], queries: int = 40) -> dict:
+    """Synthetic outcomes: per setting (margin, closeness, duplicate cosine), every query keeps 4 negatives, `fn` of
+    the queries one false negative, all negatives scoring `score`."""
     return {
         tuning.Setting(*setting): tuning.Outcome({f"q{i}": (int(i < fn), 4, 4 * score) for i in range(queries)})
         for setting, (fn, score) in rates.items()
@@ -148,14 +156,17 @@ def outcomes(rates: dict[tuple[float, float], tuple[int, float]], queries: int =
 
 
 def test_tuning_picks_the_hardest_setting_that_meets_the_target_and_reports_it_cross_fitted():
-    found = outcomes({(0.0, 0.9): (20, 0.6), (0.05, 0.8): (4, 0.5), (0.1, 0.75): (1, 0.4), (0.2, 0.7): (0, 0.3)})
+    found = outcomes({(0.0, 0.9, 0.75): (20, 0.6), (0.05, 0.8, 0.75): (4, 0.5), (0.1, 0.75, 0.75): (1, 0.4),
+                      (0.2, 0.7, 0.75): (0, 0.3), (None, 0.9, 0.85): (6, 0.55)})  # fmt: skip
     chosen, report = tuning.tune(found, target=0.03, num_negatives=3, seed=1)
-    assert chosen == tuning.Setting(0.05, 0.8), "4 / 160 = 2.5% meets 3%, and its negatives are harder than 0.1's"
+    assert chosen == tuning.Setting(0.05, 0.8, 0.75), "2.5% meets 3%, harder than 0.1's; 0.85's 3.75% does not"
     assert report["met"] and report["in_sample_rate"] == 0.025 and report["mean_score"] == 0.5
     assert report["cross_fitted_rate"] is not None and len(report["cross_fitted_interval"]) == 2
+    assert report["setting"] == {"relative_margin": 0.05, "pair_closeness": 0.8, "duplicate_cosine": 0.75}
+    assert tuning.tune(found, target=0.04, num_negatives=3, seed=1)[0] == tuning.Setting(None, 0.9, 0.85)
     strict, report = tuning.tune(found, target=0.001, num_negatives=3, seed=1)
-    assert strict == tuning.Setting(0.2, 0.7) and report["met"]
-    missed, report = tuning.tune(outcomes({(0.0, 0.9): (20, 0.6), (0.1, 0.7): (8, 0.4)}), 0.01, 3, seed=1)
-    assert missed == tuning.Setting(0.1, 0.7) and not report["met"], "none meets it: the lowest rate, said so"
+    assert strict == tuning.Setting(0.2, 0.7, 0.75) and report["met"]
+    missed, report = tuning.tune(outcomes({(0.0, 0.9, 0.75): (20, 0.6), (0.1, 0.7, 0.75): (8, 0.4)}), 0.01, 3, seed=1)
+    assert missed == tuning.Setting(0.1, 0.7, 0.75) and not report["met"], "none meets it: the lowest rate, said so"
     first, second = tuning.folds([f"q{i}" for i in range(40)])
     assert first and second and not set(first) & set(second) and len(first) + len(second) == 40

@@ -62,8 +62,9 @@ def candidates(rows: list[tuple[str, str, int, str]]) -> pa.Table:
 
 
 def run(table, params=RULES_ONLY, judged_by=(), num_negatives=3):
-    known = negatives.Positives.build([("q1", "pos")], DOCS, VECTORS)
-    return negatives.run(table, known, DOCS, VECTORS, num_negatives, params, list(judged_by), ["q1"])
+    documents = negatives.Documents(DOCS, VECTORS)
+    known = negatives.Positives.build([("q1", "pos")], documents)
+    return negatives.run(table, known, documents, num_negatives, params, list(judged_by), ["q1"])
 
 
 MINED = candidates(
@@ -105,13 +106,14 @@ def test_a_candidate_as_close_to_the_query_and_positive_as_the_positive_is_rejec
     docs = {"pos": "Aspirin lowers heart attack risk.", "near": "Low-dose aspirin in heart disease.",
             "far": "Statins reduce cholesterol."}  # fmt: skip
     vectors = {"pos": unit(1, 0, 0), "near": unit(1, 1, 0), "far": unit(0.2, 1, 0)}  # cosine 0.71 and 0.20 to pos
-    known = negatives.Positives.build([("q1", "pos"), ("q2", "pos")], docs, vectors)
+    documents = negatives.Documents(docs, vectors)
+    known = negatives.Positives.build([("q1", "pos"), ("q2", "pos")], documents)
     params = dataclasses.replace(RULES_ONLY, pair_closeness=0.7)
 
     def decide(query, pos_score, scores):
         batch = pa.table({"query_id": [query] * 2, "doc_id": ["near", "far"], "score": scores,
                           "pos_score": [pos_score] * 2})  # fmt: skip
-        return negatives.near_duplicates(batch, known, docs, vectors, params)
+        return negatives.near_duplicates(batch, known, documents, params)
 
     reasons, details, scores = decide("q1", 0.5, [0.45, 0.6])  # a claim and its abstract: cos(q, p) = 0.5
     assert reasons == ["like_positive", None], "(0.45 + 0.71) / 1.5 = 0.77; (0.6 + 0.2) / 1.5 = 0.53"
@@ -119,7 +121,7 @@ def test_a_candidate_as_close_to_the_query_and_positive_as_the_positive_is_rejec
     assert details[0] == "as close to the query and its positive as the positive is"
     assert decide("q2", 0.95, [0.45, 0.6])[0] == [None, None], "a paraphrase pair: (0.45 + 0.71) / 1.95 = 0.59"
     assert negatives.near_duplicates(pa.table({"query_id": ["q1"], "doc_id": ["near"], "score": [0.45],
-                                               "pos_score": [0.5]}), known, docs, vectors,
+                                               "pos_score": [0.5]}), known, documents,
                                      RULES_ONLY)[0] == [None], "null turns it off"  # fmt: skip
 
 
@@ -136,11 +138,12 @@ def test_refill_reaches_past_any_number_of_rejections_within_the_window():
     vectors = VECTORS | {doc: VECTORS["copy"] for doc, _ in copies}
     rows = [("q1", doc, rank, "kept" if rank < 3 else "not_sampled") for rank, (doc, _) in enumerate(copies)]
     table = candidates(rows + [("q1", doc, 30 + i, "not_sampled") for i, doc in enumerate("abcd")])
-    known = negatives.Positives.build([("q1", "pos")], docs, vectors)
+    documents = negatives.Documents(docs, vectors)
+    known = negatives.Positives.build([("q1", "pos")], documents)
 
     def kept(depth):
         params = dataclasses.replace(RULES_ONLY, refill_depth=depth)
-        judged = negatives.run(table, known, docs, vectors, 3, params, [], ["q1"])
+        judged = negatives.run(table, known, documents, 3, params, [], ["q1"])
         return judged.filter(pc.equal(judged["decision"], "kept"))["doc_id"].to_pylist(), judged
 
     assert kept(20)[0] == []
@@ -170,18 +173,19 @@ def test_near_duplicate_rules_read_every_script(positive, same, other):
     """...but a text in another script is never empty after normalising, so it is not every positive's copy."""
     texts = {"pos": positive, "same": same, "other": other}
     vectors = {"pos": unit(1, 0, 0), "same": unit(0, 1, 0), "other": unit(0, 0, 1)}  # only the text rules decide
-    known = negatives.Positives.build([("q1", "pos")], texts, vectors)
+    documents = negatives.Documents(texts, vectors)
+    known = negatives.Positives.build([("q1", "pos")], documents)
     batch = pa.table({"query_id": ["q1"] * 2, "doc_id": ["same", "other"], "score": [0.0] * 2, "pos_score": [0.5] * 2})
-    reasons, details, _ = negatives.near_duplicates(batch, known, texts, vectors, RULES_ONLY)
+    reasons, details, _ = negatives.near_duplicates(batch, known, documents, RULES_ONLY)
     assert reasons == ["near_duplicate", None] and details[0] == "normalised text equals a positive"
-    assert negatives.normalise(other) and negatives.normalise(other) != negatives.normalise(positive)
+    assert negatives.normal_form(other)[0] and negatives.normal_form(other)[0] != negatives.normal_form(positive)[0]
 
 
 def test_unspaced_scripts_are_compared_character_by_character():
     first, second = "我们今天去公园散步了", "我们今天去公园散步吧"  # one character of ten differs
-    assert negatives.normalise(first) == " ".join(first)
-    assert 0.7 < negatives.jaccard(negatives.shingles(first), negatives.shingles(second)) < 1
-    assert negatives.normalise("東京はcapitalです") == "東 京 は capital で す", "a Latin word in it stays whole"
+    assert negatives.normal_form(first)[0] == " ".join(first)
+    assert 0.7 < negatives.jaccard(negatives.normal_form(first)[1], negatives.normal_form(second)[1]) < 1
+    assert negatives.normal_form("東京はcapitalです")[0] == "東 京 は capital で す", "a Latin word in it stays whole"
 
 
 def test_the_stage_writes_negatives_judged_and_a_ledger_that_reconciles(pipeline_run):
