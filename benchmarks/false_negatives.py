@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,19 +82,30 @@ def full_qrels(source: Path, out: Path, splits: list[str]) -> None:
                 )
 
 
-def own_estimates(source: Path, tmp: Path, splits: list[str], mine: dict, target: float | None) -> dict[str, dict]:
+def own_estimates(source: Path, tmp: Path, splits: list[str], mine: dict, target: float | None):
     """What pairforge says of itself on the whole data (every positive known): the filter's hidden-positive
-    estimate with the default params, and with `target` the calibrated setting's cross-fitted estimate."""
+    estimate with the default params, and with `target` the calibrated setting's cross-fitted estimate; and the
+    default's negatives per query, as a user with these labels gets them (the multi-positive queries' from the
+    protocol, whose hidden positives are unlabelled there; with the learned rule, judged by the other fold's
+    model)."""
     full_qrels(source, tmp / "full-beir", splits)
     workdir = tmp / "full"
     workdir.mkdir(exist_ok=True)
-    found = {}
+    found, negatives = {}, {}
     for label, filter_ in (("default", {}), *([(f"target {target}", {"target_fn_rate": target})] if target else [])):
         write_params(workdir, tmp / "full-beir", mine, filter_)
         for name in ("ingest", "embed", "index", "mine", "generate", "filter") if not found else ("filter",):
             stage(workdir, name)
         found[label] = artifacts.manifest(workdir / "data/filtered/calibration")["false_negatives"]
-    return found
+        if label == "default":
+            protocol = artifacts.read(workdir / "data/filtered/calibration")
+            protocol = protocol.filter(pc.equal(protocol["decision"], "kept"))
+            negatives = pairforge_negatives(workdir, "filtered")
+            calibrated = set(protocol["query_id"].to_pylist())
+            negatives = {q: rows for q, rows in negatives.items() if q not in calibrated}
+            for q, d, s, r in zip(*(protocol[c].to_pylist() for c in ("query_id", "doc_id", "score", "rank"))):
+                negatives.setdefault(q, []).append((d, s, r))
+    return found, negatives
 
 
 def stage(workdir: Path, name: str) -> float:
@@ -125,6 +137,7 @@ def measure(negatives: dict[str, list[tuple[str, float, int]]], hidden: dict[str
         "mean_rank": float(np.mean([r for _, r in every if r is not None])) if every else float("nan"),
         "median_rank": float(np.median([r for _, r in every if r is not None])) if every else float("nan"),
         "queries_short": queries - sum(len(v) >= n for v in negatives.values()),
+        "mean_rank_labelled": float(np.mean([r for _, _, r in judged if r is not None])) if judged else float("nan"),
     }
 
 
@@ -256,7 +269,11 @@ def main() -> None:
                 artifact = "filtered"
             found_by[label] = pairforge_negatives(workdir, artifact)
             results[label] = {**measure(found_by[label], hidden, queries, n), "seconds": seconds}
-        estimates = own_estimates(args.dataset.resolve(), tmp, args.split.split(","), default_mine, args.target)
+        estimates, labelled = own_estimates(args.dataset.resolve(), tmp, args.split.split(","), default_mine,
+                                            args.target)  # fmt: skip
+        label = "pairforge default, all labels known"
+        found_by[label] = labelled
+        results[label] = measure(labelled, hidden, queries, n)
         cache = tmp / "peer-cache"
         cache.mkdir(exist_ok=True)
         for label, margin in (("peer top-k (no margin)", None), ("peer relative_margin=0.05", 0.05)):
@@ -271,14 +288,19 @@ def main() -> None:
         f"({sum(map(len, hidden.values()))} hidden), {n} negatives per query; setup {setup}"
     )
     print(f"{'setting':50} {'FN rate':>8} {'FN':>5} {'judged':>7} {'mean score':>10} {'mean rank':>9} {'median':>6} "
-          f"{'rank*':>6} {'short':>6}")  # fmt: skip
+          f"{'rank*':>6} {'rank+':>6} {'short':>6}")  # fmt: skip
     for label, r in results.items():
         print(
             f"{label:50} {r['false_negative_rate']:8.3f} {r['false_negatives']:5d} {r['negatives_judged']:7d} "
             f"{r['mean_score']:10.4f} {r['mean_rank']:9.2f} {r['median_rank']:6.1f} {r['mean_rank_common']:6.2f} "
-            f"{r['queries_short']:6d}"
+            f"{r['mean_rank_labelled']:6.2f} {r['queries_short']:6d}"
         )
-    print(f"rank*: mean rank over the {common} queries every setting gave {n} negatives")
+    print(f"rank*: mean rank over the {common} queries every setting gave {n} negatives; rank+: over the queries "
+          "with hidden positives")  # fmt: skip
+    print(
+        "all labels known: pairforge on the whole data, where the multi-positive queries teach the filter (the "
+        "learned rule);\n  their negatives are the protocol's, each query judged by a model that never saw it"
+    )
     print("\npairforge on the whole data, its own hidden-positive estimate (data/filtered/calibration):")
     for label, r in estimates.items():
         if r["rate"] is None:

@@ -34,7 +34,22 @@ def _false_negatives(report: dict | None) -> list[str]:
         f"their mean rank {report['mean_rank']:.1f}; {report['queries_short']} of these queries came out short of "
         "negatives.",
         "",
+        *_learned(report.get("learned")),
         *_tuning(report.get("tuning")),
+    ]
+
+
+def _learned(found: dict | None) -> list[str]:
+    """The card's lines on the model of unlabelled positives learned from these queries."""
+    if not found or not found["used"]:
+        return []
+    return [
+        f"A model of unlabelled positives was learned from these queries ({found['examples']} candidates, "
+        f"{found['hidden_positives']} of them hidden positives; its weights are in the manifest): candidates to "
+        f"which it gives a chance of at least `filter.likely_positive_above: {found['above']}` of being a positive "
+        "were rejected, in place of the cosine rules. The rate above is cross-fitted: each query was judged by a "
+        "model fitted on the other half of the queries, never by one that learned from it.",
+        "",
     ]
 
 

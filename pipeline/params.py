@@ -217,6 +217,11 @@ class FilterParams:
     # is. It adapts to each query (a paraphrase pair sets a high bar, a loosely related claim and abstract a low
     # one), so it replaces a margin against the positive's score; null turns it off.
     pair_closeness: float | None = 0.7
+    # Where the dataset has enough queries with several judged positives, learn from them the chance that a
+    # candidate is an unlabelled positive (`pipeline.filtering.learned`) and reject at or above this chance; the
+    # learned rule then replaces `duplicate_cosine` and `pair_closeness`, which decide where it cannot be learned.
+    # null: never learned.
+    likely_positive_above: float | None = 0.1
     # Cross-encoder judge (any cross-encoder by HF id or path; null: off). Rejects a negative whose score is above
     # `ce_absolute`, or above `ce_relative` x its query's hardest positive's score.
     cross_encoder: str | None = None
@@ -297,7 +302,14 @@ class FilterParams:
             _at_least(self, "pair_closeness", 0.0)
         _at_least(self, "actors", 0)
         _at_least(self, "cpus_per_actor", 1)
-        for name in ("duplicate_jaccard", "duplicate_cosine", "llm_threshold", "target_fn_rate", "promote_above"):
+        for name in (
+            "duplicate_jaccard",
+            "duplicate_cosine",
+            "llm_threshold",
+            "target_fn_rate",
+            "promote_above",
+            "likely_positive_above",
+        ):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
                 raise InputError("params.yaml", None, f"filter.{name}", f"must be in [0, 1], got {value}")

@@ -34,6 +34,7 @@ BACKEND_ERROR = "backend_error"  # the backend failed on the item (the generate 
 # filter: negatives
 NEAR_DUPLICATE = "near_duplicate"
 LIKE_POSITIVE = "like_positive"  # as close to the query and its positive together as the positive is
+LIKELY_POSITIVE = "likely_positive"  # the corpus's learned model gives it a high chance of being an unlabelled positive
 JUDGE_RELEVANT = "judge_relevant"
 # filter: generated edits
 EDIT_UNCHANGED = "edit_unchanged"

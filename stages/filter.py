@@ -27,8 +27,9 @@ def main() -> None:
         scores = edits.context_scores(judged_edits, positives, query_text, INGESTED / "corpus", embed_config)
         judged_edits = judged_edits.append_column("context_scores", scores)
         inputs = fingerprints(ingested=INGESTED, embeddings=EMBEDDINGS, mined=MINED, generated=GENERATED)
-        # The hidden-positive protocol on this dataset's own multi-positive queries: its false-negative rate, and
-        # with filter.target_fn_rate the margin and cosine rule that meet it, which every query then gets.
+        # The hidden-positive protocol on this dataset's own multi-positive queries: the model of unlabelled
+        # positives learned from them, its false-negative rate, and with filter.target_fn_rate the setting that
+        # meets it, which every query then gets.
         found = tuning.calibrate(MINED, INGESTED / "corpus", EMBEDDINGS / "corpus", positives, query_text, config,
                                  mine_config)  # fmt: skip
         positive_scores = artifacts.read(MINED / "positive_scores")
@@ -44,6 +45,7 @@ def main() -> None:
                 shard = negatives.judge_shard(
                     found.candidates(candidates, positives, positive_scores), positives, query_text,
                     INGESTED / "corpus", EMBEDDINGS / "corpus", topics, num_negatives, found.params, mined_short,
+                    found.likely,
                 )  # fmt: skip
                 out.write("negatives", shard.negatives)
                 out.write("judged", shard.judged)

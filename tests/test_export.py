@@ -61,6 +61,11 @@ def test_triplets_hold_the_filtered_negatives_in_rank_order(pipeline_run):
         assert rows["negative_id"].to_list() == docs, "by score, the negatives are the filter's, in rank order"
     vectors = artifacts.read(pipeline_run / "data/embeddings/corpus")
     vector = dict(zip(vectors["id"].to_pylist(), vectors["vector"].to_numpy(zero_copy_only=False)))
+    if artifacts.manifest(pipeline_run / "data/filtered/calibration")["false_negatives"].get("learned"):
+        judged = artifacts.read(pipeline_run / "data/filtered/judged").to_pylist()
+        chances = {(r["query_id"], r["doc_id"]): dict(r["scores"])["chance"] for r in judged if r["decision"] == "kept"}
+        assert max(chances[(q, d)] for q, d in triplets.select("query_id", "negative_id").iter_rows()) < 0.1
+        return  # the learned rule decided, in place of closeness to the pair
     closeness = [
         (row["neg_score"] + float(vector[row["positive_id"]] @ vector[row["negative_id"]])) / (1 + row["pos_score"])
         for row in triplets.iter_rows(named=True)

@@ -12,47 +12,26 @@ only ever score what could still become a negative. Each judged candidate ends k
 from __future__ import annotations
 
 import collections
-import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import regex
 
 from pipeline import artifacts, ledger, mine, schema
-from pipeline.filtering import judges
+from pipeline.filtering import judges, learned
+from pipeline.filtering.texts import jaccard, normal_form
 from pipeline.params import FilterParams
-from pipeline.vocabulary import KEPT, LIKE_POSITIVE, NEAR_DUPLICATE, NOT_SAMPLED, REFILL_EXHAUSTED, REJECTED
-
-# Accents of Latin, Greek and Cyrillic letters decompose (NFKD) into these generic combining marks; the marks of
-# other scripts (Devanagari vowel signs, Arabic harakat, ...) are part of their letters and stay.
-DIACRITICS = regex.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
-# Scripts written without spaces between words: each character is a unit of their text.
-UNSPACED = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}"
-UNITS = regex.compile(rf"[{UNSPACED}]|(?:(?![{UNSPACED}])[\p{{L}}\p{{M}}\p{{N}}])+")
-
-
-def units(text: str) -> list[str]:
-    """The words of `text` (a character each in scripts written without spaces), with case, accents and
-    punctuation gone, in any script: compatibility forms unified (full-width letters, ligatures), accents of
-    Latin, Greek and Cyrillic letters removed, casefolded; only letters, marks and digits remain."""
-    plain = unicodedata.normalize("NFKC", DIACRITICS.sub("", unicodedata.normalize("NFKD", text))).casefold()
-    return UNITS.findall(plain)
-
-
-def normal_form(text: str, size: int = 3) -> tuple[str, frozenset[str]]:
-    """What the near-duplicate rules compare: the text's units joined by spaces (texts equal after this say the
-    same thing) and its shingles, the overlapping runs of `size` units that Jaccard compares."""
-    words = units(text)
-    if len(words) < size:
-        return " ".join(words), frozenset([" ".join(words)])
-    return " ".join(words), frozenset(" ".join(words[i : i + size]) for i in range(len(words) - size + 1))
-
-
-def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
+from pipeline.vocabulary import (
+    KEPT,
+    LIKE_POSITIVE,
+    LIKELY_POSITIVE,
+    NEAR_DUPLICATE,
+    NOT_SAMPLED,
+    REFILL_EXHAUSTED,
+    REJECTED,
+)
 
 
 @dataclass
@@ -73,6 +52,11 @@ class Positives:
             vectors.setdefault(query_id, []).append(documents.vector[doc_id])
         return cls(texts, sets, {q: np.stack(v) for q, v in vectors.items()})
 
+    def cosines(self, candidates: pa.Table, documents: Documents) -> np.ndarray:
+        """Per candidate row, its highest cosine to one of its query's positives."""
+        rows = zip(candidates["query_id"].to_pylist(), candidates["doc_id"].to_pylist())
+        return np.array([float(np.max(self.vectors[q] @ documents.vector[d])) for q, d in rows])
+
 
 def near_duplicates(batch: pa.Table, positives: Positives, documents: Documents, params: FilterParams):
     """Per row: the reason it is too like a positive (None: it is not), which test caught it, the deciding score.
@@ -83,8 +67,9 @@ def near_duplicates(batch: pa.Table, positives: Positives, documents: Documents,
     reasons, details = [None] * batch.num_rows, [None] * batch.num_rows
     scores = [{} for _ in range(batch.num_rows)]
     to_query, positive_to_query = batch["score"].to_pylist(), batch["pos_score"].to_pylist()
-    rows = zip(batch["query_id"].to_pylist(), batch["doc_id"].to_pylist(), to_query, positive_to_query)
-    for row, (query_id, doc_id, score, pos_score) in enumerate(rows):
+    chances = batch["likely"].to_pylist() if "likely" in batch.column_names else [None] * batch.num_rows
+    rows = zip(batch["query_id"].to_pylist(), batch["doc_id"].to_pylist(), to_query, positive_to_query, chances)
+    for row, (query_id, doc_id, score, pos_score, chance) in enumerate(rows):
         text, runs = documents.words(doc_id)
         if params.duplicate_text and text in positives.texts[query_id]:
             why = "normalised text equals a positive"
@@ -96,6 +81,10 @@ def near_duplicates(batch: pa.Table, positives: Positives, documents: Documents,
                 why = "word-shingle Jaccard with a positive"
                 reasons[row], details[row], scores[row] = NEAR_DUPLICATE, why, {"jaccard": best}
                 continue
+        if chance is not None and params.likely_positive_above is not None and chance >= params.likely_positive_above:
+            why = "learned chance of being an unlabelled positive"
+            reasons[row], details[row], scores[row] = LIKELY_POSITIVE, why, {"chance": chance}
+            continue
         cosine = float(np.max(positives.vectors[query_id] @ documents.vector[doc_id]))
         if params.duplicate_cosine is not None and cosine >= params.duplicate_cosine:
             why = "embedding cosine with a positive"
@@ -165,6 +154,9 @@ def run(
         rejected, reasons, details, scores = judges.decide(batch, ~duplicate, judges_in_order, params.policy)
         for row in np.flatnonzero(duplicate):
             reasons[row], details[row], scores[row] = like[row], like_details[row], like_scores[row]
+        if "likely" in batch.column_names:  # the learned chance, on every row it was worked out for
+            for row, chance in enumerate(batch["likely"].to_pylist()):
+                scores[row] = {**scores[row], "chance": chance}
         rejected |= duplicate
         for query_id in batch["query_id"].filter(pa.array(rejected)).to_pylist():
             need[query_id] += 1
@@ -279,13 +271,18 @@ def judge(
     num_negatives: int,
     params: FilterParams,
     mined_short: pa.Table | None = None,
+    likely: learned.LikelyPositive | learned.CrossFitted | None = None,
 ) -> Shard:
     """Judge mined candidates (whole queries) against their queries' `positives`. `mined_short`: mine's short
-    queries, whose reasons the short queries keep."""
+    queries, whose reasons the short queries keep; `likely`: the learned model of unlabelled positives, whose
+    chance `filter.likely_positive_above` rejects at."""
     query_order = pc.unique(candidates["query_id"])
     positives = positives.filter(pc.is_in(positives["query_id"], query_order))
     pairs = list(zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()))
     known = Positives.build(pairs, documents)
+    if likely is not None and params.likely_positive_above is not None:
+        to_positive = known.cosines(candidates, documents)
+        candidates = candidates.append_column("likely", pa.array(likely.chance(candidates, to_positive)))
     in_order = judges.configured(params, query_text, documents.text, positives)
     judged = run(candidates, known, documents, num_negatives, params, in_order, query_order.to_pylist())
     # Judged rows come round by round; negatives go out per query (in the shard's order), by rank.
@@ -309,11 +306,12 @@ def judge_shard(
     num_negatives: int,
     params: FilterParams,
     mined_short: pa.Table | None = None,
+    likely: learned.LikelyPositive | None = None,
 ) -> Shard:
     """`judge` one shard of the mined candidates (whole queries), reading only its documents' texts (from the
     `corpus` artifact) and vectors (from the `embeddings` corpus artifact); with the teacher's scores."""
     own = positives.filter(pc.is_in(positives["query_id"], pc.unique(candidates["query_id"])))
     documents = Documents.load(corpus, embeddings, candidates, own)
-    shard = judge(candidates, own, query_text, documents, doc_topics, num_negatives, params, mined_short)
+    shard = judge(candidates, own, query_text, documents, doc_topics, num_negatives, params, mined_short, likely)
     pairs = pa.concat_tables([t.select(["query_id", "doc_id"]) for t in (own, shard.negatives, shard.promoted)])
     return replace(shard, teacher=judges.teacher(params, query_text, documents.text, pairs))

@@ -23,26 +23,29 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import artifacts, schema
-from pipeline.filtering import calibration, negatives
+from pipeline.filtering import calibration, learned, negatives
 from pipeline.params import FilterParams, MineParams
 from pipeline.vocabulary import KEPT
 
 MARGINS = (None, 0.0, 0.02, 0.05, 0.1, 0.2, 0.3)
 CLOSENESS = (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55)
 DUPLICATE_COSINE = (None, 0.9, 0.85, 0.8, 0.75)
+LIKELY = (0.3, 0.2, 0.15, 0.1, 0.08, 0.05, 0.03, 0.02)
 
 
 @dataclass(frozen=True)
 class Setting:
-    """None: the knob is off (no margin; no pair-closeness rule; no cosine near-duplicate rule)."""
+    """None: the knob is off (no margin; no pair-closeness rule; no cosine near-duplicate rule; no learned rule)."""
 
     relative_margin: float | None
     pair_closeness: float | None
     duplicate_cosine: float | None
+    likely_positive_above: float | None = None
 
 
 @dataclass(frozen=True)
@@ -65,22 +68,31 @@ def _ascending(values: set) -> list:
     return sorted(values, key=lambda v: (v is not None, v or 0.0))
 
 
-def settings(mine_params: MineParams, params: FilterParams) -> list[Setting]:
+def settings(mine_params: MineParams, params: FilterParams, learned_rule: bool = False) -> list[Setting]:
     """The grid, with the configured values in it: margins from none to the widest, duplicate cosines from none
-    to the strictest, each by closeness from the most lenient rule to the strictest, off included."""
+    to the strictest, each by closeness from the most lenient rule to the strictest, off included; where a model
+    of unlabelled positives was learned, its bars from the most lenient, in place of the cosine rules."""
     margins = _ascending({*MARGINS, mine_params.relative_margin})
     cosines = sorted({*DUPLICATE_COSINE, params.duplicate_cosine}, key=lambda v: (v is not None, -(v or 0.0)))
     closeness = _ascending({None, *CLOSENESS, params.pair_closeness})
     closeness = [closeness[0], *reversed(closeness[1:])]
     planes = [Setting(m, c, params.duplicate_cosine) for m in margins for c in closeness]
     planes += [Setting(mine_params.relative_margin, c, d) for d in cosines for c in closeness]
+    if learned_rule:
+        bars = sorted({*LIKELY, params.likely_positive_above} - {None}, reverse=True)
+        planes += [Setting(mine_params.relative_margin, None, None, bar) for bar in bars]
     return list(dict.fromkeys(planes))
 
 
 def apply(setting: Setting, mine_params: MineParams, params: FilterParams) -> tuple[MineParams, FilterParams]:
     return (
         dataclasses.replace(mine_params, relative_margin=setting.relative_margin),
-        dataclasses.replace(params, pair_closeness=setting.pair_closeness, duplicate_cosine=setting.duplicate_cosine),
+        dataclasses.replace(
+            params,
+            pair_closeness=setting.pair_closeness,
+            duplicate_cosine=setting.duplicate_cosine,
+            likely_positive_above=setting.likely_positive_above,
+        ),
     )
 
 
@@ -94,16 +106,40 @@ class Protocol:
     positive_scores: pa.Table
     query_text: dict[str, str]
     documents: negatives.Documents
+    likely: learned.CrossFitted | None = None
     # Mine's decisions per mine setting: settings of the grid that share a margin share them.
     _decided: dict[MineParams, pa.Table] = field(default_factory=dict, repr=False, compare=False)
 
-    def judged(self, mine_params: MineParams, params: FilterParams) -> pa.Table:
-        """The calibration queries' candidates, re-decided with the hidden positives unlabelled, then judged."""
+    def decided(self, mine_params: MineParams) -> pa.Table:
+        """The calibration queries' candidates, re-decided with the hidden positives unlabelled."""
         if mine_params not in self._decided:
             known = self.sample.known
             self._decided[mine_params] = calibration.redecide(self.candidates, known, self.positive_scores, mine_params)
-        decided, known, n = self._decided[mine_params], self.sample.known, mine_params.num_negatives
-        return negatives.judge(decided, known, self.query_text, self.documents, None, n, params).judged
+        return self._decided[mine_params]
+
+    def judged(self, mine_params: MineParams, params: FilterParams) -> pa.Table:
+        """The calibration queries' candidates, re-decided, then judged (the learned rule cross-fitted)."""
+        decided, known, n = self.decided(mine_params), self.sample.known, mine_params.num_negatives
+        return negatives.judge(
+            decided, known, self.query_text, self.documents, None, n, params, None, self.likely
+        ).judged
+
+    def learn(self, mine_params: MineParams) -> tuple[learned.LikelyPositive | None, learned.CrossFitted | None]:
+        """The model of unlabelled positives fitted on every calibration query (for the dataset), and the two
+        fitted on one fold each (for measuring it); None where a fold has too few hidden positives."""
+        decided = self.decided(mine_params)
+        pairs = list(zip(self.sample.known["query_id"].to_pylist(), self.sample.known["doc_id"].to_pylist()))
+        x = learned.signals(decided, negatives.Positives.build(pairs, self.documents).cosines(decided, self.documents))
+        rows = list(zip(decided["query_id"].to_pylist(), decided["doc_id"].to_pylist()))
+        labels = np.array([doc_id in self.sample.hidden[query_id] for query_id, doc_id in rows])
+        fold_of = {q: number for number, half in enumerate(folds(sorted(self.sample.hidden))) for q in half}
+        fold = np.array([fold_of[query_id] for query_id, _ in rows])
+        use = learned.neighbourhood(decided)
+        whole = learned.LikelyPositive.fit(x[use], labels[use])
+        halves = {f: learned.LikelyPositive.fit(x[use & (fold == f)], labels[use & (fold == f)]) for f in (0, 1)}
+        if whole is None or None in halves.values():
+            return None, None
+        return whole, learned.CrossFitted(halves, fold_of)
 
 
 def outcome(protocol: Protocol, setting: Setting, mine_params: MineParams, params: FilterParams) -> Outcome:
@@ -163,7 +199,8 @@ def tune(outcomes: dict[Setting, Outcome], target: float, num_negatives: int, se
 
 def grid(protocol: Protocol, mine_params: MineParams, params: FilterParams) -> dict[Setting, Outcome]:
     """Every setting's outcome on the calibration queries."""
-    return {setting: outcome(protocol, setting, mine_params, params) for setting in settings(mine_params, params)}
+    grid_settings = settings(mine_params, params, learned_rule=protocol.likely is not None)
+    return {setting: outcome(protocol, setting, mine_params, params) for setting in grid_settings}
 
 
 @dataclass(frozen=True)
@@ -176,6 +213,7 @@ class Calibrated:
     mine_params: MineParams
     params: FilterParams
     margin_moved: bool = False
+    likely: learned.LikelyPositive | None = None
 
     def candidates(self, mined: pa.Table, positives: pa.Table, positive_scores: pa.Table) -> pa.Table:
         """A shard of mine's candidates (whole queries) under the chosen margin: re-decided where it moved."""
@@ -193,8 +231,9 @@ def calibrate(
     params: FilterParams,
     mine_params: MineParams,
 ) -> Calibrated:
-    """The hidden-positive protocol on the mine stage's artifacts (`mined`: its folder) and, with
-    `params.target_fn_rate`, the settings that meet it (see the module's docstring)."""
+    """The hidden-positive protocol on the mine stage's artifacts (`mined`: its folder): the model of unlabelled
+    positives where one can be learned, and with `params.target_fn_rate` the settings that meet it (see the
+    module's docstring)."""
     sample = calibration.sample(positives)
     n, seed = mine_params.num_negatives, mine_params.seed
     if not sample.hidden:
@@ -205,13 +244,25 @@ def calibrate(
         sample, candidates, artifacts.read(mined / "positive_scores"), query_text,
         negatives.Documents.load(corpus, embeddings, candidates, sample.known, remember=True),
     )  # fmt: skip
+    likely = None
+    if params.likely_positive_above is not None and len(sample.hidden) >= calibration.MIN_QUERIES:
+        likely, cross_fitted = protocol.learn(mine_params)
+        protocol = dataclasses.replace(protocol, likely=cross_fitted)
+    if likely is None:
+        params = dataclasses.replace(params, likely_positive_above=None)
+    else:  # the learned rule replaces the fixed cosine rules
+        params = dataclasses.replace(params, duplicate_cosine=None, pair_closeness=None)
     tuning, configured_margin = None, mine_params.relative_margin
     if params.target_fn_rate is not None and len(sample.hidden) >= calibration.MIN_QUERIES:
         chosen, tuning = tune(grid(protocol, mine_params, params), params.target_fn_rate, n, seed)
         mine_params, params = apply(chosen, mine_params, params)
     judged = protocol.judged(mine_params, params)
     report = calibration.measure(judged, sample.hidden, n, seed)
+    if likely is not None:
+        bar = params.likely_positive_above
+        report["learned"] = {**likely.describe(), "used": bar is not None, "above": bar}
     if tuning is not None:
         report["tuning"] = tuning
     moved = mine_params.relative_margin != configured_margin
-    return Calibrated(calibration.flagged(judged, sample.hidden), report, mine_params, params, moved)
+    used = likely if params.likely_positive_above is not None else None
+    return Calibrated(calibration.flagged(judged, sample.hidden), report, mine_params, params, moved, used)

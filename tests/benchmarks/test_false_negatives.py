@@ -25,7 +25,7 @@ def test_the_false_negative_benchmark_measures_what_pairforge_kept(scifact, tmp_
     found = json.loads(out.read_text())
     results = found["results"]
     assert set(results) == {
-        "pairforge mine only, no margin", "pairforge default",
+        "pairforge mine only, no margin", "pairforge default", "pairforge default, all labels known",
         "peer top-k (no margin)", "peer relative_margin=0.05",
     }  # fmt: skip
     # The truth, recounted: every positive of the source but each query's first is hidden.
@@ -50,6 +50,12 @@ def test_the_false_negative_benchmark_measures_what_pairforge_kept(scifact, tmp_
     assert top[0]["negatives_judged"] == top[1]["negatives_judged"] == 3 * len(hidden)
     estimates = found["own_estimates"]
     assert estimates["default"]["queries"] == len(hidden) and estimates["default"]["interval"] is not None
+    # With every label known, the multi-positive queries' negatives are the protocol's: its count, recounted.
+    known = results["pairforge default, all labels known"]
+    protocol = artifacts.read(work / "full/data/filtered/calibration").to_pylist()
+    kept_hidden = sum(r["decision"] == "kept" and r["hidden_positive"] for r in protocol)
+    assert known["false_negatives"] == kept_hidden == estimates["default"]["false_negatives"]
+    assert known["negatives_judged"] == estimates["default"]["negatives"]
     tuned = estimates["target 0.05"]["tuning"]
     assert tuned["cross_fitted_rate"] is not None and tuned["met"] == (tuned["in_sample_rate"] <= 0.05)
     assert "rank*: mean rank over the" in done.stdout

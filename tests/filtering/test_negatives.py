@@ -13,6 +13,7 @@ import pytest
 
 from pipeline import artifacts, ledger, schema
 from pipeline.filtering import negatives
+from pipeline.filtering.texts import jaccard, normal_form
 from pipeline.params import FilterParams
 
 RULES_ONLY = FilterParams(duplicate_jaccard=0.6, duplicate_cosine=0.95, pair_closeness=None, refill_depth=5)
@@ -125,6 +126,20 @@ def test_a_candidate_as_close_to_the_query_and_positive_as_the_positive_is_rejec
                                      RULES_ONLY)[0] == [None], "null turns it off"  # fmt: skip
 
 
+def test_a_candidate_the_learned_model_calls_likely_positive_is_rejected_with_its_chance():
+    """The learned rule reads the chance `judge` worked out per candidate (the `likely` column); null turns it off."""
+    documents = negatives.Documents(DOCS, VECTORS)
+    known = negatives.Positives.build([("q1", "pos")], documents)
+    batch = pa.table({"query_id": ["q1"] * 2, "doc_id": ["a", "b"], "score": [0.5] * 2, "pos_score": [0.5] * 2,
+                      "likely": [0.4, 0.02]})  # fmt: skip
+    params = dataclasses.replace(RULES_ONLY, likely_positive_above=0.1)
+    reasons, details, scores = negatives.near_duplicates(batch, known, documents, params)
+    assert reasons == ["likely_positive", None] and scores[0] == {"chance": 0.4}
+    assert details[0] == "learned chance of being an unlabelled positive"
+    off = dataclasses.replace(RULES_ONLY, likely_positive_above=None)
+    assert negatives.near_duplicates(batch, known, documents, off)[0] == [None, None]
+
+
 def test_without_refill_the_query_comes_up_short():
     judged = run(MINED, dataclasses.replace(RULES_ONLY, refill=False))
     assert judged.filter(pc.equal(judged["decision"], "kept"))["doc_id"].to_pylist() == ["a"]
@@ -178,14 +193,14 @@ def test_near_duplicate_rules_read_every_script(positive, same, other):
     batch = pa.table({"query_id": ["q1"] * 2, "doc_id": ["same", "other"], "score": [0.0] * 2, "pos_score": [0.5] * 2})
     reasons, details, _ = negatives.near_duplicates(batch, known, documents, RULES_ONLY)
     assert reasons == ["near_duplicate", None] and details[0] == "normalised text equals a positive"
-    assert negatives.normal_form(other)[0] and negatives.normal_form(other)[0] != negatives.normal_form(positive)[0]
+    assert normal_form(other)[0] and normal_form(other)[0] != normal_form(positive)[0]
 
 
 def test_unspaced_scripts_are_compared_character_by_character():
     first, second = "我们今天去公园散步了", "我们今天去公园散步吧"  # one character of ten differs
-    assert negatives.normal_form(first)[0] == " ".join(first)
-    assert 0.7 < negatives.jaccard(negatives.normal_form(first)[1], negatives.normal_form(second)[1]) < 1
-    assert negatives.normal_form("東京はcapitalです")[0] == "東 京 は capital で す", "a Latin word in it stays whole"
+    assert normal_form(first)[0] == " ".join(first)
+    assert 0.7 < jaccard(normal_form(first)[1], normal_form(second)[1]) < 1
+    assert normal_form("東京はcapitalです")[0] == "東 京 は capital で す", "a Latin word in it stays whole"
 
 
 def test_the_stage_writes_negatives_judged_and_a_ledger_that_reconciles(pipeline_run):
