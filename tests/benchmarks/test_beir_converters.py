@@ -41,6 +41,28 @@ def test_squad_queries_are_first_questions_and_their_positives_the_paragraphs_ot
     assert sum(len(p) >= 2 for p in positives.values()) > 1000, "enough queries for the hidden-positive protocol"
 
 
+def test_squad_passages_positives_are_the_own_paragraph_then_the_articles_others_with_an_answer(tmp_path):
+    source = DATASETS / "squad_v1.1_dev" / "dev-v1.1.json"
+    if not source.exists():
+        pytest.skip(f"SQuAD not found at {source}")
+    corpus, queries, positives = read_beir(squad_beir.convert_passages(source, tmp_path))
+    articles = json.loads(source.read_text())["data"]
+    assert len(corpus) == sum(len(a["paragraphs"]) for a in articles)
+    assert len(queries) == sum(len(p["qas"]) for a in articles for p in a["paragraphs"])
+    for a, article in enumerate(articles[::7]):
+        a *= 7
+        for i, paragraph in enumerate(article["paragraphs"][::5]):
+            i *= 5
+            qa = paragraph["qas"][0]
+            found = positives["q" + qa["id"]]
+            assert found[0] == f"p{a}-{i}" and corpus[found[0]] == paragraph["context"]
+            answers = [x["text"].strip().lower() for x in qa["answers"]]
+            answers = [x for x in answers if len(x) >= 5 and not x.isdigit()]
+            holds = {p for p, text in corpus.items() if p.startswith(f"p{a}-") and any(x in text.lower() for x in answers)}
+            assert set(found[1:]) == holds - {found[0]}, "every other paragraph of the article with an answer, only"
+    assert sum(len(p) >= 2 for p in positives.values()) > 1000, "enough queries for the hidden-positive protocol"
+
+
 def test_sick_queries_keep_the_sentences_they_entail_as_positives(tmp_path):
     source = DATASETS / "sick" / "SICK.txt"
     if not source.exists():
