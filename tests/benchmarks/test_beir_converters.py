@@ -58,7 +58,8 @@ def test_squad_passages_positives_are_the_own_paragraph_then_the_articles_others
             assert found[0] == f"p{a}-{i}" and corpus[found[0]] == paragraph["context"]
             answers = [x["text"].strip().lower() for x in qa["answers"]]
             answers = [x for x in answers if len(x) >= 5 and not x.isdigit()]
-            holds = {p for p, text in corpus.items() if p.startswith(f"p{a}-") and any(x in text.lower() for x in answers)}
+            article_of = {p: text for p, text in corpus.items() if p.startswith(f"p{a}-")}
+            holds = {p for p, text in article_of.items() if any(x in text.lower() for x in answers)}
             assert set(found[1:]) == holds - {found[0]}, "every other paragraph of the article with an answer, only"
     assert sum(len(p) >= 2 for p in positives.values()) > 1000, "enough queries for the hidden-positive protocol"
 
