@@ -50,12 +50,11 @@ def test_the_false_negative_benchmark_measures_what_pairforge_kept(scifact, tmp_
     assert top[0]["negatives_judged"] == top[1]["negatives_judged"] == 3 * len(hidden)
     estimates = found["own_estimates"]
     assert estimates["default"]["queries"] == len(hidden) and estimates["default"]["interval"] is not None
-    # With every label known, the multi-positive queries' negatives are the protocol's: its count, recounted.
+    # With every label known, the multi-positive queries' negatives are the protocol's: the benchmark's count over
+    # its own hidden positives is the filter's.
     known = results["pairforge default, all labels known"]
-    protocol = artifacts.read(work / "full/data/filtered/calibration").to_pylist()
-    kept_hidden = sum(r["decision"] == "kept" and r["hidden_positive"] for r in protocol)
-    assert known["false_negatives"] == kept_hidden == estimates["default"]["false_negatives"]
-    assert known["negatives_judged"] == estimates["default"]["negatives"]
+    assert known["false_negatives"] == estimates["default"]["false_negatives"]
+    assert known["negatives_judged"] == estimates["default"]["negatives"] > 0
     tuned = estimates["target 0.05"]["tuning"]
     assert tuned["cross_fitted_rate"] is not None and tuned["met"] == (tuned["in_sample_rate"] <= 0.05)
     assert "rank*: mean rank over the" in done.stdout
