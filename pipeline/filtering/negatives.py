@@ -36,21 +36,24 @@ from pipeline.vocabulary import (
 
 @dataclass
 class Positives:
-    """Per query, the positives' normalised texts, shingle sets and vectors (what near-duplicate rules compare)."""
+    """Per query, the positives' normalised texts, shingle sets and vectors, and the query's own normalised text
+    (what near-duplicate rules compare)."""
 
     texts: dict[str, list[str]]
     shingles: dict[str, list[frozenset[str]]]
     vectors: dict[str, np.ndarray]
+    queries: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, pairs: list[tuple[str, str]], documents: Documents):
+    def build(cls, pairs: list[tuple[str, str]], documents: Documents, query_text: dict[str, str] | None = None):
         texts, sets, vectors = {}, {}, {}
         for query_id, doc_id in pairs:
             text, runs = documents.words(doc_id)
             texts.setdefault(query_id, []).append(text)
             sets.setdefault(query_id, []).append(runs)
             vectors.setdefault(query_id, []).append(documents.vector[doc_id])
-        return cls(texts, sets, {q: np.stack(v) for q, v in vectors.items()})
+        queries = {q: normal_form(query_text[q])[0] for q in texts if q in (query_text or {})}
+        return cls(texts, sets, {q: np.stack(v) for q, v in vectors.items()}, queries)
 
     def cosines(self, candidates: pa.Table, documents: Documents) -> np.ndarray:
         """Per candidate row, its highest cosine to one of its query's positives."""
@@ -73,6 +76,10 @@ def near_duplicates(batch: pa.Table, positives: Positives, documents: Documents,
         text, runs = documents.words(doc_id)
         if params.duplicate_text and text in positives.texts[query_id]:
             why = "normalised text equals a positive"
+            reasons[row], details[row], scores[row] = NEAR_DUPLICATE, why, {"jaccard": 1.0}
+            continue
+        if params.duplicate_text and text == positives.queries.get(query_id):  # the query itself, in the corpus
+            why = "normalised text equals the query"
             reasons[row], details[row], scores[row] = NEAR_DUPLICATE, why, {"jaccard": 1.0}
             continue
         if params.duplicate_jaccard is not None:
@@ -279,7 +286,7 @@ def judge(
     query_order = pc.unique(candidates["query_id"])
     positives = positives.filter(pc.is_in(positives["query_id"], query_order))
     pairs = list(zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()))
-    known = Positives.build(pairs, documents)
+    known = Positives.build(pairs, documents, query_text)
     if likely is not None and params.likely_positive_above is not None:
         to_positive = known.cosines(candidates, documents)
         candidates = candidates.append_column("likely", pa.array(likely.chance(candidates, to_positive)))

@@ -124,17 +124,24 @@ class Protocol:
             decided, known, self.query_text, self.documents, None, n, params, None, self.likely
         ).judged
 
-    def learn(self, mine_params: MineParams) -> tuple[learned.LikelyPositive | None, learned.CrossFitted | None]:
+    def learn(
+        self, mine_params: MineParams, params: FilterParams
+    ) -> tuple[learned.LikelyPositive | None, learned.CrossFitted | None]:
         """The model of unlabelled positives fitted on every calibration query (for the dataset), and the two
         fitted on one fold each (for measuring it); None where a fold has too few hidden positives."""
         decided = self.decided(mine_params)
         pairs = list(zip(self.sample.known["query_id"].to_pylist(), self.sample.known["doc_id"].to_pylist()))
-        x = learned.signals(decided, negatives.Positives.build(pairs, self.documents).cosines(decided, self.documents))
+        known = negatives.Positives.build(pairs, self.documents, self.query_text)
+        x = learned.signals(decided, known.cosines(decided, self.documents))
         rows = list(zip(decided["query_id"].to_pylist(), decided["doc_id"].to_pylist()))
         labels = np.array([doc_id in self.sample.hidden[query_id] for query_id, doc_id in rows])
         fold_of = {q: number for number, half in enumerate(folds(sorted(self.sample.hidden))) for q in half}
         fold = np.array([fold_of[query_id] for query_id, _ in rows])
-        use = learned.neighbourhood(decided)
+        # Candidates the text rules reject (the query's or a positive's own text, in the corpus) are no example of
+        # anything: unlabelled, they would teach that the closest candidates are never positives.
+        text_rules = dataclasses.replace(params, duplicate_cosine=None, pair_closeness=None, likely_positive_above=None)
+        copies = negatives.near_duplicates(decided, known, self.documents, text_rules)[0]
+        use = learned.neighbourhood(decided) & np.array([reason is None for reason in copies], dtype=bool)
         whole = learned.LikelyPositive.fit(x[use], labels[use])
         halves = {f: learned.LikelyPositive.fit(x[use & (fold == f)], labels[use & (fold == f)]) for f in (0, 1)}
         if whole is None or None in halves.values():
@@ -246,7 +253,7 @@ def calibrate(
     )  # fmt: skip
     likely = None
     if params.likely_positive_above is not None and len(sample.hidden) >= calibration.MIN_QUERIES:
-        likely, cross_fitted = protocol.learn(mine_params)
+        likely, cross_fitted = protocol.learn(mine_params, params)
         protocol = dataclasses.replace(protocol, likely=cross_fitted)
     if likely is None:
         params = dataclasses.replace(params, likely_positive_above=None)

@@ -126,6 +126,19 @@ def test_a_candidate_as_close_to_the_query_and_positive_as_the_positive_is_rejec
                                      RULES_ONLY)[0] == [None], "null turns it off"  # fmt: skip
 
 
+def test_the_query_itself_in_the_corpus_is_never_its_negative():
+    """Paraphrase corpora hold the query's own sentence among the documents: whatever its scores, it is rejected
+    (as mine_hard_negatives skips a candidate equal to the anchor), before any learned or cosine rule."""
+    docs = {"pos": "Aspirin lowers heart attack risk.", "self": "does ASPIRIN help the heart?", "b": "Statins."}
+    vectors = {"pos": unit(1, 0, 0), "self": unit(0, 1, 0), "b": unit(0, 0, 1)}
+    documents = negatives.Documents(docs, vectors)
+    known = negatives.Positives.build([("q1", "pos")], documents, {"q1": "Does aspirin help the heart"})
+    batch = pa.table({"query_id": ["q1"] * 2, "doc_id": ["self", "b"], "score": [0.3] * 2, "pos_score": [0.5] * 2,
+                      "likely": [0.0, 0.0]})  # fmt: skip
+    reasons, details, _ = negatives.near_duplicates(batch, known, documents, RULES_ONLY)
+    assert reasons == ["near_duplicate", None] and details[0] == "normalised text equals the query"
+
+
 def test_a_candidate_the_learned_model_calls_likely_positive_is_rejected_with_its_chance():
     """The learned rule reads the chance `judge` worked out per candidate (the `likely` column); null turns it off."""
     documents = negatives.Documents(DOCS, VECTORS)
