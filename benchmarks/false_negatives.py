@@ -1,7 +1,7 @@
 """False-negative rate of mined negatives: pairforge's filter against sentence-transformers' mine_hard_negatives.
 
     python benchmarks/false_negatives.py DATASET_DIR [--split train,test] [--cross-encoder PATH] [--target 0.05]
-        [--json OUT]
+        [--likely 0.1] [--json OUT]
 
 Takes a BEIR folder whose queries have several judged positives, keeps the first positive of each query and
 hides the others, mines (and filters) negatives, and reports per setting:
@@ -82,29 +82,32 @@ def full_qrels(source: Path, out: Path, splits: list[str]) -> None:
                 )
 
 
-def own_estimates(source: Path, tmp: Path, splits: list[str], mine: dict, target: float | None):
+def own_estimates(source: Path, tmp: Path, splits: list[str], mine: dict, likely: float | None, target: float | None):
     """What pairforge says of itself on the whole data (every positive known): the filter's hidden-positive
-    estimate with the default params, and with `target` the calibrated setting's cross-fitted estimate; and the
-    default's negatives per query, as a user with these labels gets them (the multi-positive queries' from the
-    protocol, whose hidden positives are unlabelled there; with the learned rule, judged by the other fold's
-    model)."""
+    estimate with the default params, with `likely` the learned rule's (`filter.likely_positive_above`), and with
+    `target` the calibrated setting's cross-fitted estimate; and, for the first two, the negatives per query as a
+    user with these labels gets them (the multi-positive queries' from the protocol, whose hidden positives are
+    unlabelled there; with the learned rule, each judged by the other fold's model)."""
     full_qrels(source, tmp / "full-beir", splits)
     workdir = tmp / "full"
     workdir.mkdir(exist_ok=True)
     found, negatives = {}, {}
-    for label, filter_ in (("default", {}), *([(f"target {target}", {"target_fn_rate": target})] if target else [])):
+    settings = [("default", {})]
+    settings += [(f"likely_positive_above={likely}", {"likely_positive_above": likely})] if likely is not None else []
+    settings += [(f"target {target}", {"target_fn_rate": target})] if target is not None else []
+    for label, filter_ in settings:
         write_params(workdir, tmp / "full-beir", mine, filter_)
         for name in ("ingest", "embed", "index", "mine", "generate", "filter") if not found else ("filter",):
             stage(workdir, name)
         found[label] = artifacts.manifest(workdir / "data/filtered/calibration")["false_negatives"]
-        if label == "default":
+        if not label.startswith("target"):
             protocol = artifacts.read(workdir / "data/filtered/calibration")
             protocol = protocol.filter(pc.equal(protocol["decision"], "kept"))
-            negatives = pairforge_negatives(workdir, "filtered")
             calibrated = set(protocol["query_id"].to_pylist())
-            negatives = {q: rows for q, rows in negatives.items() if q not in calibrated}
+            rows = {q: kept for q, kept in pairforge_negatives(workdir, "filtered").items() if q not in calibrated}
             for q, d, s, r in zip(*(protocol[c].to_pylist() for c in ("query_id", "doc_id", "score", "rank"))):
-                negatives.setdefault(q, []).append((d, s, r))
+                rows.setdefault(q, []).append((d, s, r))
+            negatives[label] = rows
     return found, negatives
 
 
@@ -237,6 +240,7 @@ def main() -> None:
     parser.add_argument("--range-max", type=int, default=100)
     parser.add_argument("--cross-encoder", type=Path, help="a cross-encoder folder for the judged setting")
     parser.add_argument("--target", type=float, help="also calibrate to this filter.target_fn_rate on the whole data")
+    parser.add_argument("--likely", type=float, help="also run the learned rule, filter.likely_positive_above, there")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--workdir", type=Path, help="keep the project (data/, params.yaml) here instead of a temp dir")
     args = parser.parse_args()
@@ -270,10 +274,11 @@ def main() -> None:
             found_by[label] = pairforge_negatives(workdir, artifact)
             results[label] = {**measure(found_by[label], hidden, queries, n), "seconds": seconds}
         estimates, labelled = own_estimates(args.dataset.resolve(), tmp, args.split.split(","), default_mine,
-                                            args.target)  # fmt: skip
-        label = "pairforge default, all labels known"
-        found_by[label] = labelled
-        results[label] = measure(labelled, hidden, queries, n)
+                                            args.likely, args.target)  # fmt: skip
+        for setting, rows in labelled.items():
+            label = f"pairforge {setting}, all labels known"
+            found_by[label] = rows
+            results[label] = measure(rows, hidden, queries, n)
         cache = tmp / "peer-cache"
         cache.mkdir(exist_ok=True)
         for label, margin in (("peer top-k (no margin)", None), ("peer relative_margin=0.05", 0.05)):
@@ -298,8 +303,8 @@ def main() -> None:
     print(f"rank*: mean rank over the {common} queries every setting gave {n} negatives; rank+: over the queries "
           "with hidden positives")  # fmt: skip
     print(
-        "all labels known: pairforge on the whole data, where the multi-positive queries teach the filter (the "
-        "learned rule);\n  their negatives are the protocol's, each query judged by a model that never saw it"
+        "all labels known: pairforge on the whole data; the multi-positive queries' negatives are the protocol's "
+        "(with the learned rule,\n  each query judged by a model that never saw it)"
     )
     print("\npairforge on the whole data, its own hidden-positive estimate (data/filtered/calibration):")
     for label, r in estimates.items():

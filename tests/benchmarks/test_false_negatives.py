@@ -19,14 +19,14 @@ def test_the_false_negative_benchmark_measures_what_pairforge_kept(scifact, tmp_
     source = multi_positive_sample(scifact, tmp_path / "beir", docs=200)
     out, work = tmp_path / "fn.json", tmp_path / "work"
     script = [sys.executable, "benchmarks/false_negatives.py", str(source), "--num-negatives", "3", "--range-max",
-              "30", "--target", "0.05", "--workdir", str(work), "--json", str(out)]  # fmt: skip
+              "30", "--target", "0.05", "--likely", "0.1", "--workdir", str(work), "--json", str(out)]  # fmt: skip
     done = subprocess.run(script, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(out.read_text())
     results = found["results"]
     assert set(results) == {
         "pairforge mine only, no margin", "pairforge default", "pairforge default, all labels known",
-        "peer top-k (no margin)", "peer relative_margin=0.05",
+        "pairforge likely_positive_above=0.1, all labels known", "peer top-k (no margin)", "peer relative_margin=0.05",
     }  # fmt: skip
     # The truth, recounted: every positive of the source but each query's first is hidden.
     first, hidden = {}, {}
@@ -52,9 +52,11 @@ def test_the_false_negative_benchmark_measures_what_pairforge_kept(scifact, tmp_
     assert estimates["default"]["queries"] == len(hidden) and estimates["default"]["interval"] is not None
     # With every label known, the multi-positive queries' negatives are the protocol's: the benchmark's count over
     # its own hidden positives is the filter's.
-    known = results["pairforge default, all labels known"]
-    assert known["false_negatives"] == estimates["default"]["false_negatives"]
-    assert known["negatives_judged"] == estimates["default"]["negatives"] > 0
+    for setting in ("default", "likely_positive_above=0.1"):
+        known = results[f"pairforge {setting}, all labels known"]
+        assert known["false_negatives"] == estimates[setting]["false_negatives"]
+        assert known["negatives_judged"] == estimates[setting]["negatives"] > 0
+    assert estimates["likely_positive_above=0.1"]["learned"]["used"] and "learned" not in estimates["default"]
     tuned = estimates["target 0.05"]["tuning"]
     assert tuned["cross_fitted_rate"] is not None and tuned["met"] == (tuned["in_sample_rate"] <= 0.05)
     assert "rank*: mean rank over the" in done.stdout
