@@ -33,6 +33,7 @@ def test_the_repo_params_parse_for_every_stage():
         ("embed", {"runtime": "onnx", "gpus_per_actor": 1}, r"field 'embed\.runtime': onnx runs on CPU"),
         ("export", {"formats": ["parquet-soup"]}, r"field 'export\.formats': unknown format"),
         ("ingest", {"format": "xml"}, r"field 'ingest\.format'"),
+        ("filter", {"likely_positive_above": 1.5}, r"field 'filter\.likely_positive_above': must be in \[0, 1\]"),
     ],
 )
 def test_bad_params_name_the_key(section, values, message):

@@ -55,10 +55,14 @@ class Positives:
         queries = {q: normal_form(query_text[q])[0] for q in texts if q in (query_text or {})}
         return cls(texts, sets, {q: np.stack(v) for q, v in vectors.items()}, queries)
 
+    def cosine(self, query_id: str, vector: np.ndarray) -> float:
+        """A document's highest cosine to one of the query's positives."""
+        return float(np.max(self.vectors[query_id] @ vector))
+
     def cosines(self, candidates: pa.Table, documents: Documents) -> np.ndarray:
         """Per candidate row, its highest cosine to one of its query's positives."""
         rows = zip(candidates["query_id"].to_pylist(), candidates["doc_id"].to_pylist())
-        return np.array([float(np.max(self.vectors[q] @ documents.vector[d])) for q, d in rows])
+        return np.array([self.cosine(q, documents.vector[d]) for q, d in rows])
 
 
 def near_duplicates(batch: pa.Table, positives: Positives, documents: Documents, params: FilterParams):
@@ -92,7 +96,7 @@ def near_duplicates(batch: pa.Table, positives: Positives, documents: Documents,
             why = "learned chance of being an unlabelled positive"
             reasons[row], details[row], scores[row] = LIKELY_POSITIVE, why, {"chance": chance}
             continue
-        cosine = float(np.max(positives.vectors[query_id] @ documents.vector[doc_id]))
+        cosine = positives.cosine(query_id, documents.vector[doc_id])
         if params.duplicate_cosine is not None and cosine >= params.duplicate_cosine:
             why = "embedding cosine with a positive"
             reasons[row], details[row], scores[row] = NEAR_DUPLICATE, why, {"cosine": cosine}

@@ -120,9 +120,8 @@ class Protocol:
     def judged(self, mine_params: MineParams, params: FilterParams) -> pa.Table:
         """The calibration queries' candidates, re-decided, then judged (the learned rule cross-fitted)."""
         decided, known, n = self.decided(mine_params), self.sample.known, mine_params.num_negatives
-        return negatives.judge(
-            decided, known, self.query_text, self.documents, None, n, params, None, self.likely
-        ).judged
+        found = negatives.judge(decided, known, self.query_text, self.documents, None, n, params, likely=self.likely)
+        return found.judged
 
     def learn(
         self, mine_params: MineParams, params: FilterParams
