@@ -13,6 +13,8 @@ NT_EXPANDED = {"ca": "cannot", "wo": "will not", "sha": "shall not"}
 NT_CONTRACTED = {"can": "can't", "will": "won't", "shall": "shan't"}
 CONTRACTIBLE = {"do", "does", "did", "is", "are", "was", "were", "has", "have", "had", "could", "should", "would"}
 NEGATORS = {"no", "nothing", "none", "nobody", "neither", "nor"}
+NEGATIVE_POLARITY = {"any", "anything", "anyone", "anybody", "anymore", "ever", "yet", "either"}  # need a negation
+QUANTIFIERS = {"most", "least", "more", "less"}  # antonyms as quantities of things only with care (antonym_flip)
 CLITICS = {"'re": "are", "'ll": "will", "'ve": "have", "'m": "am"}  # "'d" is would/had: ambiguous, left alone
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]

@@ -20,7 +20,7 @@ from decimal import Decimal
 
 import pyarrow as pa
 import spacy
-from lemminflect import getInflection, getLemma
+from lemminflect import getAllLemmas, getInflection, getLemma
 from spacy.tokens import Doc, Span, Token
 
 from pipeline.contrast import lexicon
@@ -123,6 +123,36 @@ def _number_word(tok: Token) -> int | None:
     return lexicon.WORD_VALUE.get(tok.lower_) if tok.pos_ == "NUM" else None
 
 
+def _value(tok: Token) -> Decimal | None:
+    if lexicon.NUMBER_RE.fullmatch(tok.text):
+        return Decimal(tok.text.replace(",", ""))
+    word = _number_word(tok)
+    return None if word is None else Decimal(word)
+
+
+def _counts_plural(tok: Token) -> bool:
+    """A number counting the plural noun it modifies ("3 patients", "two N-terminal domains")."""
+    return tok.dep_ == "nummod" and tok.head.tag_ in ("NNS", "NNPS") and tok.head.i > tok.i
+
+
+def _is_label(tok: Token) -> bool:
+    """A number naming rather than measuring: after its noun ("protein 5", "Foxo 1", "season 1", "type 2"),
+    where changing it edits an identifier; years and dates are values ("world cup 2018", "feb 28")."""
+    prev = _prev(tok)
+    if prev is not None and prev.text in lexicon.JOINERS and prev.whitespace_:  # "CTLA - 4", spaced as tokenised
+        prev = _prev(prev)
+    after_noun = prev is not None and prev.pos_ in ("NOUN", "PROPN") and bool(prev.whitespace_)
+    named = after_noun or (tok.dep_ == "nummod" and tok.head.i < tok.i and tok.head.pos_ in ("NOUN", "PROPN"))
+    return named and tok.ent_type_ != "DATE" and not re.fullmatch(r"(19|20)\d\d", tok.text)
+
+
+def _breaks_agreement(tok: Token) -> bool:
+    """One of something, or one thing: a changed value would need a plural ("one of the pathways" -> "two of")."""
+    nxt = tok.doc[tok.i + 1] if tok.i + 1 < len(tok.doc) else None
+    singular_head = tok.dep_ == "nummod" and tok.head.tag_ in ("NN", "NNP")
+    return _value(tok) == 1 and (singular_head or (nxt is not None and nxt.lower_ == "of"))
+
+
 def _with_article(tok: Token, new: str) -> tuple[int, str]:
     """Start offset and replacement, taking a preceding "a"/"an" along when the new word needs the other one."""
     prev = _prev(tok)
@@ -147,6 +177,40 @@ def _not_anchor(root: Token, aux: Token) -> Token:
     return root.doc[participle.i - 1] if participle is not None and participle.left_edge == participle else aux
 
 
+def _inverted_subject_end(root: Token, aux: Token) -> Token | None:
+    """In question order the parser may miss the subject ("when do lisa and jack get married"): the last word of
+    the run of non-verbs after the auxiliary, when that run holds a noun; else None."""
+    run = []
+    for tok in root.doc[aux.i + 1 : root.i]:
+        if tok.pos_ in ("VERB", "AUX"):
+            break
+        run.append(tok)
+    if aux is root or not any(t.pos_ in ("NOUN", "PROPN", "PRON", "DET") for t in run):
+        return None
+    return next((t for t in reversed(run) if t.pos_ not in ("ADV", "SPACE")), None)
+
+
+def _copular_question(root: Token) -> bool:
+    """ "What is the capital of X", "who was the oldest player": a wh-question whose verb is a copula. Negated
+    ("what is not the capital") it asks for nothing a document could answer, so negation leaves it alone."""
+    return root.lemma_ == "be" and root.doc[0].tag_.startswith("W") and root.i > 0
+
+
+def _misparsed_verb(root: Token) -> bool:
+    """A root the tagger made a verb from a noun ("complex I proteins ND3 prevents": "proteins"), or the past form
+    of a reduced relative clause ("Proteins synthesized at the cone are ubiquitinated": the verb is "are
+    ubiquitinated"). Negating either gives nonsense, so the op does not apply."""
+    word = root.lower_
+    if root.pos_ not in ("VERB", "AUX") or (getAllLemmas(word, "NOUN") and not getAllLemmas(word, "VERB")):
+        return True
+    later_finite = (t for t in root.doc[root.i + 1 :] if t.tag_ in lexicon.FINITE and t.dep_ in ("aux", "auxpass"))
+    return root.tag_ == "VBD" and any(
+        t.head.dep_ in ("advcl", "ccomp", "conj")
+        and not any(c.dep_ in ("mark", "nsubj", "nsubjpass") for c in t.head.children)
+        for t in later_finite
+    )
+
+
 def _negated(root: Token) -> bool:
     """Negated by "not"/"never" on the verb, or by a "no"/"nothing" argument ("has no association")."""
     arguments = (c for c in root.children if c.dep_ in ("nsubj", "nsubjpass", "dobj", "attr", "dative", "oprd"))
@@ -157,19 +221,23 @@ def _negated(root: Token) -> bool:
 
 def negation_insert(doc: Doc) -> Edit | None:
     root = _root(doc)
-    if root is None or _negated(root):
+    if root is None or _negated(root) or _misparsed_verb(root) or _copular_question(root):
         return None
     aux = next((c for c in root.children if c.dep_ in ("aux", "auxpass") and c.tag_ in lexicon.FINITE), None)
     if aux is None and root.tag_ in lexicon.FINITE and (root.pos_ == "AUX" or root.lemma_ == "be"):
         aux = root  # copula or modal as the main verb: "is a cause" -> "is not a cause"
     if aux is not None:
         anchor = _not_anchor(root, aux)
+        if anchor is aux:
+            anchor = _inverted_subject_end(root, aux) or aux
         new = anchor.text + ("not" if anchor.lower_ == "can" else " not")
         return _edit("negation_insert", doc.text, [(anchor.idx, _end(anchor), new)])
-    if root.tag_ not in lexicon.DO_FORM:
-        return None
-    first = root  # adverbs go after the new "not": "does not significantly raise"
-    while first.i and doc[first.i - 1].dep_ == "advmod" and doc[first.i - 1].head == root:
+    if root.tag_ not in lexicon.DO_FORM or _lemma(root) == "do":
+        return None  # "When did World War II end?" parsed with "did" as the verb: no second "do" to add
+    first = root  # adverbs go after the new "not": "does not significantly raise"; a "when" or "how" stays first
+    while first.i and (before := doc[first.i - 1]).dep_ == "advmod" and before.head == root:
+        if before.tag_.startswith("W"):
+            break
         first = doc[first.i - 1]
     new = f"{lexicon.DO_FORM[root.tag_]} not {doc.text[first.idx : root.idx]}{_lemma(root)}"
     return _edit("negation_insert", doc.text, [(first.idx, _end(root), _match_case(first.text, new))])
@@ -184,6 +252,8 @@ def _unnegate(doc: Doc, neg: Token) -> Edit | None:
     glued = _end(prev) == neg.idx
     if glued and prev.lower_ == "ai":
         return None  # "ain't" could be is/are/am/has/have
+    if any(t.lower_ in lexicon.NEGATIVE_POLARITY for t in doc[neg.i + 1 :]):
+        return None  # "does not cause any adverse events" -> "causes any adverse events" is not English
     between = doc[neg.i + 1 : verb.i]
     if prev.lower_ in lexicon.DO_TAG and verb.i > neg.i and all(t.pos_ in ("ADV", "SPACE") for t in between):
         forms = getInflection(_lemma(verb), tag=lexicon.DO_TAG[prev.lower_])
@@ -198,7 +268,13 @@ def _unnegate(doc: Doc, neg: Token) -> Edit | None:
 
 
 def negation_remove(doc: Doc) -> Edit | None:
-    negations = (t for t in doc if t.dep_ == "neg" or t.lower_ in ("n't", "n’t", "never"))
+    # A negation of the predicate; "in visceral fat, not subcutaneous fat" contrasts two phrases, and dropping its
+    # "not" leaves a list that says something else than the opposite.
+    negations = (
+        t
+        for t in doc
+        if (t.dep_ == "neg" or t.lower_ in ("n't", "n’t", "never")) and (t.head.pos_ in ("VERB", "AUX") or not t.i)
+    )
     return next(filter(None, (_unnegate(doc, t) for t in negations)), None)
 
 
@@ -214,8 +290,8 @@ def _changed_number(tok: Token) -> str | None:
             value += 5
         elif tok.ent_type_ == "DATE":
             value += 1
-        elif nxt in ("%", "percent") and value > 50:
-            value /= 2  # keep a percentage at or below 100
+        elif nxt in ("%", "percent") and value >= 50:
+            value /= 2  # keep a percentage below 100 ("more than 100 percent" is absurd)
         else:
             value = value * 2 if value else Decimal(1)
         return f"{value:{',' if ',' in tok.text else ''}.{places}f}"
@@ -226,10 +302,23 @@ def _changed_number(tok: Token) -> str | None:
     return _match_case(tok.text, lexicon.VALUE_WORD[target]) if target is not None else None
 
 
+def _clashes(tok: Token, new: str) -> bool:
+    """A number restated close by ("Ten percent (10%)": changing one contradicts the other), or a new value that
+    another number of the text already has ("from 2009 to 2014" -> "from 2014 to 2014", "One in two" -> "Two in
+    two"): either edit says something incoherent rather than something else."""
+    others = [t for t in tok.doc if t.i != tok.i and _value(t) is not None]
+    restated = any(abs(t.i - tok.i) <= 4 and _value(t) == _value(tok) for t in others)
+    digits = lexicon.NUMBER_RE.fullmatch(new)
+    new_value = Decimal(new.replace(",", "")) if digits else lexicon.WORD_VALUE.get(new.lower())
+    return restated or any(_value(t) == new_value for t in others)
+
+
 def number_change(doc: Doc) -> Edit | None:
     for tok in doc:
-        new = _changed_number(tok) if _standalone(tok) else None
-        if new is not None:
+        if not _standalone(tok) or _is_label(tok) or _breaks_agreement(tok):
+            continue
+        new = _changed_number(tok)
+        if new is not None and not _clashes(tok, new):
             return _edit("number_change", doc.text, [(tok.idx, _end(tok), new)])
     return None
 
@@ -242,13 +331,31 @@ def _swappable(ent: Span) -> bool:
         return False  # an abbreviation defined in parentheses names the same thing as what precedes it
     if before.isalnum() or before in lexicon.JOINERS or after.isalnum() or after in lexicon.JOINERS:
         return False  # part of a larger name: "TNF" of "TNF-α"
+    doc, start, end = ent.doc, ent.start, ent.end
+    if (
+        end < len(doc)
+        and doc[end].dep_ == "compound"
+        or start
+        and doc[start - 1].dep_ == "compound"
+        and (doc[start - 1].head.i in range(start, end))
+    ):
+        return False  # a part of a longer name: "Staphylococcus" of "Staphylococcus aureus", "EB" of "factor EB"
     return ent.label_ != "CARDINAL" and ent.text[-1] not in ".,;:"  # spaCy tags identifiers like "6MP" CARDINAL
+
+
+def _coordinated(first: Span, other: Span) -> bool:
+    """ "X and Y": swapping conjuncts keeps the meaning ("between India and Pakistan"), it is no counterfactual."""
+    a, b = first.root, other.root
+    return (a.dep_ == "conj" and a.head.i in range(other.start, other.end)) or (
+        b.dep_ == "conj" and b.head.i in range(first.start, first.end)
+    )
 
 
 def swap_entities(doc: Doc) -> Edit | None:
     ents = [e for e in doc.ents if _swappable(e)]
     for i, first in enumerate(ents):
-        other = next((e for e in ents[i + 1 :] if e.label_ == first.label_ and e.text != first.text), None)
+        same_kind = (e for e in ents[i + 1 :] if e.label_ == first.label_ and e.text != first.text)
+        other = next((e for e in same_kind if not _coordinated(first, e)), None)
         if other is not None:
             changes = [(first.start_char, first.end_char, other.text), (other.start_char, other.end_char, first.text)]
             return _edit("swap_entities", doc.text, changes, f"{first.text} <-> {other.text}")
@@ -301,13 +408,34 @@ def swap_noun_phrases(doc: Doc) -> Edit | None:
     return _edit("swap_noun_phrases", doc.text, changes, f"{first.text} <-> {second.text}")
 
 
+def _opposite_quantity(tok: Token, new: str) -> str | None:
+    """The opposite of "most", "more", "least", "less": as the degree of a quality ("most dangerous", "more than")
+    the lexicon's; as a count of things, "the fewest titles", "fewer patients"; otherwise ("most T cells are",
+    "most of the oil") no clean opposite, None."""
+    nxt = tok.doc[tok.i + 1] if tok.i + 1 < len(tok.doc) else None
+    if (
+        tok.lower_ not in lexicon.QUANTIFIERS
+        or nxt is not None
+        and (nxt.pos_ in ("ADJ", "ADV") or nxt.lower_ == "than")
+    ):
+        return new
+    prev = _prev(tok)
+    counted = tok.head.tag_ in ("NNS", "NNPS") and tok.head.i > tok.i  # "the most (college football) titles"
+    if counted and tok.lower_ == "most" and prev is not None and prev.lower_ == "the":
+        return "fewest"
+    return "fewer" if counted and tok.lower_ == "more" else None
+
+
 def antonym_flip(doc: Doc) -> Edit | None:
     for match in lexicon.ANTONYM_RE.finditer(doc.text):
         span = doc.char_span(match.start(), match.end())  # None inside a token, e.g. part of an identifier
         word = match.group().lower()
         new = lexicon.SENSE.get(word, {}).get(span[0].pos_, lexicon.ANTONYMS[word]) if span is not None else None
-        if new is not None and not re.search(rf"\b{re.escape(new)}\b", doc.text, re.I):
-            # the opposite already present ("male ... than female") would turn a contrast into a tautology
+        opposites = {lexicon.ANTONYMS[word], *filter(None, lexicon.SENSE.get(word, {}).values())}
+        # the opposite already present ("male ... than female", "raise or lower") would make a tautology
+        present = any(re.search(rf"\b{re.escape(o)}\b", doc.text, re.I) for o in opposites)
+        new = _opposite_quantity(span[0], new) if new is not None and not present else None
+        if new is not None:
             start, new = _with_article(span[0], _match_case(match.group(), new))
             return _edit("antonym_flip", doc.text, [(start, match.end(), new)])
     return None
@@ -349,6 +477,9 @@ def paraphrase_contraction(doc: Doc) -> Edit | None:
 
 def paraphrase_number_format(doc: Doc) -> Edit | None:
     for tok in (t for t in doc if _is_count(t)):
+        nxt = doc[tok.i + 1] if tok.i + 1 < len(doc) else None
+        if not _counts_plural(tok) and not (_value(tok) == 1 and nxt is not None and nxt.lower_ == "in"):
+            continue  # a count of things or a ratio ("1 in 5"); "Forkhead 0", "one of", "one punch man" are not
         value = _number_word(tok)
         if tok.text.isdigit() and int(tok.text) <= 20 and (tok.text == "0" or tok.text[0] != "0"):
             word = lexicon.VALUE_WORD[int(tok.text)]
