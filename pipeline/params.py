@@ -152,8 +152,9 @@ class GenerateParams:
     # Source texts edited by the rules, sampled with `seed` (0: all).
     max_items: int = 0
     seed: int = 12345
-    # Rule ops (op codes of pipeline/vocabulary.py); [] turns the rules off.
-    rules: list[str] = field(default_factory=lambda: list(RULE_OPS))
+    # Rule ops (op codes of pipeline/vocabulary.py); [] turns the rules off. The swaps are off by default: read by
+    # hand, fewer than half of their edits were valid (README, "Counterfactual contrast pairs").
+    rules: list[str] = field(default_factory=lambda: [op for op in RULE_OPS if not op.startswith("swap_")])
     # LLM edits (none: off) on the first `llm_max_items` of the same sample, one per control code.
     llm_backend: Literal["none", "transformers", "openai", "vllm"] = "transformers"
     llm_model: str = "packaged:SmolLM2-135M-Instruct"
@@ -260,8 +261,9 @@ class FilterParams:
     edit_max_tokens: int = 8
     edit_max_ratio: float = 0.5
     # Fluency, Tailor-style: reject an edit whose mean token negative log-likelihood under `edit_lm` is higher than
-    # the original's by more than this many nats (null: off).
-    edit_max_nll_increase: float | None = None
+    # the original's by more than this many nats (null: off). 1.0: the 95th percentile of real minimal edits (the
+    # SciFact claim rewrites, benchmarks/contrast_report.py), so 1 in 20 human edits would fail it.
+    edit_max_nll_increase: float | None = 1.0
     edit_lm: str = "packaged:SmolLM2-135M-Instruct"
     # Did the meaning change as intended? encoder: cosine of embed.model vectors; cross_encoder: filter.cross_encoder's
     # score of (original, edited); llm: the LLM judge's P(same meaning); none: no judge. A meaning-changing edit

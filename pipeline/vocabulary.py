@@ -45,6 +45,7 @@ EDIT_NOT_FLUENT = "edit_not_fluent"
 MEANING_UNCHANGED = "meaning_unchanged"
 EDIT_DRIFTED = "edit_drifted"
 MEANING_CHANGED = "meaning_changed"
+MEANING_UNJUDGED = "meaning_unjudged"  # an LLM edit no judge able to read meaning accepted (the encoder cannot)
 
 # Why a query has fewer negatives than asked (its `short_queries` row, from mine and again from filter).
 WINDOW_EXHAUSTED = "window_exhausted"  # every candidate up to the window's bound failed a score rule or sampling

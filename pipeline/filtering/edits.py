@@ -15,7 +15,11 @@ from pipeline import artifacts, embed, ledger, models, work
 from pipeline.contrast import validate
 from pipeline.filtering import judges
 from pipeline.params import EmbedParams, FilterParams
-from pipeline.vocabulary import EDIT_NOT_FLUENT, KEPT, REJECTED
+from pipeline.vocabulary import EDIT_NOT_FLUENT, KEPT, MEANING_UNJUDGED, REJECTED
+
+# Judges that read meaning. The encoder's cosine does not: it scores real number and antonym changes 0.99+, so it
+# can catch a drifted edit but cannot confirm that an LLM's edit changed (or kept) the meaning it was asked to.
+MEANING_JUDGES = ("cross_encoder", "llm")
 
 MEASURES = ("token_edits", "edit_ratio", "nll_increase", "sameness")  # what the ledger keeps of a rejected edit
 
@@ -90,6 +94,12 @@ def validate_edits(config: FilterParams, embed_config: EmbedParams, contrast: pa
             measures["sameness"][i] = score
             if verdict:
                 reasons[i], details[i] = verdict, f"{config.edit_judge} sameness {score:.3f}"
+    if config.edit_judge not in MEANING_JUDGES:
+        # Rule edits change meaning by construction (their ops are checked by hand, README); an LLM's may not.
+        for i in (i for i, made_by in enumerate(checked["generator"].to_pylist()) if made_by != "rules"):
+            if reasons[i] is None:
+                reasons[i] = MEANING_UNJUDGED
+                details[i] = f"an LLM edit needs edit_judge {' or '.join(MEANING_JUDGES)} ({config.edit_judge} set)"
     decisions = [KEPT if r is None else REJECTED for r in reasons]
     checked = checked.drop(["decision", "reason", "detail"])
     for name, values in measures.items():

@@ -81,7 +81,7 @@ def test_generate_accounts_for_every_source_and_op(pipeline_run):
     assert llm_rows.num_rows == params["llm_max_items"] * len(params["llm_controls"])
     assert set(llm_rows["op"].to_pylist()) == {f"llm_{c}" for c in params["llm_controls"]}
     applied = {op for op, o in zip(rule_rows["op"].to_pylist(), rule_rows["outcome"].to_pylist()) if o == "applied"}
-    assert {"negation_insert", "number_change", "antonym_flip", "swap_noun_phrases"} <= applied
+    assert {"negation_insert", "number_change", "antonym_flip"} <= applied
     text = dict(zip(queries["query_id"].to_pylist(), queries["text"].to_pylist()))
     for row in contrast.to_pylist():
         assert row["original"] == text[row["source_id"]] and row["edited"] != row["original"]
