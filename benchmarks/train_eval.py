@@ -9,7 +9,8 @@ SciFact train data built five ways, then score nDCG@10 and Recall@100 on SciFact
 (c) pairforge: the real pipeline on SciFact train (rule-based edits, default mining and filter params), the mined
     and filtered triplets of the `triplet` export (`negative_kind: mined`), batches in random order;
 (d) (c) in topic batches (`export.batching: topic`), and (d-b3) in B3 batches, trained on the export's batches;
-(e) (c) plus the counterfactual triplets of the same export (rule edits of the queries and their positives).
+(e) (c) plus the counterfactual triplets of the same export: `contrast-triplet` (rule edits of the queries, each
+    anchored on the query's positive document, which supports the claim and not its edit).
 Every setting trains with the same loss, optimiser, epochs, batch size and seeds; (a), (b), (c) and (e) use the
 sentence-transformers NO_DUPLICATES batch sampler (its advice for in-batch negatives). Evaluation embeds with
 pairforge's Encoder at bf16 (cosine >= 0.9999 to fp32; benchmarks/retrieval_quality.py measured nDCG@10 within
@@ -61,7 +62,7 @@ def pairforge_exports(
     params["mine"]["num_negatives"] = num_negatives
     params["embed"]["precision"] = "bf16"
     params["generate"]["llm_backend"] = "none"  # rule-based edits: the packaged 135M LLM is too weak to help
-    params["export"].update(formats=["triplet"], dev_fraction=0.0, batch_size=batch_size)
+    params["export"].update(formats=["triplet", "contrast-triplet"], dev_fraction=0.0, batch_size=batch_size)
     rules, last_edits = params["generate"]["rules"], None
     exports = {}
     runs = (("c", "random", False), ("d", "topic", False), ("d-b3", "b3", False), ("e", "random", True))
@@ -181,7 +182,10 @@ def main() -> None:
         kinds = dict(zip(*(column.to_pylist() for column in pc.value_counts(table["negative_kind"]).flatten())))
         print(f"{name}: {table.num_rows} triplets, {kinds}", flush=True)
         batch_ids = table["batch_id"].to_numpy() if name.startswith("d") else None
-        data[name] = (table.select(TEXT).to_pylist(), batch_ids)
+        rows = table.select(TEXT).to_pylist()
+        if name == "e":  # edits of queries read document -> query, so the triplet export leaves them out
+            rows += artifacts.read(folder / "contrast-triplet").select(TEXT).to_pylist()
+        data[name] = (rows, batch_ids)
     rows = {name: len(rows) for name, (rows, _) in data.items()}
     print(f"training rows: {rows}", flush=True)
     pairs = {(p["anchor"], p["positive"]) for p in train_pairs(args.scifact)}

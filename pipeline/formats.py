@@ -136,22 +136,36 @@ def contrast_frame(
         )
     )  # fmt: skip
     query_topics = pl.from_arrow(topics).select(pl.col("id").alias("query_id"), "topic")
+    direction = pl.col("source_kind").replace_strict(DIRECTION, return_dtype=pl.String)
     return (
         pl.concat([from_queries, from_positives, from_sentences])
         .sort("e_order", "p_order")
         .join(query_topics, on="query_id", how="left", maintain_order="left")
         .drop("e_order", "p_order")
-        .with_columns(pl.lit("counterfactual").alias("negative_kind"))
+        .with_columns(pl.lit("counterfactual").alias("negative_kind"), direction.alias("direction"))
     )
 
 
+# What a contrast row's anchor and its positive / negative are, by what was edited. Only the query-side anchors
+# fit the other formats, whose anchor is always the query (one role per column, as asymmetric models need).
+DIRECTION = {"positive": "query->document", "sentence": "sentence->sentence", "query": "document->query"}
+QUERY_ANCHORED = ("query->document", "sentence->sentence")
+
+
+def _query_anchored(contrast: pl.DataFrame) -> pl.DataFrame:
+    """Counterfactual rows whose anchor is the query (edits of a positive) or the sentence edited."""
+    return contrast.filter(pl.col("direction").is_in(QUERY_ANCHORED))
+
+
 def contrast_triplet(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
-    return contrast.select(*CONTRAST_COLUMNS, "op", "generator", "source_kind", "topic")
+    """Every kept meaning-changing edit, of queries and documents alike; `direction` says which way a row reads."""
+    return contrast.select(*CONTRAST_COLUMNS, "direction", "op", "generator", "source_kind", "topic")
 
 
 def triplet(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
-    """Mined triplets, then the counterfactual ones (`negative_kind`, `op` tell them apart)."""
-    counterfactual = contrast.select(
+    """Mined triplets, then the counterfactual ones anchored on the query (`negative_kind`, `op` tell them apart);
+    edits of queries, anchored on a document, are in `contrast-triplet` only."""
+    counterfactual = _query_anchored(contrast).select(
         "anchor", "positive", "negative", "query_id", "positive_id", "negative_id", "negative_kind", "op",
         pl.lit(None, pl.Float32).alias("pos_score"), pl.lit(None, pl.Float32).alias("neg_score"), "topic",
     )  # fmt: skip
@@ -239,7 +253,7 @@ def labeled_list(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int
 
 def labeled_pair(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
     """(anchor, document, label): each query's positives (label 1), then its negatives (label 0); then each
-    counterfactual (label 0) after its anchor."""
+    counterfactual anchored on a query (label 0)."""
     common = ["anchor", "query_id", "q_order", "topic"]
     positives = frame.unique(["q_order", "p_order"], maintain_order=True).select(
         *common,
@@ -263,7 +277,7 @@ def labeled_pair(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int
     )
     both = pl.concat([positives, negatives]).sort("q_order", "group", "order")
     columns = ["anchor", "document", "label", "query_id", "doc_id", "kind", "score", "topic"]
-    counterfactual = contrast.select(
+    counterfactual = _query_anchored(contrast).select(
         "anchor", pl.col("negative").alias("document"), pl.lit(0, pl.Int64).alias("label"), "query_id",
         pl.col("negative_id").alias("doc_id"), pl.col("negative_kind").alias("kind"),
         pl.lit(None, pl.Float32).alias("score"), "topic",
@@ -274,15 +288,14 @@ def labeled_pair(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int
 def mixed(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int, counterfactual_share: float):
     """Triplets with `num_negatives` negatives per (query, positive) pair: `round(share * n)` counterfactuals of
     the pair where the generator made them, mined negatives for the rest. A pair's counterfactuals are edits of
-    its positive (anchor: the query, which the edit no longer answers) and edits of its query (anchor: the
-    positive, which no longer answers the edit), as in `contrast-triplet`; `pair_doc` names the pair's document."""
+    its positive (anchor: the query, which the edit no longer answers; edits of queries are anchored on a document
+    and stay in `contrast-triplet`); `pair_doc` names the pair's document."""
     wanted = round(counterfactual_share * num_negatives)
     keys = ["query_id", "pair_doc"]
-    pair_doc = pl.when(pl.col("source_kind") == "query").then(pl.col("anchor_id")).otherwise(pl.col("positive_id"))
     counterfactual = (
-        contrast.filter(pl.col("source_kind").is_in(["query", "positive"]))
+        contrast.filter(pl.col("direction") == DIRECTION["positive"])
         .with_row_index("rank")
-        .with_columns(pair_doc.alias("pair_doc"), pl.col("rank").cast(pl.Int64))
+        .with_columns(pl.col("positive_id").alias("pair_doc"), pl.col("rank").cast(pl.Int64))
         .filter(pl.int_range(pl.len()).over(keys) < wanted)
     )
     used = counterfactual.group_by(keys).len("used")

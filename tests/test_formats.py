@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import polars as pl
 import pyarrow as pa
 
 from pipeline import formats
@@ -34,6 +35,14 @@ def test_contrast_frame_gives_each_edit_its_context():
         ("A man plays.", "A guy plays.", "A man does not play.", None, None, "negation_insert"),
     ]
     assert set(frame["negative_kind"]) == {"counterfactual"}
+    directions = ["document->query", "document->query", "query->document", "query->document", "sentence->sentence"]
+    assert frame["direction"].to_list() == directions
+    mined = triplet_frame(None)
+    for name in ("triplet", "labeled-pair"):  # one role per column: the anchor is a query (or the sentence edited)
+        table = formats.FORMATS[name](mined, frame, 2).filter(
+            pl.col("negative_kind" if name == "triplet" else "kind") == "counterfactual"
+        )
+        assert table["anchor"].to_list() == ["Aspirin reduces risk.", "Statins lower LDL.", "A man plays."], name
 
 
 def triplet_frame(teacher: pa.Table | None):
@@ -74,3 +83,27 @@ def test_n_tuple_scores_carry_the_teacher_where_there_is_one_else_the_embedding_
     assert distilled.drop("score").equals(plain.drop("score"))
     assert distilled.columns == plain.columns
     assert formats.n_tuple(triplet_frame(teacher), None, 2).equals(formats.n_tuple(triplet_frame(None), None, 2))
+
+
+def test_mixed_takes_the_pair_share_from_edits_of_its_positive_never_of_its_query():
+    mined = triplet_frame(None)  # (q1, p1) and (q2, p2), two mined negatives each
+    corpus = pa.table({"doc_id": ["p1", "p2"], "text": ["P1", "P2"], "title": [None, None]})
+    queries = pa.table({"query_id": ["q1", "q2"], "text": ["Q1", "Q2"]})
+    positives = pa.table({"query_id": ["q1", "q2"], "doc_id": ["p1", "p2"]})
+    topics = pa.table({"id": ["q1", "q2"], "topic": pa.array([0, 1], pa.int32())})
+    edits = contrast_table(
+        [
+            ("positive", "p1", "P1", "P1 edited", "negation_insert", False),
+            ("positive", "p1", "P1", "P1 edited again", "number_change", False),
+            ("query", "q2", "Q2", "Q2 edited", "negation_insert", False),
+        ]
+    ).append_column("decision", pa.array(["kept"] * 3))
+    contrast = formats.contrast_frame(edits, corpus, queries, positives, topics)
+    mixed = formats.mixed(mined, contrast, 2, counterfactual_share=0.5)
+    rows = mixed.select("anchor", "positive", "negative", "negative_kind").rows()
+    assert rows == [
+        ("Q1", "P1", "P1 edited", "counterfactual"),  # one of two: the share; anchored on the query
+        ("Q1", "P1", "N1", "mined"),
+        ("Q2", "P2", "N3", "mined"),  # q2's edit reads the other way: contrast-triplet only
+        ("Q2", "P2", "N1", "mined"),
+    ]

@@ -30,6 +30,9 @@ def test_filter_validates_every_edit_and_export_carries_the_kept_ones(pipeline_r
         if row["decision"] == "kept":  # the encoder judge measured every edit that passed the cheap checks
             low = params["edit_paraphrase_min"] if row["preserves_meaning"] else params["edit_drifted_below"]
             assert row["sameness"] >= low, row
+            assert row["generator"] == "rules", "the encoder cannot read an LLM edit's meaning: none is kept"
+        elif row["reason"] == "meaning_unjudged":
+            assert row["generator"] != "rules" and row["sameness"] == row["sameness"], row
         elif row["reason"] in ("edit_drifted", "meaning_changed"):
             assert (
                 row["sameness"]
@@ -39,11 +42,11 @@ def test_filter_validates_every_edit_and_export_carries_the_kept_ones(pipeline_r
     assert kept.num_rows > 0
     triplets = export_table(pipeline_run, "contrast-triplet")
     assert set(triplets["negative_id"].to_pylist()) == set(kept["pair_id"].to_pylist())
-    all_triplets = export_table(pipeline_run, "triplet")
-    counterfactual = all_triplets.filter(pc.equal(all_triplets["negative_kind"], "counterfactual"))
-    assert counterfactual.num_rows == triplets.num_rows and None not in counterfactual["op"].to_pylist()
-    pairs = export_table(pipeline_run, "labeled-pair")
-    assert pc.sum(pc.equal(pairs["kind"], "counterfactual")).as_py() == triplets.num_rows
+    assert set(triplets["direction"].to_pylist()) == {"document->query"}, "this run edits queries"
+    for fmt, kind in (("triplet", "negative_kind"), ("labeled-pair", "kind"), ("mixed", "negative_kind")):
+        table = export_table(pipeline_run, fmt)  # edits of queries are anchored on a document: never in these
+        assert pc.sum(pc.equal(table[kind], "counterfactual")).as_py() == 0, fmt
+    assert "meaning_unjudged" in rejected["reason"].to_pylist(), "the run's LLM edits met the rule"
     counts, _ = ledger.summary(pipeline_run / "data")
     assert set(rejected["reason"].to_pylist()) <= set(counts["reason"].to_list())
 
