@@ -54,6 +54,17 @@ class Task:
         }
         return self.user_template.format(**blocks)
 
+    @property
+    def json_schema(self) -> dict:
+        """The schema as JSON Schema, for backends that constrain decoding to it (`response_format`, guided
+        decoding, a forced reply prefix); `parse` still checks every reply, constrained or not."""
+        types = {str: "string", int: "integer", float: "number", bool: "boolean"}
+        properties = {
+            name: {"type": "string", "enum": list(allowed)} if isinstance(allowed, tuple) else {"type": types[allowed]}
+            for name, allowed in self.schema.items()
+        }
+        return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
     def parse(self, raw: str | None) -> tuple[dict | None, str | None]:
         """(record, None) when the first JSON object in `raw` fits the schema, else (None, "unparseable_output")."""
         found = first_json_object(raw or "")

@@ -31,11 +31,13 @@ class OpenAIServer:
         slow_s: float = 3.0,
         logprobs: bool = True,
         port: int = 0,
+        structured: bool = True,
     ):
         self.llm = llm
         self.fault_rate, self.faults, self.random = fault_rate, faults, random.Random(seed)
         self.retry_after_s, self.slow_s = retry_after_s, slow_s
         self.logprobs = logprobs  # False: behave like a server that ignores `logprobs`
+        self.structured = structured  # False: refuse `response_format` with a 400, as some servers do
         self.log: list[dict] = []
         self._log_lock = threading.Lock()
         self._model_lock = threading.Lock()  # one generation at a time: the model object is shared
@@ -69,6 +71,7 @@ class OpenAIServer:
                 "key": hashlib.sha256(body).hexdigest()[:16],
                 "authorization": handler.headers.get("Authorization"),
                 "fault": fault,
+                "response_format": b'"response_format"' in body,
             }
             self.log.append(entry)
         if fault == "http_500":
@@ -82,14 +85,17 @@ class OpenAIServer:
             _reply(handler, 302, b"", {"Location": self.base_url + "/chat/completions"})
         elif fault == "malformed":
             _reply(handler, 200, b'{"id": "chatcmpl-0", "choices": [{"message": {"role": "assist')
+        elif entry["response_format"] and not self.structured:
+            _reply(handler, 400, b'{"error": {"message": "response_format is not supported"}}')
         else:
             _reply(handler, 200, json.dumps(self._completion(json.loads(body))).encode())
 
     def _completion(self, request: dict) -> dict:
         max_tokens = request.get("max_completion_tokens") or request.get("max_tokens") or 16
         top = int(request.get("top_logprobs") or 0) if request.get("logprobs") and self.logprobs else 0
-        with self._model_lock:
-            completion = self.llm.generate([request["messages"]], max_new_tokens=max_tokens, logprobs=top)[0]
+        schema = ((request.get("response_format") or {}).get("json_schema") or {}).get("schema")
+        with self._model_lock:  # the local backend holds the reply to the schema its own way
+            completion = self.llm.generate([request["messages"]], max_tokens, logprobs=top, schema=schema)[0]
         choice = {
             "index": 0,
             "message": {"role": "assistant", "content": completion.text},

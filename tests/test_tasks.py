@@ -86,3 +86,14 @@ def test_render_requires_exactly_the_task_fields():
         RELEVANCE_JUDGE.render(query="q")
     with pytest.raises(ValueError, match="takes fields"):
         RELEVANCE_JUDGE.render(query="q", passage="p", extra="x")
+
+
+def test_a_task_schema_reads_as_json_schema_for_constrained_decoding():
+    assert RELEVANCE_JUDGE.json_schema == {
+        "type": "object",
+        "properties": {"relevant": {"type": "string", "enum": ["yes", "no"]}},
+        "required": ["relevant"],
+        "additionalProperties": False,
+    }
+    typed = Task("t", "s", "{text}", {"n": int, "x": float, "ok": bool})
+    assert [p["type"] for p in typed.json_schema["properties"].values()] == ["integer", "number", "boolean"]

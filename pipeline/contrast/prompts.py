@@ -55,6 +55,7 @@ REPAIR = 'That reply was not valid. Answer with JSON only, in the same form as b
 
 
 def edit_task(control: str) -> Task:
+    """The prompt and schema of one control code's edit."""
     if control not in CONTROLS:
         raise ValueError(f"unknown LLM edit control {control!r}; known: {sorted(CONTROLS)}")
     instruction, before, after, _ = CONTROLS[control]
@@ -70,6 +71,9 @@ def edit_task(control: str) -> Task:
         schema=EDIT_SCHEMA,
         examples=(({"text": before}, json.dumps({"edited": after})),),
     )
+
+
+EDIT_JSON_SCHEMA = edit_task("negate").json_schema  # every control's reply has the one schema
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,9 @@ def llm_edits(llm, items: list[tuple[str, str]], retries: int = 1, max_new_token
     results: list[EditResult | None] = [None] * len(items)
     pending = list(range(len(items)))
     for attempt in range(1, retries + 2):
-        completions = llm.generate([conversations[i] for i in pending], max_new_tokens=max_new_tokens)
+        completions = llm.generate(
+            [conversations[i] for i in pending], max_new_tokens=max_new_tokens, schema=EDIT_JSON_SCHEMA
+        )
         again = []
         for i, completion in zip(pending, completions, strict=True):
             if completion.error:  # the backend has already retried transport failures with backoff

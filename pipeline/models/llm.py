@@ -141,11 +141,15 @@ class TransformersLLM:
         return self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
 
     @torch.inference_mode()
-    def generate(self, batch: list[Messages], max_new_tokens: int | None = None, logprobs: int = 0) -> list[Completion]:
-        """One completion per conversation; `logprobs=k` adds the top k alternatives of every generated token."""
-        completions = []
+    def generate(
+        self, batch: list[Messages], max_new_tokens: int | None = None, logprobs: int = 0, schema: dict | None = None
+    ) -> list[Completion]:
+        """One completion per conversation; `logprobs=k` adds the top k alternatives of every generated token. With
+        a JSON `schema`, the reply is made to open as its object does (`{"edited": "`): the model writes only
+        the value, which is where small models go wrong least; the completion includes the forced opening."""
+        completions, opening = [], reply_opening(schema)
         for start in range(0, len(batch), self.batch_size):
-            inputs = self._inputs(batch[start : start + self.batch_size])
+            inputs = self._inputs(batch[start : start + self.batch_size], opening)
             result = self.model.generate(
                 **inputs,
                 max_new_tokens=max_new_tokens or self.max_new_tokens,
@@ -156,7 +160,7 @@ class TransformersLLM:
             )
             for row, ids in enumerate(result.sequences[:, inputs["input_ids"].shape[1] :].tolist()):
                 length = next((i for i, token in enumerate(ids) if token in self.stop_ids), len(ids))
-                text = self.tokenizer.decode(ids[:length], skip_special_tokens=True)
+                text = opening + self.tokenizer.decode(ids[:length], skip_special_tokens=True)
                 steps = range(length) if logprobs else ()
                 top = [self._token_logprobs(result.logits[i][row], ids[i], logprobs) for i in steps]
                 completions.append(Completion(text=text, logprobs=top or None))
@@ -225,17 +229,35 @@ class OpenAICompatibleLLM:
     max_new_tokens: int = 64
     temperature: float = 0.0
     max_retry_after_s: float = 60.0
+    # Whether the server takes `response_format` with a JSON schema; None: not asked yet. A server that refuses it
+    # (HTTP 400 / 422 on the first request that carries one) is asked without it from then on.
+    takes_schema: bool | None = None
 
     def __post_init__(self):
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
         self.base_url = self.base_url.rstrip("/")
 
-    def generate(self, batch: list[Messages], max_new_tokens: int | None = None, logprobs: int = 0) -> list[Completion]:
-        """One completion per conversation, in order; failures come back as Completion(text=None, error=...)."""
+    def generate(
+        self, batch: list[Messages], max_new_tokens: int | None = None, logprobs: int = 0, schema: dict | None = None
+    ) -> list[Completion]:
+        """One completion per conversation, in order; failures come back as Completion(text=None, error=...). With
+        a JSON `schema`, asked for as `response_format` (structured outputs) where the server takes it."""
         common = dict(model=self.model, max_tokens=max_new_tokens or self.max_new_tokens, temperature=self.temperature)
         if logprobs:
             common |= {"logprobs": True, "top_logprobs": logprobs}
+        if schema is not None and self.takes_schema is not False:
+            format_ = {"type": "json_schema", "json_schema": {"name": "record", "schema": schema, "strict": True}}
+            if self.takes_schema is None and batch:  # one request finds out, before the batch goes out in parallel
+                first = self._complete(
+                    json.dumps({**common, "messages": batch[0], "response_format": format_}).encode()
+                )
+                if first.error in ("http_400", "http_422"):
+                    self.takes_schema = False
+                    return self.generate(batch, max_new_tokens, logprobs, schema)
+                self.takes_schema = True if first.error is None else None  # a failure of another kind tells nothing
+                return [first, *self.generate(batch[1:], max_new_tokens, logprobs, schema)]
+            common["response_format"] = format_
         bodies = [json.dumps({**common, "messages": messages}).encode() for messages in batch]
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(self._complete, bodies))
@@ -315,12 +337,18 @@ class VLLMLLM:
         self.engine = LLM(model=str(_weights(model)), tensor_parallel_size=tensor_parallel_size, seed=0,
                           **(engine_options or {}))  # fmt: skip
 
-    def _chat(self, batch: list[Messages], max_tokens: int, logprobs: int, **chat_options) -> list:
+    def _chat(
+        self, batch: list[Messages], max_tokens: int, logprobs: int, schema: dict | None = None, **chat_options
+    ) -> list:
         """One vLLM RequestOutput per conversation, or an error code where vLLM refused it: it refuses a whole
-        batch for one bad prompt (longer than the model's context, say), so such a batch is asked item by item."""
+        batch for one bad prompt (longer than the model's context, say), so such a batch is asked item by item.
+        A JSON `schema` constrains decoding (vLLM's guided decoding / structured outputs)."""
         from vllm import SamplingParams
 
-        sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens, logprobs=logprobs or None, seed=0)
+        constraint = _vllm_json_constraint(schema) if schema is not None else {}
+        sampling = SamplingParams(
+            temperature=0.0, max_tokens=max_tokens, logprobs=logprobs or None, seed=0, **constraint
+        )
         try:
             return self.engine.chat(batch, sampling, use_tqdm=False, **chat_options)
         except ValueError:
@@ -332,9 +360,11 @@ class VLLMLLM:
                     outputs.append("prompt_too_long" if "longer than the maximum" in str(err) else BACKEND_ERROR)
             return outputs
 
-    def generate(self, batch: list[Messages], max_new_tokens: int | None = None, logprobs: int = 0) -> list[Completion]:
+    def generate(
+        self, batch: list[Messages], max_new_tokens: int | None = None, logprobs: int = 0, schema: dict | None = None
+    ) -> list[Completion]:
         completions = []
-        for output in self._chat(batch, max_new_tokens or self.max_new_tokens, logprobs):
+        for output in self._chat(batch, max_new_tokens or self.max_new_tokens, logprobs, schema):
             if isinstance(output, str):
                 completions.append(Completion(text=None, error=output))
                 continue
@@ -351,6 +381,26 @@ class VLLMLLM:
         return [
             None if isinstance(o, str) else yes_probability_from_logprobs(_vllm_steps(o.outputs[0])) for o in outputs
         ]
+
+
+def _vllm_json_constraint(schema: dict) -> dict:
+    """SamplingParams keywords that hold decoding to a JSON schema: `structured_outputs` from vLLM 0.11 on,
+    `guided_decoding` before it."""
+    try:
+        from vllm.sampling_params import StructuredOutputsParams
+    except ImportError:
+        from vllm.sampling_params import GuidedDecodingParams
+
+        return {"guided_decoding": GuidedDecodingParams(json=schema)}
+    return {"structured_outputs": StructuredOutputsParams(json=schema)}
+
+
+def reply_opening(schema: dict | None) -> str:
+    """What a reply that fits `schema` must begin with, up to its first value: `{"edited": "` for a string."""
+    if not schema or not schema.get("properties"):
+        return ""
+    name, spec = next(iter(schema["properties"].items()))
+    return "{" + json.dumps(name) + ": " + ('"' if spec.get("type") == "string" else "")
 
 
 def _vllm_steps(reply) -> list[dict]:

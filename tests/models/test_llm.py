@@ -252,3 +252,35 @@ def test_same_meaning_judge_and_fluency_with_the_local_model(local_llm):
     nll = local_llm.mean_nll([fluent, scrambled + " treatment."])
     assert nll[0] < nll[1]  # the LM finds word salad less likely
     assert local_llm.mean_nll([fluent])[0] == pytest.approx(nll[0], abs=1e-4)  # padding changes nothing
+
+
+@pytest.mark.slow
+def test_edits_are_held_to_their_json_schema_locally_and_through_a_server(local_llm):
+    """The edit schema goes to every backend here: transformers forces the reply's opening, an OpenAI-compatible
+    server gets `response_format` (and one that refuses it with a 400 is asked again without, then never again)."""
+    from pipeline.contrast.prompts import EDIT_JSON_SCHEMA, edit_task
+
+    assert EDIT_JSON_SCHEMA == {
+        "type": "object",
+        "properties": {"edited": {"type": "string"}},
+        "required": ["edited"],
+        "additionalProperties": False,
+    }
+    texts = ["Aspirin reduces the risk of stroke.", "who wrote the novel dracula", "Three patients died."]
+    batch = [edit_task(control).render(text=t) for t in texts for control in ("negate", "change_quantity")]
+    free = local_llm.generate(batch, max_new_tokens=40)
+    held = local_llm.generate(batch, max_new_tokens=40, schema=EDIT_JSON_SCHEMA)
+    assert all(c.text.startswith('{"edited": "') for c in held)
+    parsed = [edit_task("negate").parse(c.text)[0] for c in held]
+    assert all(parsed), [c.text for c in held]
+    with OpenAIServer(local_llm) as server:
+        client = llms.OpenAICompatibleLLM(server.base_url, "smollm2", timeout_s=60)
+        remote = client.generate(batch, max_new_tokens=40, schema=EDIT_JSON_SCHEMA)
+    assert [c.text for c in remote] == [c.text for c in held] and client.takes_schema is True
+    assert [entry["response_format"] for entry in server.log] == [True] * len(batch)
+    with OpenAIServer(local_llm, structured=False) as server:
+        client = llms.OpenAICompatibleLLM(server.base_url, "smollm2", timeout_s=60)
+        remote = client.generate(batch, max_new_tokens=40, schema=EDIT_JSON_SCHEMA)
+        again = client.generate(batch[:1], max_new_tokens=40, schema=EDIT_JSON_SCHEMA)
+    assert [c.text for c in remote + again] == [c.text for c in free + free[:1]] and client.takes_schema is False
+    assert [entry["response_format"] for entry in server.log] == [True] + [False] * (len(batch) + 1)
