@@ -3,6 +3,14 @@ applies, how many edits survive validation, and examples, on SciFact claims and 
 throughput per backend on this machine.
 
 Usage: python benchmarks/contrast_report.py [--datasets DIR] [--llm-items N] [--examples 5] [--json PATH]
+       python benchmarks/contrast_report.py --labels SHEET [--data DIR] [--json PATH]
+
+The second form reads a review sheet labelled by hand (`pairforge review --sheet`, or the labels committed under
+`benchmarks/reviews/`) against a run's `filtered/edits` and prints the share of valid edits per op with a 95%
+Wilson interval, and overall weighted by how many edits of each op the filter kept.
+
+The fluency bound: the NLL increase under `filter.edit_lm` of the real minimal edits among the claim pairs (both
+ways); `filter.edit_max_nll_increase` is set near their 95th percentile.
 
 The validation is the filter stage's (pipeline.contrast.validate with the params.yaml defaults: token-edit bounds,
 then the encoder judge with the default encoder). LLM edits come from the default local model (SmolLM2-135M),
@@ -72,6 +80,50 @@ def minimality_report(pairs: list[dict], config: params.FilterParams) -> dict:
             "token_edits_median": float(np.median(edits)),
         }
     return out
+
+
+def fluency_bound(pairs: list[dict], lm, config: params.FilterParams) -> dict:
+    """The NLL increase (nats, under `edit_lm`) of real minimal edits: the support / contradict claim pairs that
+    pass the minimality bounds, read both ways. `filter.edit_max_nll_increase` is set from these quantiles."""
+    minimal = [
+        p
+        for p in pairs
+        if p["kind"] == "support_vs_contradict"
+        and validate.minimality(p["a"], p["b"], config.edit_max_tokens, config.edit_max_ratio)[0] is None
+    ]
+    nll_a, nll_b = (np.array(lm.mean_nll([p[side] for p in minimal])) for side in ("a", "b"))
+    increase = np.concatenate([nll_b - nll_a, nll_a - nll_b])
+    bound = config.edit_max_nll_increase
+    return {
+        "edits": len(increase),
+        "increase": increase.round(4).tolist(),
+        "quantiles": {q: round(float(np.quantile(increase, q)), 3) for q in (0.5, 0.8, 0.9, 0.95, 0.99)},
+        "bound": bound,
+        "within_bound": None if bound is None else float(np.mean(increase <= bound)),
+    }
+
+
+def labelled_validity(labels: Path, data: Path) -> dict:
+    """A labelled review sheet (`pairforge review --sheet`) read back against the run's edits."""
+    import polars as pl
+
+    from pipeline import artifacts
+    from pipeline.contrast import review
+
+    return review.validity(pl.from_arrow(artifacts.read(data / "filtered/edits")), review.read_labels(labels))
+
+
+def print_validity(result: dict) -> None:
+    print(f"{'op':<28}{'labelled':>9}{'valid':>7}{'share':>8}  95% interval   kept")
+    for op, r in result["per_op"].items():
+        low, high = r["interval"]
+        share = f"{100 * r['share']:>7.0f}%  {100 * low:3.0f}-{100 * high:3.0f} %"
+        print(f"{op:<28}{r['labelled']:>9}{r['valid']:>7}{share}  {r['kept']:>6}")
+    print(
+        f"overall: {result['valid']}/{result['labelled']} valid ({100 * result['share']:.0f} %); weighted by each "
+        f"op's kept edits: {100 * result['weighted_share']:.1f} % of {result['kept']} kept edits of these ops"
+        + (f"; {result['stale']} labels of edits this run no longer keeps left out" if result["stale"] else "")
+    )
 
 
 def load_texts(datasets: Path) -> dict[str, list[str]]:
@@ -158,7 +210,7 @@ def llm_edit_list(llm, texts: list[str], controls: list[str], retries: int, max_
     return edits, seconds, len(items), dict(failures)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
     parser.add_argument("--rule-items", type=int, default=500, help="texts per dataset for the rules (0: all)")
@@ -166,20 +218,30 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=5)
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    parser.add_argument("--labels", type=Path, help="a labelled review sheet: print validity per op, nothing else")
+    parser.add_argument("--data", type=Path, default=REPO / "data", help="with --labels: the run's data folder")
+    args = parser.parse_args(argv)
+    if args.labels:
+        result = labelled_validity(args.labels, args.data)
+        print_validity(result)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return
     import torch
 
     torch.set_num_threads(1)  # small models on few cores: one thread is several times faster here
     defaults = yaml.safe_load((REPO / "params.yaml").read_text())
     config = params.parse("filter", defaults["filter"])
     gen = params.parse("generate", defaults["generate"])
-    report: dict = {
-        "minimality": minimality_report(scifact_claim_pairs(args.datasets / "scifact/raw/scifact_hf_csv.zip"), config)
-    }
     from pipeline.models.encoder import Encoder
     from pipeline.models.llm import OpenAICompatibleLLM, TransformersLLM
     from tests.openai_server import OpenAIServer
 
+    claim_pairs = scifact_claim_pairs(args.datasets / "scifact/raw/scifact_hf_csv.zip")
+    report: dict = {
+        "minimality": minimality_report(claim_pairs, config),
+        "fluency": fluency_bound(claim_pairs, TransformersLLM(config.edit_lm, batch_size=32), config),
+    }
     encoder = Encoder(params.parse("embed", defaults["embed"]).model)
     local = TransformersLLM(gen.llm_model, batch_size=gen.batch_size)
     throughput: dict = {}
@@ -226,6 +288,12 @@ def print_report(report: dict) -> None:
             f"  {kind:<22} {r['pairs']:>5} pairs  accepted {100 * r['accepted']:5.1f} %  median token edits "
             f"{r['token_edits_median']:.0f}  {r['reasons']}"
         )
+    fluency = report["fluency"]
+    print(
+        f"\nFluency: NLL increase of {fluency['edits']} real minimal edits (the claim pairs within the minimality "
+        f"bounds, both ways), quantiles {fluency['quantiles']}; filter.edit_max_nll_increase {fluency['bound']} "
+        f"passes {100 * (fluency['within_bound'] or 0):.0f} % of them"
+    )
     for dataset in ("scifact_claims", "nq_open_questions"):
         for family in ("rules", "llm"):
             print(f"\n{dataset}, {family}:")

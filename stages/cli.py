@@ -22,7 +22,25 @@ def main(argv: list[str] | None = None) -> None:
     page = commands.add_parser("report", help="write a static HTML report: score distributions, rejections")
     page.add_argument("--data", type=Path, default=Path("data"))
     page.add_argument("--out", type=Path, default=Path("report.html"))
+    review = commands.add_parser("review", help="read kept edits: N per op with their scores, or a blind sheet")
+    review.add_argument("--data", type=Path, default=Path("data"))
+    review.add_argument("--per-op", type=int, default=8)
+    review.add_argument("--seed", type=int, default=0)
+    review.add_argument("--ops", help="comma-separated op codes to read (default: every op with kept edits)")
+    review.add_argument("--sheet", type=Path, help="write a blind review sheet (CSV: no op, no scores) here")
     args = parser.parse_args(argv)
+    if args.command == "review":
+        from pipeline import artifacts
+        from pipeline.contrast import review as reading
+
+        edits = pl.from_arrow(artifacts.read(args.data / "filtered/edits"))
+        picked = reading.sample(edits, args.per_op, args.seed, args.ops.split(",") if args.ops else None)
+        if args.sheet:
+            reading.write_sheet(picked, args.sheet, args.seed)
+            print(f"wrote {picked.height} edits to {args.sheet}: fill `valid` (y / n) and `why`")
+        else:
+            print("\n".join(reading.lines(picked)))
+        return
     if args.command == "run":
         importlib.import_module(f"stages.{args.stage}").main()
         return
