@@ -14,6 +14,9 @@ NT_CONTRACTED = {"can": "can't", "will": "won't", "shall": "shan't"}
 CONTRACTIBLE = {"do", "does", "did", "is", "are", "was", "were", "has", "have", "had", "could", "should", "would"}
 NEGATORS = {"no", "nothing", "none", "nobody", "neither", "nor"}
 NEGATIVE_POLARITY = {"any", "anything", "anyone", "anybody", "anymore", "ever", "yet", "either"}  # need a negation
+# In a question, what follows these verbs, or "<creator> of", is a title (a song, book, film, show).
+CREATIVE_VERBS = {"sing", "write", "compose", "perform", "record", "direct", "produce", "release", "cover"}
+CREATORS = {"singer", "writer", "author", "composer", "director", "producer", "lyric", "cast", "song", "movie"}
 QUANTIFIERS = {"most", "least", "more", "less"}  # antonyms as quantities of things only with care (antonym_flip)
 CLITICS = {"'re": "are", "'ll": "will", "'ve": "have", "'m": "am"}  # "'d" is would/had: ambiguous, left alone
 

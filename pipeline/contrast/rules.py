@@ -190,6 +190,26 @@ def _inverted_subject_end(root: Token, aux: Token) -> Token | None:
     return next((t for t in reversed(run) if t.pos_ not in ("ADV", "SPACE")), None)
 
 
+def _is_question(doc: Doc) -> bool:
+    return bool(len(doc)) and (doc[0].tag_.startswith("W") or doc.text.rstrip().endswith("?"))
+
+
+def _quoted_title(tok: Token) -> bool:
+    """Inside what a question names rather than says: a song, book, film or show ("who sings i can't take my eyes
+    off of you", "who is the director of nightmare before christmas"). Its words are the title's, not claims, so
+    an antonym or a removed negation there changes a name, not a meaning."""
+    doc = tok.doc
+    if not _is_question(doc):
+        return False
+    root = _root(doc)
+    if root is not None and root.lemma_ in lexicon.CREATIVE_VERBS and tok.i > root.i:
+        return True
+    return any(
+        t.lower_ == "of" and t.i < tok.i and _prev(t) is not None and _prev(t).lemma_ in lexicon.CREATORS
+        for t in doc[: tok.i]
+    )
+
+
 def _copular_question(root: Token) -> bool:
     """ "What is the capital of X", "who was the oldest player": a wh-question whose verb is a copula. Negated
     ("what is not the capital") it asks for nothing a document could answer, so negation leaves it alone."""
@@ -270,10 +290,15 @@ def _unnegate(doc: Doc, neg: Token) -> Edit | None:
 def negation_remove(doc: Doc) -> Edit | None:
     # A negation of the predicate; "in visceral fat, not subcutaneous fat" contrasts two phrases, and dropping its
     # "not" leaves a list that says something else than the opposite.
+    # In a question, only the main verb's: a negation deeper in is almost always part of a title ("last world
+    # series that didn't go 7 games" aside), "why did kevin can't wait wife leave the show".
+    question = _is_question(doc)
     negations = (
         t
         for t in doc
-        if (t.dep_ == "neg" or t.lower_ in ("n't", "n’t", "never")) and (t.head.pos_ in ("VERB", "AUX") or not t.i)
+        if (t.dep_ == "neg" or t.lower_ in ("n't", "n’t", "never"))
+        and (t.head.pos_ in ("VERB", "AUX") or not t.i)
+        and not (question and t.head != _root(doc))
     )
     return next(filter(None, (_unnegate(doc, t) for t in negations)), None)
 
@@ -435,6 +460,7 @@ def antonym_flip(doc: Doc) -> Edit | None:
         # the opposite already present ("male ... than female", "raise or lower") would make a tautology
         present = any(re.search(rf"\b{re.escape(o)}\b", doc.text, re.I) for o in opposites)
         new = _opposite_quantity(span[0], new) if new is not None and not present else None
+        new = None if span is None or _quoted_title(span[0]) else new
         if new is not None:
             start, new = _with_article(span[0], _match_case(match.group(), new))
             return _edit("antonym_flip", doc.text, [(start, match.end(), new)])

@@ -80,6 +80,12 @@ CASES = [
     ("negation_remove", "A man is playing a guitar", None),
     ("negation_remove", "Leptin resistance occurs in visceral fat, not subcutaneous fat.", None),  # a contrast
     ("negation_remove", "Co-IR blockade does not cause any adverse autoimmune events.", None),  # "causes any"
+    ("negation_remove", "who sings i can't take my eyes off of you", None),  # a title
+    (
+        "negation_remove",
+        "which economist was not a proponent of a laissez-faire government",
+        "which economist was a proponent of a laissez-faire government",
+    ),
     # number_change
     (
         "number_change",
@@ -171,6 +177,8 @@ CASES = [
     ("antonym_flip", "In adult tissue, most T cells are memory T cells.", None),  # "least T cells" is not English
     ("antonym_flip", "where is most of the worlds oil located", None),
     ("antonym_flip", "the power to raise or lower tax rates", None),  # the opposite is there already
+    ("antonym_flip", "who wrote the song after you've gone", None),  # a title, named not said
+    ("antonym_flip", "who is the director of nightmare before christmas", None),
     ("antonym_flip", "what is the most dangerous kind of bear", "what is the least dangerous kind of bear"),
     (
         "antonym_flip",
