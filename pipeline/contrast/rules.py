@@ -250,6 +250,9 @@ def negation_insert(doc: Doc) -> Edit | None:
         anchor = _not_anchor(root, aux)
         if anchor is aux:
             anchor = _inverted_subject_end(root, aux) or aux
+        subjectless = not any(c.dep_ in ("nsubj", "nsubjpass", "expl", "csubj") for c in root.children)
+        if anchor is aux and aux.i + 1 < root.i and subjectless:
+            return None  # "what does n mean": words between auxiliary and verb, none parsed as the subject
         new = anchor.text + ("not" if anchor.lower_ == "can" else " not")
         return _edit("negation_insert", doc.text, [(anchor.idx, _end(anchor), new)])
     if root.tag_ not in lexicon.DO_FORM or _lemma(root) == "do":
@@ -327,6 +330,13 @@ def _changed_number(tok: Token) -> str | None:
     return _match_case(tok.text, lexicon.VALUE_WORD[target]) if target is not None else None
 
 
+def _in_number_run(tok: Token) -> bool:
+    """Next to another number with only a space between ("hbo 24 7", "9 11"): a name, not a quantity."""
+    doc = tok.doc
+    neighbours = (doc[tok.i - 1] if tok.i else None, doc[tok.i + 1] if tok.i + 1 < len(doc) else None)
+    return any(t is not None and lexicon.NUMBER_RE.fullmatch(t.text) for t in neighbours)
+
+
 def _clashes(tok: Token, new: str) -> bool:
     """A number restated close by ("Ten percent (10%)": changing one contradicts the other), or a new value that
     another number of the text already has ("from 2009 to 2014" -> "from 2014 to 2014", "One in two" -> "Two in
@@ -340,7 +350,7 @@ def _clashes(tok: Token, new: str) -> bool:
 
 def number_change(doc: Doc) -> Edit | None:
     for tok in doc:
-        if not _standalone(tok) or _is_label(tok) or _breaks_agreement(tok):
+        if not _standalone(tok) or _is_label(tok) or _breaks_agreement(tok) or _in_number_run(tok):
             continue
         new = _changed_number(tok)
         if new is not None and not _clashes(tok, new):
@@ -481,7 +491,8 @@ def _expand(tok: Token) -> Edit | None:
     if clitic == "n't" and prev.lower_ != "ai":  # "ain't" has no single expansion
         new = lexicon.NT_EXPANDED.get(prev.lower_, prev.lower_ + " not")
     elif clitic == "'s" and tok.lemma_ in ("be", "have"):  # not the possessive 's
-        new = prev.text + (" is" if tok.lemma_ == "be" else " has")
+        has = tok.lemma_ == "have" or (following is not None and following.lower_ == "got")  # "who's got"
+        new = prev.text + (" has" if has else " is")
     elif clitic in lexicon.CLITICS and tok.pos_ in ("AUX", "VERB"):
         new = prev.text + " " + lexicon.CLITICS[clitic]
     else:
