@@ -1,0 +1,145 @@
+"""What the rule ops read off a spaCy parse before they edit: where a token sits (the previous word, the root),
+whether a number measures or names ("3 patients" vs "protein 5", "hbo 24 7"), whether a text is a question and
+which of its words are a title it names, and where the parser is likely wrong (a noun read as the verb, a
+reduced relative clause). Each answer is a small function the ops in `pipeline.contrast.rules` combine.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from lemminflect import getAllLemmas, getLemma
+from spacy.tokens import Doc, Token
+
+from pipeline.contrast import lexicon
+
+
+def end(tok: Token) -> int:
+    return tok.idx + len(tok.text)
+
+
+def lemma(verb: Token) -> str:
+    # lemminflect's lemmas are American and verb-aware ("enrolled" -> "enroll"; spaCy gives "enrol")
+    return next(iter(getLemma(verb.lower_, upos="VERB")), verb.lemma_.lower())
+
+
+def previous(tok: Token) -> Token | None:
+    """The previous token, skipping spaCy's SPACE tokens (runs of extra whitespace)."""
+    return next((t for t in reversed(tok.doc[: tok.i]) if not t.is_space), None)
+
+
+def main_verb(doc: Doc) -> Token | None:
+    return next(doc.sents).root if len(doc) else None
+
+
+def standalone(tok: Token) -> bool:
+    """A number token not glued (no whitespace) to letters, digits or joiners; a glued unit ("40mg") is fine."""
+    doc = tok.doc
+    prev = doc[tok.i - 1] if tok.i and not doc[tok.i - 1].whitespace_ else None
+    nxt = doc[tok.i + 1] if tok.i + 1 < len(doc) and not tok.whitespace_ else None
+    if prev is not None and (prev.text[-1].isalnum() or prev.text[-1] in lexicon.JOINERS + "."):
+        return False
+    glued = nxt is not None and (nxt.text[0] in lexicon.JOINERS or nxt.text[0].isalnum())
+    return not glued or nxt.lower_ in lexicon.UNITS and nxt.text[0] not in lexicon.JOINERS
+
+
+def is_count(tok: Token) -> bool:
+    """A standalone number used as a count ("3 patients"), not a label ("type 2", "season 5") or amount ("$5", "3%")."""
+    prev, nxt = previous(tok), tok.doc[tok.i + 1] if tok.i + 1 < len(tok.doc) else None
+    if prev is not None:
+        # after a noun (or a name the tagger missed) a number is a label: "transglutaminase 2", "CTLA - 4"
+        label = prev.pos_ not in lexicon.BEFORE_COUNT or prev.text in lexicon.JOINERS
+        if label or (not prev.whitespace_ and prev.text not in "(["):
+            return False
+    return standalone(tok) and (nxt is None or nxt.lower_ not in lexicon.UNITS | {"percent"})
+
+
+def number_word(tok: Token) -> int | None:
+    return lexicon.WORD_VALUE.get(tok.lower_) if tok.pos_ == "NUM" else None
+
+
+def value(tok: Token) -> Decimal | None:
+    if lexicon.NUMBER_RE.fullmatch(tok.text):
+        return Decimal(tok.text.replace(",", ""))
+    word = number_word(tok)
+    return None if word is None else Decimal(word)
+
+
+def counts_plural(tok: Token) -> bool:
+    """A number counting the plural noun it modifies ("3 patients", "two N-terminal domains")."""
+    return tok.dep_ == "nummod" and tok.head.tag_ in ("NNS", "NNPS") and tok.head.i > tok.i
+
+
+def is_label(tok: Token) -> bool:
+    """A number naming rather than measuring: after its noun ("protein 5", "Foxo 1", "season 1", "type 2"),
+    where changing it edits an identifier; years and dates are values ("world cup 2018", "feb 28")."""
+    prev = previous(tok)
+    if prev is not None and prev.text in lexicon.JOINERS and prev.whitespace_:  # "CTLA - 4", spaced as tokenised
+        prev = previous(prev)
+    after_noun = prev is not None and prev.pos_ in ("NOUN", "PROPN") and bool(prev.whitespace_)
+    named = after_noun or (tok.dep_ == "nummod" and tok.head.i < tok.i and tok.head.pos_ in ("NOUN", "PROPN"))
+    return named and tok.ent_type_ != "DATE" and not re.fullmatch(r"(19|20)\d\d", tok.text)
+
+
+def breaks_agreement(tok: Token) -> bool:
+    """One of something, or one thing: a changed value would need a plural ("one of the pathways" -> "two of")."""
+    nxt = tok.doc[tok.i + 1] if tok.i + 1 < len(tok.doc) else None
+    singular_head = tok.dep_ == "nummod" and tok.head.tag_ in ("NN", "NNP")
+    return value(tok) == 1 and (singular_head or (nxt is not None and nxt.lower_ == "of"))
+
+
+def is_question(doc: Doc) -> bool:
+    return bool(len(doc)) and (doc[0].tag_.startswith("W") or doc.text.rstrip().endswith("?"))
+
+
+def quoted_title(tok: Token) -> bool:
+    """Inside what a question names rather than says: a song, book, film or show ("who sings i can't take my eyes
+    off of you", "who is the director of nightmare before christmas"). Its words are the title's, not claims, so
+    an antonym or a removed negation there changes a name, not a meaning."""
+    doc = tok.doc
+    if not is_question(doc):
+        return False
+    root = main_verb(doc)
+    if root is not None and root.lemma_ in lexicon.CREATIVE_VERBS and tok.i > root.i:
+        return True
+    return any(
+        t.lower_ == "of" and t.i < tok.i and previous(t) is not None and previous(t).lemma_ in lexicon.CREATORS
+        for t in doc[: tok.i]
+    )
+
+
+def copular_question(root: Token) -> bool:
+    """ "What is the capital of X", "who was the oldest player": a wh-question whose verb is a copula. Negated
+    ("what is not the capital") it asks for nothing a document could answer, so negation leaves it alone."""
+    return root.lemma_ == "be" and root.doc[0].tag_.startswith("W") and root.i > 0
+
+
+def misparsed_verb(root: Token) -> bool:
+    """A root the tagger made a verb from a noun ("complex I proteins ND3 prevents": "proteins"), or the past form
+    of a reduced relative clause ("Proteins synthesized at the cone are ubiquitinated": the verb is "are
+    ubiquitinated"). Negating either gives nonsense, so the op does not apply."""
+    word = root.lower_
+    if root.pos_ not in ("VERB", "AUX") or (getAllLemmas(word, "NOUN") and not getAllLemmas(word, "VERB")):
+        return True
+    later_finite = (t for t in root.doc[root.i + 1 :] if t.tag_ in lexicon.FINITE and t.dep_ in ("aux", "auxpass"))
+    return root.tag_ == "VBD" and any(
+        t.head.dep_ in ("advcl", "ccomp", "conj")
+        and not any(c.dep_ in ("mark", "nsubj", "nsubjpass") for c in t.head.children)
+        for t in later_finite
+    )
+
+
+def negated(root: Token) -> bool:
+    """Negated by "not"/"never" on the verb, or by a "no"/"nothing" argument ("has no association")."""
+    arguments = (c for c in root.children if c.dep_ in ("nsubj", "nsubjpass", "dobj", "attr", "dative", "oprd"))
+    return any(c.dep_ == "neg" for c in root.children) or any(
+        t.lower_ in lexicon.NEGATORS for c in arguments for t in (c, *c.children)
+    )
+
+
+def in_number_run(tok: Token) -> bool:
+    """Next to another number with only a space between ("hbo 24 7", "9 11"): a name, not a quantity."""
+    doc = tok.doc
+    neighbours = (doc[tok.i - 1] if tok.i else None, doc[tok.i + 1] if tok.i + 1 < len(doc) else None)
+    return any(t is not None and lexicon.NUMBER_RE.fullmatch(t.text) for t in neighbours)
