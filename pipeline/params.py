@@ -265,6 +265,11 @@ class FilterParams:
     # SciFact claim rewrites, benchmarks/contrast_report.py), so 1 in 20 human edits would fail it.
     edit_max_nll_increase: float | None = 1.0
     edit_lm: str = "packaged:SmolLM2-135M-Instruct"
+    # Anchored: under `edit_judge`, an edited query must score at least this much lower than its original against
+    # each of the query's positives (an edited document, against each of its queries), else `edit_still_supported`.
+    # null (the default): off, since with the encoder as judge the drop told which SciFact claims' negations the
+    # abstract supports no better than chance (ROC AUC 0.53); set it with a cross-encoder or LLM judge.
+    edit_support_min_drop: float | None = None
     # Did the meaning change as intended? encoder: cosine of embed.model vectors; cross_encoder: filter.cross_encoder's
     # score of (original, edited); llm: the LLM judge's P(same meaning); none: no judge. A meaning-changing edit
     # scored at or above `edit_unchanged_above` is `meaning_unchanged` (null: not checked; a small bi-encoder scores

@@ -45,6 +45,7 @@ EDIT_NOT_FLUENT = "edit_not_fluent"
 MEANING_UNCHANGED = "meaning_unchanged"
 EDIT_DRIFTED = "edit_drifted"
 MEANING_CHANGED = "meaning_changed"
+EDIT_STILL_SUPPORTED = "edit_still_supported"  # its context (a query's positive, a document's query) still fits it
 MEANING_UNJUDGED = "meaning_unjudged"  # an LLM edit no judge able to read meaning accepted (the encoder cannot)
 
 # Why a query has fewer negatives than asked (its `short_queries` row, from mine and again from filter).

@@ -24,8 +24,11 @@ def main() -> None:
         positives = artifacts.read(INGESTED / "positives", ["query_id", "doc_id"])
         topics = doc_topics()
         judged_edits = edits.validate_edits(config, embed_config, artifacts.read(GENERATED / "contrast"))
-        scores = edits.context_scores(judged_edits, positives, query_text, INGESTED / "corpus", embed_config)
-        judged_edits = judged_edits.append_column("context_scores", scores)
+        found = edits.contexts(judged_edits, positives, query_text, INGESTED / "corpus")
+        judged_edits = edits.check_support(config, embed_config, judged_edits, found)
+        judged_edits = judged_edits.append_column(
+            "context_scores", edits.context_scores(judged_edits, found, embed_config)
+        )
         inputs = fingerprints(ingested=INGESTED, embeddings=EMBEDDINGS, mined=MINED, generated=GENERATED)
         # The hidden-positive protocol on this dataset's own multi-positive queries: the model of unlabelled
         # positives learned from them, its false-negative rate, and with filter.target_fn_rate the setting that

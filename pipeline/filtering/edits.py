@@ -15,13 +15,19 @@ from pipeline import artifacts, embed, ledger, models, work
 from pipeline.contrast import validate
 from pipeline.filtering import judges
 from pipeline.params import EmbedParams, FilterParams
-from pipeline.vocabulary import EDIT_NOT_FLUENT, KEPT, MEANING_UNJUDGED, REJECTED
+from pipeline.vocabulary import EDIT_NOT_FLUENT, EDIT_STILL_SUPPORTED, KEPT, MEANING_UNJUDGED, REJECTED
 
 # Judges that read meaning. The encoder's cosine does not: it scores real number and antonym changes 0.99+, so it
 # can catch a drifted edit but cannot confirm that an LLM's edit changed (or kept) the meaning it was asked to.
 MEANING_JUDGES = ("cross_encoder", "llm")
 
-MEASURES = ("token_edits", "edit_ratio", "nll_increase", "sameness")  # what the ledger keeps of a rejected edit
+MEASURES = (
+    "token_edits",
+    "edit_ratio",
+    "nll_increase",
+    "sameness",
+    "support_drop",
+)  # what the ledger keeps of a rejected edit
 
 
 class FluencyBatch:
@@ -111,16 +117,12 @@ def validate_edits(config: FilterParams, embed_config: EmbedParams, contrast: pa
     )
 
 
-def context_scores(
-    edits: pa.Table, positives: pa.Table, query_text: dict[str, str], corpus: Path, embed_config: EmbedParams
-) -> pa.Array:
-    """Per edit, the encoder's cosine of a kept meaning-changing edit to each context the export pairs it with
-    (`pipeline.formats.contrast_frame`, in its order): an edited query against the query's positive documents (read
-    from the `corpus` artifact), an edited positive against the queries it answers, an edited sentence against its
-    original (when a paraphrase of it was kept, as the export asks). That is the score a counterfactual negative
-    gets on the axis of the positives' and the mined negatives' (`dvc plots`); empty for every other edit."""
+def contexts(edits: pa.Table, positives: pa.Table, query_text: dict[str, str], corpus: Path) -> dict[int, list[str]]:
+    """Per kept meaning-changing edit (by row), the texts the export pairs it with (`pipeline.formats.contrast_frame`,
+    in its order): an edited query's positive documents (read from the `corpus` artifact), an edited positive's
+    queries, an edited sentence's original (when a paraphrase of it was kept, as the export asks)."""
     kinds, sources = edits["source_kind"].to_pylist(), edits["source_id"].to_pylist()
-    originals, edited = edits["original"].to_pylist(), edits["edited"].to_pylist()
+    originals = edits["original"].to_pylist()
     decisions, keeps_meaning = edits["decision"].to_pylist(), edits["preserves_meaning"].to_pylist()
     negatives = [i for i, (d, keeps) in enumerate(zip(decisions, keeps_meaning)) if d == KEPT and not keeps]
     paraphrased = {
@@ -135,21 +137,78 @@ def context_scores(
     wanted = pa.array(sorted({d for i in negatives if kinds[i] == "query" for d in docs_of[sources[i]]}), pa.string())
     texts_of_docs = artifacts.select(corpus, "doc_id", wanted, ["doc_id", "text"])
     doc_text = dict(zip(texts_of_docs["doc_id"].to_pylist(), texts_of_docs["text"].to_pylist()))
-    contexts = {
+    of_kind = {
         "query": lambda i: [doc_text[d] for d in docs_of[sources[i]] if d in doc_text],
         "positive": lambda i: [query_text[q] for q in queries_of[sources[i]]],
         # The export pairs a sentence's edits only where one of its paraphrases was kept (the row's positive).
         "sentence": lambda i: [originals[i]] if sources[i] in paraphrased else [],
     }
-    texts = {i: contexts[kinds[i]](i) for i in negatives}
-    scores = [[] for _ in kinds]
+    return {i: of_kind[kinds[i]](i) for i in negatives}
+
+
+def _pair_scores(config: FilterParams, embed_config: EmbedParams, queries: list[str], documents: list[str]):
+    """`edit_judge`'s score of each (query side, document side) pair: the encoder's cosine, the cross-encoder's
+    score, or the LLM's P(relevant)."""
+    if config.edit_judge == "encoder":
+        vectors = embed.vectors(embed_config, queries + documents)
+        return np.sum(vectors[: len(queries)] * vectors[len(queries) :], axis=1)
+    if config.edit_judge == "cross_encoder":
+        return judges.cross_encoder_scores(config, queries, documents)
+    answers = judges.llm_answers(config, "relevance", queries, documents)["p_yes"]
+    return answers.fill_null(np.nan).to_numpy(zero_copy_only=False).astype(np.float32)
+
+
+def check_support(config: FilterParams, embed_config: EmbedParams, edits: pa.Table, found: dict[int, list[str]]):
+    """An edit of a query must no longer be supported by the query's positives, an edit of a document must no
+    longer answer its queries: under `edit_judge`, each context must score the edit at least
+    `edit_support_min_drop` below the original, else `edit_still_supported`. Adds `support_drop` (the smallest
+    drop over the edit's contexts; NaN where not checked) and returns the edits with the verdicts."""
+    kinds, originals, edited = (
+        edits["source_kind"].to_pylist(),
+        edits["original"].to_pylist(),
+        edits["edited"].to_pylist(),
+    )
+    drops = np.full(edits.num_rows, np.nan, np.float32)
+    checked = [i for i in found if kinds[i] in ("query", "positive") and found[i]]
+    if config.edit_support_min_drop is None or config.edit_judge == "none" or not checked:
+        return edits.append_column("support_drop", pa.array(drops, pa.float32()))
+    pairs = [(i, context, text) for i in checked for context in found[i] for text in (originals[i], edited[i])]
+    query_side = [text if kinds[i] == "query" else context for i, context, text in pairs]
+    document_side = [context if kinds[i] == "query" else text for i, context, text in pairs]
+    scores = _pair_scores(config, embed_config, query_side, document_side).reshape(-1, 2)
+    at = 0
+    for i in checked:
+        drops[i] = float(np.min(scores[at : at + len(found[i]), 0] - scores[at : at + len(found[i]), 1]))
+        at += len(found[i])
+    reasons, details = edits["reason"].to_pylist(), edits["detail"].to_pylist()
+    for i in checked:
+        if drops[i] < config.edit_support_min_drop:  # NaN (an LLM with no answer) compares False: not rejected
+            reasons[i] = EDIT_STILL_SUPPORTED
+            details[i] = f"{config.edit_judge} score drops {drops[i]:.3f} (min {config.edit_support_min_drop})"
+    decisions = [KEPT if r is None else REJECTED for r in reasons]
+    return (
+        edits.drop(["decision", "reason", "detail"])
+        .append_column("support_drop", pa.array(drops, pa.float32()))
+        .append_column("decision", pa.array(decisions))
+        .append_column("reason", pa.array(reasons, pa.string()))
+        .append_column("detail", pa.array(details, pa.string()))
+    )
+
+
+def context_scores(edits: pa.Table, found: dict[int, list[str]], embed_config: EmbedParams) -> pa.Array:
+    """Per edit still kept, the encoder's cosine to each of its contexts (`contexts`): the score a counterfactual
+    negative gets on the axis of the positives' and the mined negatives' (`dvc plots`); empty for every other
+    edit."""
+    decisions, edited = edits["decision"].to_pylist(), edits["edited"].to_pylist()
+    negatives = [i for i in found if decisions[i] == KEPT]
+    scores = [[] for _ in decisions]
     if negatives:
-        flat = [text for i in negatives for text in texts[i]]
+        flat = [text for i in negatives for text in found[i]]
         vectors = embed.vectors(embed_config, [edited[i] for i in negatives] + flat)
         at = len(negatives)
         for row, i in enumerate(negatives):
-            scores[i] = (vectors[at : at + len(texts[i])] @ vectors[row]).tolist()
-            at += len(texts[i])
+            scores[i] = (vectors[at : at + len(found[i])] @ vectors[row]).tolist()
+            at += len(found[i])
     return pa.array(scores, pa.list_(pa.float32()))
 
 

@@ -80,3 +80,36 @@ def test_fluency_and_cross_encoder_judge_decide_by_their_thresholds(pipeline_run
         else:
             expected = "meaning_unchanged" if score >= 0.95 else "edit_drifted" if score < 0.2 else None
         assert edit["reason"] == expected, edit
+
+
+def test_an_edit_its_context_still_fits_is_rejected_as_still_supported(pipeline_run, tmp_path):
+    """Anchored: with `edit_support_min_drop` 0, an edited query that the encoder scores at least as close to one
+    of the query's positives as the original query is `edit_still_supported`; the drop is the encoder's, recomputed
+    here, and the ledger keeps it."""
+    from pipeline.models.encoder import Encoder
+    from tests.conftest import MODEL
+
+    workdir = tmp_path / "project"
+    shutil.copytree(pipeline_run, workdir)
+    set_params(workdir, filter={"edit_support_min_drop": 0.0})
+    run_stage(workdir, "filter")
+    edits = artifacts.read(workdir / "data/filtered/edits").to_pylist()
+    corpus = artifacts.read(workdir / "data/ingested/corpus")
+    text = dict(zip(corpus["doc_id"].to_pylist(), corpus["text"].to_pylist()))
+    positives = artifacts.read(workdir / "data/ingested/positives").to_pylist()
+    checked = [e for e in edits if e["support_drop"] == e["support_drop"]]  # not NaN
+    assert {e["reason"] for e in checked} == {None, "edit_still_supported"}, "both verdicts on real edits"
+    encoder = Encoder(MODEL)
+    for edit in checked:
+        assert edit["source_kind"] == "query" and not edit["preserves_meaning"]
+        docs = [text[p["doc_id"]] for p in positives if p["query_id"] == edit["source_id"]]
+        vectors = encoder.encode([edit["original"], edit["edited"], *docs])[0]
+        drop = float(min(vectors[2:] @ vectors[0] - vectors[2:] @ vectors[1]))
+        assert drop == pytest.approx(edit["support_drop"], abs=1e-4)
+        if abs(drop) > 1e-4:
+            assert (edit["reason"] == "edit_still_supported") == (drop < 0), edit
+    unchecked = [e for e in edits if e not in checked]
+    assert all(e["reason"] != "edit_still_supported" for e in unchecked)
+    ledger_rows = artifacts.read(workdir / "data/filtered/rejections").to_pylist()
+    supported = [r for r in ledger_rows if r["reason"] == "edit_still_supported"]
+    assert supported and all("support_drop" in dict(r["scores"]) for r in supported)
