@@ -383,6 +383,20 @@ def _at_least(params: object, name: str, low: float) -> None:
         raise InputError("params.yaml", None, f"{section}.{name}", f"must be >= {low}, got {value}")
 
 
+# Every count, size and seed is non-negative and fits 32 bits (faiss and Arrow take no more); every float is a score,
+# a share or a number of seconds, none of which is meant beyond a million. Each param's own range is in its `check`.
+INT_BOUNDS = (0, 2**31 - 1)
+FLOAT_BOUNDS = (-1e6, 1e6)
+
+
+def _within_bounds(source: str, key: str, value: object, hint: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    low, high = INT_BOUNDS if int in (hint, *typing.get_args(hint)) else FLOAT_BOUNDS
+    if not low <= value <= high:
+        raise InputError(source, None, key, f"must be in [{low}, {high}], got {value}")
+
+
 def _matches(value: object, hint: object) -> bool:
     origin = typing.get_origin(hint)
     if origin is Literal:
@@ -414,6 +428,7 @@ def parse(section: str, data: dict | None, source: str = "params.yaml"):
             raise InputError(source, None, f"{section}.{key}", f"unknown key; known: {sorted(names)}")
         if not _matches(value, hints[key]):
             raise InputError(source, None, f"{section}.{key}", f"expected {hints[key]}, got {value!r}")
+        _within_bounds(source, f"{section}.{key}", value, hints[key])
     params = cls(**{k: (float(v) if hints[k] is float and v is not None else v) for k, v in data.items()})
     params.check()
     return params

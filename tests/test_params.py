@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+
+import numpy as np
 import pytest
 import yaml
 
-from pipeline import params
+from pipeline import index, params
 from pipeline.schema import InputError
 from tests.conftest import REPO
 
@@ -50,3 +54,33 @@ def test_invalid_yaml_names_the_file(tmp_path):
     path.write_text("mine: [unclosed\n")
     with pytest.raises(InputError, match="params.yaml: not valid YAML"):
         params.load("mine", path)
+
+
+def _numeric_keys(kind):
+    for section, cls in params.SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            if kind in typing.get_args(hints[field.name]) or hints[field.name] is kind:
+                yield section, field.name
+
+
+@pytest.mark.parametrize(("section", "key"), list(_numeric_keys(int)))
+@pytest.mark.parametrize("value", [2**31, 2**70, -1])
+def test_every_int_param_is_bounded(section, key, value):
+    # index.seed 2**31 passed and then crashed in faiss; export.rows_per_part 2**70 in Arrow; export.seed -1 in numpy
+    with pytest.raises(InputError, match=rf"field '{section}\.{key}': must be in \[0, {2**31 - 1}\]"):
+        params.parse(section, {key: value})
+
+
+@pytest.mark.parametrize(("section", "key"), list(_numeric_keys(float)))
+@pytest.mark.parametrize("value", [1e7, -1e7, 1e300, 10**7])
+def test_every_float_param_is_bounded(section, key, value):
+    with pytest.raises(InputError, match=rf"field '{section}\.{key}': must be"):
+        params.parse(section, {key: value})
+
+
+def test_the_largest_seed_accepted_runs_where_seeds_are_used():
+    vectors = np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    kmeans = index.topics(vectors, params.parse("index", {"seed": 2**31 - 1, "topics": 4}))
+    assert kmeans.centroids.shape == (4, 8)
