@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import types
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -160,6 +162,9 @@ class GenerateParams:
     llm_model: str = "packaged:SmolLM2-135M-Instruct"
     llm_base_url: str | None = None
     llm_api_key_env: str = "OPENAI_API_KEY"
+    # Plain http:// is refused to hosts other than this machine (the key and the texts would cross the network in
+    # clear) unless this is true.
+    llm_allow_http: bool = False
     llm_controls: list[str] = field(default_factory=lambda: list(LLM_CONTROLS))
     llm_max_items: int = 4
     llm_max_new_tokens: int = 96
@@ -204,6 +209,7 @@ class GenerateParams:
             raise InputError("params.yaml", None, "generate.sentences_file", "source `sentences` needs a file")
         if self.llm_backend == "openai" and not self.llm_base_url:
             raise InputError("params.yaml", None, "generate.llm_base_url", "the openai backend needs a base URL")
+        _check_endpoint("generate", self.llm_base_url, self.llm_allow_http)
 
 
 @dataclass(frozen=True)
@@ -235,6 +241,7 @@ class FilterParams:
     llm_model: str = "packaged:SmolLM2-135M-Instruct"
     llm_base_url: str | None = None
     llm_api_key_env: str = "OPENAI_API_KEY"
+    llm_allow_http: bool = False
     # Reject when the judge's probability of "relevant" is above this.
     llm_threshold: float = 0.5
     # A candidate the judges reject as relevant with at least this confidence from every judge that scored it (the
@@ -323,6 +330,7 @@ class FilterParams:
                 raise InputError("params.yaml", None, f"filter.{name}", f"must be in [0, 1], got {value}")
         if self.llm_backend == "openai" and not self.llm_base_url:
             raise InputError("params.yaml", None, "filter.llm_base_url", "the openai backend needs a base URL")
+        _check_endpoint("filter", self.llm_base_url, self.llm_allow_http)
 
 
 @dataclass(frozen=True)
@@ -374,6 +382,36 @@ SECTIONS = {
     "filter": FilterParams,
     "export": ExportParams,
 }
+
+
+def _check_endpoint(section: str, url: str | None, allow_http: bool) -> None:
+    """A base URL that keeps its secrets: no credentials inside it (they would reach the manifest, logs and the card;
+    the key belongs in the environment variable `llm_api_key_env` names), no plain http beyond this machine."""
+    if url is None:
+        return
+    key = f"{section}.llm_base_url"
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError("params.yaml", None, key, "must be an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise InputError(
+            "params.yaml", None, key,
+            f"holds credentials; remove them and set the key in the variable {section}.llm_api_key_env names",
+        )  # fmt: skip
+    loopback = parts.hostname == "localhost" or _is_loopback(parts.hostname)
+    if parts.scheme == "http" and not loopback and not allow_http:
+        raise InputError(
+            "params.yaml", None, key,
+            f"plain http to {parts.hostname} sends the key and the texts in clear; use https, or set "
+            f"{section}.llm_allow_http: true",
+        )  # fmt: skip
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _at_least(params: object, name: str, low: float) -> None:

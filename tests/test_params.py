@@ -84,3 +84,22 @@ def test_the_largest_seed_accepted_runs_where_seeds_are_used():
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     kmeans = index.topics(vectors, params.parse("index", {"seed": 2**31 - 1, "topics": 4}))
     assert kmeans.centroids.shape == (4, 8)
+
+
+@pytest.mark.parametrize("section", ["generate", "filter"])
+def test_credentials_in_an_endpoint_url_are_refused_without_repeating_them(section):
+    with pytest.raises(InputError, match=rf"field '{section}\.llm_base_url': holds credentials") as refused:
+        params.parse(section, {"llm_backend": "openai", "llm_base_url": "https://user:sk-SECRET42@llm.example/v1"})
+    assert "SECRET42" not in str(refused.value) and "user" not in str(refused.value)
+
+
+@pytest.mark.parametrize("section", ["generate", "filter"])
+def test_plain_http_reaches_only_this_machine_unless_allowed(section):
+    remote = {"llm_backend": "openai", "llm_base_url": "http://llm.example:8000/v1"}
+    with pytest.raises(InputError, match=rf"field '{section}\.llm_base_url': plain http to llm.example"):
+        params.parse(section, remote)
+    assert params.parse(section, {**remote, "llm_allow_http": True}).llm_allow_http
+    for local in ("http://127.0.0.1:8000/v1", "http://localhost:8000/v1", "http://[::1]:8000/v1"):
+        assert params.parse(section, {"llm_backend": "openai", "llm_base_url": local}).llm_base_url == local
+    with pytest.raises(InputError, match="must be an http:// or https:// URL"):
+        params.parse(section, {"llm_backend": "openai", "llm_base_url": "ftp://llm.example/v1"})
