@@ -58,4 +58,9 @@ for _word, _opposite in list(ANTONYMS.items()):
 # Where a word's sense depends on its part of speech: replacement by POS, None = leave that sense alone.
 SENSE = {"lower": {"VERB": "raise"}, "present": {"VERB": None, "NOUN": None}, "gain": {"VERB": "lose"}}
 SENSE |= {"fast": {"VERB": None, "NOUN": None}, "late": {"NOUN": None}, "poor": {"NOUN": None}}
+# Fixed compounds holding a word of the pairs: a name or a term, not a degree ("high school" has no "low school").
+COMPOUNDS = {
+    "high school", "junior high", "high court", "high street", "high priest", "high seas", "fast food",
+    "slow motion", "late night", "best man", "poor law", "present tense",
+}  # fmt: skip
 ANTONYM_RE = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(ANTONYMS, key=len, reverse=True))) + r")\b", re.I)

@@ -83,6 +83,8 @@ def negation_insert(doc: Doc) -> Edit | None:
     root = syntax.main_verb(doc)
     if root is None or syntax.negated(root) or syntax.misparsed_verb(root) or syntax.copular_question(root):
         return None
+    if syntax.coordinated(root) or syntax.misparsed_question(doc):
+        return None
     aux = next((c for c in root.children if c.dep_ in ("aux", "auxpass") and c.tag_ in lexicon.FINITE), None)
     if aux is None and root.tag_ in lexicon.FINITE and (root.pos_ == "AUX" or root.lemma_ == "be"):
         aux = root  # copula or modal as the main verb: "is a cause" -> "is not a cause"
@@ -136,6 +138,8 @@ def negation_remove(doc: Doc) -> Edit | None:
     # In a question, only the main verb's: a negation deeper in is almost always part of a title ("last world
     # series that didn't go 7 games" aside), "why did kevin can't wait wife leave the show".
     question = syntax.is_question(doc)
+    if question and syntax.misparsed_question(doc):
+        return None
     negations = (
         t
         for t in doc
@@ -214,6 +218,13 @@ def _opposite_quantity(tok: Token, new: str) -> str | None:
     return "fewer" if counted and tok.lower_ == "more" else None
 
 
+def _in_compound(span) -> bool:
+    """Part of a fixed compound ("high school", "fast food"): the flipped word makes no such thing."""
+    before, after = syntax.previous(span[0]), span.doc[span.end] if span.end < len(span.doc) else None
+    pairs = [f"{span.text} {after.text}" if after is not None else "", f"{before.text} {span.text}" if before else ""]
+    return any(pair.lower() in lexicon.COMPOUNDS for pair in pairs)
+
+
 def antonym_flip(doc: Doc) -> Edit | None:
     for match in lexicon.ANTONYM_RE.finditer(doc.text):
         span = doc.char_span(match.start(), match.end())  # None inside a token, e.g. part of an identifier
@@ -223,7 +234,7 @@ def antonym_flip(doc: Doc) -> Edit | None:
         # the opposite already present ("male ... than female", "raise or lower") would make a tautology
         present = any(re.search(rf"\b{re.escape(o)}\b", doc.text, re.I) for o in opposites)
         new = _opposite_quantity(span[0], new) if new is not None and not present else None
-        new = None if span is None or syntax.quoted_title(span[0]) else new
+        new = None if span is None or syntax.quoted_title(span[0]) or _in_compound(span) else new
         if new is not None:
             start, new = with_article(span[0], match_case(match.group(), new))
             return make_edit("antonym_flip", doc.text, [(start, match.end(), new)])
@@ -244,7 +255,13 @@ def _expand(tok: Token) -> Edit | None:
     if clitic == "n't" and prev.lower_ != "ai":  # "ain't" has no single expansion
         new = lexicon.NT_EXPANDED.get(prev.lower_, prev.lower_ + " not")
     elif clitic == "'s" and tok.lemma_ in ("be", "have"):  # not the possessive 's
-        has = tok.lemma_ == "have" or (following is not None and following.lower_ == "got")  # "who's got"
+        # "who's got", "who's been", "who's won the cup" (a participle with an object); "what's made of" is passive
+        perfect = following is not None and (
+            following.lower_ in ("got", "been")
+            or following.tag_ == "VBN"
+            and any(c.dep_ == "dobj" for c in following.children)
+        )
+        has = tok.lemma_ == "have" or perfect
         new = prev.text + (" has" if has else " is")
     elif clitic in lexicon.CLITICS and tok.pos_ in ("AUX", "VERB"):
         new = prev.text + " " + lexicon.CLITICS[clitic]
@@ -268,8 +285,10 @@ def paraphrase_contraction(doc: Doc) -> Edit | None:
 def paraphrase_number_format(doc: Doc) -> Edit | None:
     for tok in (t for t in doc if syntax.is_count(t)):
         nxt = doc[tok.i + 1] if tok.i + 1 < len(doc) else None
-        if not syntax.counts_plural(tok) and not (syntax.value(tok) == 1 and nxt is not None and nxt.lower_ == "in"):
-            continue  # a count of things or a ratio ("1 in 5"); "Forkhead 0", "one of", "one punch man" are not
+        after = doc[tok.i + 2] if tok.i + 2 < len(doc) else None
+        ratio = syntax.value(tok) == 1 and nxt is not None and nxt.lower_ == "in" and syntax.value(after) is not None
+        if not syntax.counts_plural(tok) and not ratio:
+            continue  # a count of things or a ratio ("1 in 5"); "Forkhead 0", "one of", "one in which" are not
         value = syntax.number_word(tok)
         if tok.text.isdigit() and int(tok.text) <= 20 and (tok.text == "0" or tok.text[0] != "0"):
             word = lexicon.VALUE_WORD[int(tok.text)]

@@ -73,13 +73,16 @@ def counts_plural(tok: Token) -> bool:
 
 def is_label(tok: Token) -> bool:
     """A number naming rather than measuring: after its noun ("protein 5", "Foxo 1", "season 1", "type 2"),
-    where changing it edits an identifier; years and dates are values ("world cup 2018", "feb 28")."""
+    where changing it edits an identifier (years and dates are values: "world cup 2018", "feb 28"), or a group
+    named by its size ("the five")."""
     prev = previous(tok)
     if prev is not None and prev.text in lexicon.JOINERS and prev.whitespace_:  # "CTLA - 4", spaced as tokenised
         prev = previous(prev)
     after_noun = prev is not None and prev.pos_ in ("NOUN", "PROPN") and bool(prev.whitespace_)
     named = after_noun or (tok.dep_ == "nummod" and tok.head.i < tok.i and tok.head.pos_ in ("NOUN", "PROPN"))
-    return named and tok.ent_type_ != "DATE" and not re.fullmatch(r"(19|20)\d\d", tok.text)
+    # "the five on fox", "the 100": a number that heads its own noun phrase after "the" names a group or a show
+    group = prev is not None and prev.lower_ == "the" and tok.dep_ in ("nsubj", "dobj", "pobj", "attr", "appos")
+    return group or named and tok.ent_type_ != "DATE" and not re.fullmatch(r"(19|20)\d\d", tok.text)
 
 
 def breaks_agreement(tok: Token) -> bool:
@@ -110,9 +113,27 @@ def quoted_title(tok: Token) -> bool:
 
 
 def copular_question(root: Token) -> bool:
-    """ "What is the capital of X", "who was the oldest player": a wh-question whose verb is a copula. Negated
-    ("what is not the capital") it asks for nothing a document could answer, so negation leaves it alone."""
-    return root.lemma_ == "be" and root.doc[0].tag_.startswith("W") and root.i > 0
+    """ "What is the capital of X", "who was the oldest player", "X is which type of Y": a wh-question whose verb is
+    a copula. Negated ("what is not the capital") it asks for nothing a document could answer, so negation leaves
+    it alone. A wh-word in a relative clause ("a tissue which stores fat") is not the copula's."""
+    if root.lemma_ != "be":
+        return False
+    asks = (t for t in root.doc if t.tag_.startswith("W"))
+    return any(t.head == root or t.head.head == root and t.head.dep_ in ("attr", "nsubj", "acomp") for t in asks)
+
+
+def misparsed_question(doc: Doc) -> bool:
+    """ "who played X in never let me go", "who sang can't buy me love": the parser made the title's verb the root
+    and the question's own verb a clausal subject. The root's negation is then the title's, not the question's."""
+    return any(t.dep_ in ("csubj", "csubjpass") and t.left_edge.tag_.startswith("W") for t in doc)
+
+
+def coordinated(root: Token) -> bool:
+    """A verb coordinated with another ("where does the river start and finish"), or a coordination the parser left
+    without its second half (a noun read as the subject: "the nile river end and begin"): negating one verb of a
+    pair asks something else than either."""
+    dangling = any(t.dep_ == "cc" and not any(c.dep_ == "conj" for c in t.head.children) for t in root.doc)
+    return dangling or any(c.dep_ == "conj" and c.pos_ in ("VERB", "AUX") for c in root.children)
 
 
 def misparsed_verb(root: Token) -> bool:
@@ -122,6 +143,10 @@ def misparsed_verb(root: Token) -> bool:
     word = root.lower_
     if root.pos_ not in ("VERB", "AUX") or (getAllLemmas(word, "NOUN") and not getAllLemmas(word, "VERB")):
         return True
+    # "season 2 of X release date": a plural-form verb with a singular noun subject, or two subjects, is a noun
+    subjects = [c for c in root.children if c.dep_ in ("nsubj", "nsubjpass") and c.pos_ in ("NOUN", "PROPN")]
+    if len(subjects) > 1 or root.tag_ == "VBP" and subjects and subjects[0].tag_ in ("NN", "NNP"):
+        return not any(c.dep_ == "conj" for s in subjects for c in s.children)
     later_finite = (t for t in root.doc[root.i + 1 :] if t.tag_ in lexicon.FINITE and t.dep_ in ("aux", "auxpass"))
     return root.tag_ == "VBD" and any(
         t.head.dep_ in ("advcl", "ccomp", "conj")

@@ -231,6 +231,22 @@ CASES = [
     ("paraphrase_number_format", "LRBA prevents CTLA - 4 recycling.", None),
     ("paraphrase_number_format", "Forkhead 0 (fox0) transcription factors are involved in apoptosis.", None),
     ("paraphrase_number_format", "Glycolysis is one of the primary pathways in cells.", None),
+    # From the blind read of NQ EfficientQA dev questions (our own wordings of each failure):
+    ("negation_insert", "where does the danube river start and finish", None),  # coordinated verbs
+    ("negation_insert", "season 2 of stranger things release date", None),  # "release" is a noun: no verb at all
+    ("negation_insert", "game of thrones season 8 episodes release date", None),
+    ("negation_insert", "a relational database is which kind of database", None),  # a copula with its wh-word after
+    ("negation_remove", "who played the teacher in never let me go", None),  # the negation is the film's title
+    ("negation_remove", "who sang can't buy me love", None),
+    ("negation_remove", "who played the nurse in never been kissed again", None),
+    ("paraphrase_number_format", "a closed system is one in which energy is exchanged", None),  # "one": a pronoun
+    ("paraphrase_number_format", "the risk is 1 in 5 for smokers", "the risk is one in 5 for smokers"),  # a ratio
+    ("paraphrase_contraction", "who's won the most grand slams", "who has won the most grand slams"),
+    ("paraphrase_contraction", "who's been to the moon", "who has been to the moon"),
+    ("paraphrase_contraction", "what's made of glass", "what is made of glass"),  # a passive: "is made"
+    ("antonym_flip", "what is the first year of high school in japan", None),  # a compound, not a degree
+    ("number_change", "who are the anchors of the four on nbc", None),  # "the four": a show's name
+    ("number_change", "who hosts the five on fox news", None),
 ]
 
 
