@@ -1,9 +1,10 @@
 """Artifact folders: `part-*.parquet` plus `_manifest.json`, written atomically.
 
 A stage builds its whole output folder under a temporary sibling name and swaps it into place only when every
-part and manifest is on disk. A stage killed at any point therefore leaves the previous complete folder (or, if
-it died in the instant between the two renames of the swap, the previous folder under `.NAME.old`, which the
-next read or write puts back).
+part and manifest is on disk (fsynced, folders included). A stage killed at any point therefore leaves the
+previous complete folder (or, if it died in the instant between the two renames of the swap, the previous folder
+under `.NAME.old`, which the next read or write puts back). One writer at a time holds the folder's lock
+(`pipeline.ownership`); a second is refused, naming the first. Readers check the parts against the manifest.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,7 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.schema import SCHEMA_VERSION
+from pipeline import ownership
+from pipeline.schema import SCHEMA_VERSION, InputError
 
 MANIFEST = "_manifest.json"
 
@@ -30,31 +33,64 @@ def _old(path: Path) -> Path:
 
 
 def recover(path: Path) -> None:
-    """Put back a previous folder that a swap interrupted between its two renames."""
+    """Put back a previous folder that a swap interrupted between its two renames (never while a live writer is
+    between them: that writer finishes its own swap)."""
     path = Path(path)
+    if path.exists() or not _old(path).exists():
+        return
+    for _ in range(100):
+        try:
+            with ownership.exclusive(path):
+                _recover(path)
+            return
+        except ownership.Busy:
+            time.sleep(0.05)
+            if path.exists():
+                return
+
+
+def _recover(path: Path) -> None:
     if not path.exists() and _old(path).exists():
         os.rename(_old(path), path)
 
 
+def _fsync(path: Path) -> None:
+    """Every file and folder under `path`, and `path` itself, on disk (durable after a power loss)."""
+    for item in sorted(path.rglob("*"), reverse=True) if path.is_dir() else []:
+        _fsync_one(item)
+    _fsync_one(path)
+
+
+def _fsync_one(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def write_atomically(final: Path, write: Callable[[Path], object]) -> None:
-    """`write(tmp_path)`, fsync, then rename to `final`: readers see the whole file (or folder) or none of it."""
-    final = Path(final)
-    tmp = final.parent / f".tmp-{os.getpid()}-{final.name}"
+    """`write(tmp_path)`, fsync, then rename to `final`: readers see the whole file (or folder) or none of it.
+    The temporary path is this process's own (`ownership.temp`), so writers beside it are never disturbed."""
+    final = _real(final)
+    tmp = ownership.temp(final.parent, final.name)
     write(tmp)
-    for path in [tmp, *tmp.rglob("*")] if tmp.is_dir() else [tmp]:
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
+    _fsync(tmp)
     os.rename(tmp, final)
+    _fsync_one(final.parent)
 
 
 def write_text_atomically(final: Path, text: str) -> None:
     """A single file (metrics, plots, a report) replaced whole; a killed writer leaves the previous one."""
-    final = Path(final)
+    final = _real(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(f".tmp-*-{final.name}"):  # left by a writer killed mid-write
-        stale.unlink()
+    ownership.sweep(final.parent)  # what writers killed mid-write left
     write_atomically(final, lambda tmp: tmp.write_text(text))
+
+
+def _real(path: str | Path) -> Path:
+    """Where a path really is: a symlinked output is written at its target, so the link stays a link."""
+    return Path(os.path.realpath(path))
 
 
 def params_hash(params: object) -> str:
@@ -94,7 +130,7 @@ class ArtifactWriter:
     def __init__(
         self, path: str | Path, params: object = None, inputs: dict[str, str] | None = None, rows_per_part: int = 50_000
     ):
-        self.path = Path(path)
+        self.path = _real(path)
         self.rows_per_part = rows_per_part
         self._buffers: dict[str, list[pa.Table]] = {}
         self.params_hash = params_hash(params)
@@ -107,11 +143,16 @@ class ArtifactWriter:
         self._info: dict[str, dict] = {}
 
     def __enter__(self) -> ArtifactWriter:
-        recover(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in self.path.parent.glob(f".{self.path.name}.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        self.tmp.mkdir()
+        self._lock = ownership.exclusive(self.path)
+        self._lock.__enter__()  # one writer at a time; it alone makes `.NAME.tmp-*`, so any found here is stale
+        try:
+            _recover(self.path)
+            for stale in self.path.parent.glob(f".{self.path.name}.tmp-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            self.tmp.mkdir()
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
         return self
 
     def write(self, name: str, table: pa.Table, schema: pa.Schema | None = None) -> None:
@@ -160,10 +201,6 @@ class ArtifactWriter:
 
     def _manifest(self, name: str) -> dict:
         folder = self.tmp / name
-        digest = hashlib.sha256()
-        for part in sorted(folder.glob("part-*.parquet")):
-            digest.update(part.name.encode())
-            digest.update(file_fingerprint(part).encode())
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "rows": self._rows[name],
@@ -171,7 +208,7 @@ class ArtifactWriter:
             "columns": self._schemas[name].names,
             "params_hash": self.params_hash,
             "inputs": self.inputs,
-            "content_hash": digest.hexdigest()[:16],
+            "content_hash": _content_hash(folder),
             **self._info.get(name, {}),
         }
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -187,31 +224,67 @@ class ArtifactWriter:
         return self._sealed
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        self.seal()
-        old = _old(self.path)
-        shutil.rmtree(old, ignore_errors=True)
-        if self.path.exists():
-            os.rename(self.path, old)
-        os.rename(self.tmp, self.path)
-        shutil.rmtree(old, ignore_errors=True)
+        try:
+            if exc_type is not None:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                return
+            self.seal()
+            _fsync(self.tmp)
+            old = _old(self.path)
+            shutil.rmtree(old, ignore_errors=True)
+            if self.path.exists():
+                os.rename(self.path, old)
+            os.rename(self.tmp, self.path)
+            _fsync_one(self.path.parent)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            self._lock.__exit__(None, None, None)
+
+
+def _content_hash(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for part in sorted(folder.glob("part-*.parquet")):
+        digest.update(part.name.encode())
+        digest.update(file_fingerprint(part).encode())
+    return digest.hexdigest()[:16]
+
+
+_verified: dict[Path, tuple] = {}  # folder -> the (name, size, mtime) of its files when last verified
+
+
+def parts(path: str | Path) -> list[Path]:
+    """The parts of a complete artifact, in order, after checking them against its manifest (their number, their
+    rows and their content hash): a folder that disagrees with its manifest is refused, never read in part."""
+    path = Path(path)
+    recover(path.parent if not path.exists() else path)
+    found = sorted(path.glob("part-*.parquet"))
+    if not (path / MANIFEST).exists():
+        if found or path.exists():
+            raise InputError(str(path), None, None, "no manifest: not a complete artifact (re-run its stage)")
+        raise FileNotFoundError(f"{path}: no artifact here (run the stage that writes it first)")
+    state = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in [path / MANIFEST, *found])
+    if _verified.get(path) != state:
+        told = manifest(path)
+        rows = sum(pq.ParquetFile(part).metadata.num_rows for part in found)
+        names = [f"part-{i:05d}.parquet" for i in range(told["parts"])]
+        if [p.name for p in found] != names or rows != told["rows"] or _content_hash(path) != told["content_hash"]:
+            raise InputError(
+                str(path), None, None,
+                f"the manifest says {told['rows']} rows in {told['parts']} parts (content {told['content_hash']}), "
+                f"the folder holds {rows} rows in {len(found)} parts that do not match it: refused (re-run its stage)",
+            )  # fmt: skip
+        _verified[path] = state
+    return found
 
 
 def read(path: str | Path, columns: list[str] | None = None) -> pa.Table:
     """The whole artifact as one table (parts in order; the manifest's schema metadata kept)."""
-    path = Path(path)
-    recover(path.parent if not path.exists() else path)
-    parts = sorted(path.glob("part-*.parquet"))
-    if not parts:
-        raise FileNotFoundError(f"{path}: no artifact here (run the stage that writes it first)")
-    return pa.concat_tables(pq.read_table(part, columns=columns) for part in parts)
+    return pa.concat_tables(pq.read_table(part, columns=columns) for part in parts(path))
 
 
 def iter_batches(path: str | Path, batch_size: int, columns: list[str] | None = None) -> Iterator[pa.Table]:
     """Stream an artifact without holding it whole."""
-    for part in sorted(Path(path).glob("part-*.parquet")):
+    for part in parts(path):
         for batch in pq.ParquetFile(part).iter_batches(batch_size=batch_size, columns=columns):
             yield pa.Table.from_batches([batch])
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,18 +24,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline import artifacts
+from pipeline import artifacts, ownership
 from pipeline.schema import vectors_column, vectors_matrix
 
 
 def row_keys(*columns: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """64-bit content hash per row of the given string columns (blake2b); equal rows share a key."""
+    """64-bit content hash per row of the given string columns (blake2b); equal rows share a key. Several columns
+    are hashed length-prefixed, so no text holding a separator makes two different rows one key."""
     values = zip(*(column.to_pylist() for column in columns))
     return np.fromiter(
-        (int.from_bytes(hashlib.blake2b("\x1f".join(v).encode(), digest_size=8).digest(), "little") for v in values),
+        (int.from_bytes(hashlib.blake2b(_joined(v), digest_size=8).digest(), "little") for v in values),
         dtype=np.uint64,
         count=len(columns[0]),
     )
+
+
+def _joined(values: tuple[str, ...]) -> bytes:
+    if len(values) == 1:  # one column: its bytes, as the caches written before keyed it
+        return values[0].encode()
+    encoded = [value.encode() for value in values]
+    return b"".join(len(value).to_bytes(8, "little") + value for value in encoded)
 
 
 def settings_key(settings: dict) -> str:
@@ -54,8 +61,7 @@ class ShardCache:
         if not settings_file.exists():
             text = json.dumps(settings, indent=2, sort_keys=True, default=str) + "\n"
             artifacts.write_text_atomically(settings_file, text)
-        for stale in self.folder.glob(".tmp-*"):  # shards a killed run was still writing
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        ownership.sweep(self.folder)  # shards that killed runs were still writing; live writers' are left alone
         self._shards: list[Path] = sorted(self.folder.glob("shard-*"))
         parts = [self._read_keys(shard) for shard in self._shards]
         keys = np.concatenate(parts) if parts else np.empty(0, np.uint64)

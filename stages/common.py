@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline import artifacts
+from pipeline import artifacts, ownership
 from pipeline.schema import InputError
 
 DATA = Path("data")
@@ -27,17 +27,21 @@ PLOTS = Path("plots")
 
 
 @contextlib.contextmanager
-def stage(name: str) -> Iterator[logging.Logger]:
-    """Log the stage's wall time; turn bad input into one clear line on stderr and exit status 2."""
+def stage(name: str, output: Path) -> Iterator[logging.Logger]:
+    """Hold the output's lock from the start (a second run at once is refused before it does any work), log the
+    stage's wall time, and turn bad input or a busy output into one clear line on stderr and exit status 1."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     for noisy in ("ray", "faiss", "transformers", "httpx", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     log = logging.getLogger(f"pairforge.{name}")
     started = time.perf_counter()
     try:
-        yield log
+        with ownership.exclusive(output):
+            yield log
     except InputError as err:
         log.error("bad input: %s", err)
+        sys.exit(f"pairforge {name}: {err}")
+    except ownership.Busy as err:
         sys.exit(f"pairforge {name}: {err}")
     log.info("%s finished in %.1f s", name, time.perf_counter() - started)
 

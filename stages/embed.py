@@ -12,7 +12,7 @@ from stages.common import EMBEDDINGS, INGESTED, stage
 
 
 def main() -> None:
-    with stage("embed") as log:
+    with stage("embed", EMBEDDINGS) as log:
         config = params.load("embed")
         inputs = {
             "ingested": artifacts.fingerprint(INGESTED),

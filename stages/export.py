@@ -8,7 +8,7 @@ from stages.common import DATA, EXPORT, FILTERED, INDEX, INGESTED, METRICS, MINE
 
 
 def main() -> None:
-    with stage("export") as log:
+    with stage("export", EXPORT) as log:
         config, mine_config, generate_config = params.load("export"), params.load("mine"), params.load("generate")
         frames = export.frames(INGESTED, INDEX, MINED, FILTERED, config.promote_false_negatives)
         inputs = fingerprints(ingested=INGESTED, index=INDEX, mined=MINED, filtered=FILTERED)

@@ -15,7 +15,7 @@ from stages.common import EMBEDDINGS, FILTERED, GENERATED, INGESTED, MINED, doc_
 
 
 def main() -> None:
-    with stage("filter") as log:
+    with stage("filter", FILTERED) as log:
         config, embed_config = params.load("filter"), params.load("embed")
         mine_config = params.load("mine")
         num_negatives = mine_config.num_negatives

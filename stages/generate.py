@@ -8,7 +8,7 @@ from stages.common import GENERATED, INGESTED, stage
 
 
 def main() -> None:
-    with stage("generate") as log:
+    with stage("generate", GENERATED) as log:
         config = params.load("generate")
         items = generate.sample(generate.source_table(config, INGESTED), config.max_items, config.seed)
         source = config.sentences_file if config.source == "sentences" else INGESTED

@@ -14,7 +14,7 @@ from stages.common import EMBEDDINGS, INDEX, stage
 
 
 def main() -> None:
-    with stage("index") as log:
+    with stage("index", INDEX) as log:
         config = params.load("index")
         docs = artifacts.read(EMBEDDINGS / "corpus")
         queries = artifacts.read(EMBEDDINGS / "queries")

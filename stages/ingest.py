@@ -5,7 +5,7 @@ from stages.common import INGESTED, stage
 
 
 def main() -> None:
-    with stage("ingest") as log:
+    with stage("ingest", INGESTED) as log:
         config = params.load("ingest")
         tables = ingest.ingest(config)
         with artifacts.ArtifactWriter(INGESTED, config, {"source": artifacts.fingerprint(config.source)}) as out:

@@ -9,7 +9,7 @@ from stages.common import EMBEDDINGS, INDEX, INGESTED, MINED, doc_topics, finger
 
 
 def main() -> None:
-    with stage("mine") as log:
+    with stage("mine", MINED) as log:
         config = params.load("mine")
         index_config = params.load("index")
         doc_ids = artifacts.read(INDEX / "doc_ids")["doc_id"].combine_chunks()

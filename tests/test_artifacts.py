@@ -67,7 +67,8 @@ def test_an_exception_inside_the_writer_keeps_the_old_artifact(tmp_path):
         out.write("numbers", pa.table({"n": [9, 9, 9]}))
         raise RuntimeError("stage failed half way")
     assert artifacts.read(tmp_path / "out" / "numbers")["n"].to_pylist() == [1, 2]
-    assert [p.name for p in tmp_path.iterdir()] == ["out"], "no temporary folder is left behind"
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [".out.lock", "out"], "no temporary folder is left behind (the writer's lock file stays)"
 
 
 def test_a_swap_interrupted_between_its_renames_is_recovered(tmp_path):
@@ -105,5 +106,6 @@ def test_a_writer_killed_mid_write_leaves_the_old_artifact_and_a_rerun_completes
     assert artifacts.read(tmp_path / "out" / "numbers")["n"].to_pylist() == [1, 2]
     write(tmp_path / "out", [7, 8, 9])
     assert artifacts.read(tmp_path / "out" / "numbers")["n"].to_pylist() == [7, 8, 9]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "the rerun cleans the stale temporary folder"
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [".out.lock", "out"], "the rerun cleans the stale temporary folder"
     assert json.loads((tmp_path / "out" / "numbers" / "_manifest.json").read_text())["rows"] == 3

@@ -423,4 +423,5 @@ def test_stage_writes_the_artifact_and_leaves_it_untouched_on_bad_input(tmp_path
     assert last == f"pairforge ingest: {bad / 'corpus.jsonl'}, row 2, field 'text': missing field"
     assert _snapshot(ingested) == before
     assert {name: (ingested / name / "_manifest.json").read_text() for name in expected} == manifests
-    assert sorted(p.name for p in (project / "data").iterdir()) == ["ingested"], "no .ingested.tmp-* / .old left"
+    left = sorted(p.name for p in (project / "data").iterdir())
+    assert left == [".ingested.lock", "ingested"], "no .ingested.tmp-* / .old left (the writer's lock file stays)"
