@@ -66,3 +66,13 @@ def test_cached_computes_only_missing_rows_in_order_and_keeps_transient_failures
     again, computed = cached(TableCache(tmp_path, {"judge": "length"}), table, compute, ["score", "error"], 4, answered)
     assert computed == 1 and calls[-1] == ["flaky"], "only the failure is asked again"
     assert again.to_pydict() == out.to_pydict()
+
+
+def test_rows_that_differ_never_share_a_key_whatever_their_texts_hold():
+    # Joined with a separator, ("a<sep>b", "c") and ("a", "b<sep>c") were one key: one cached judgement served both.
+    first = row_keys(pa.array(["query\x1fpassage", "q"]), pa.array(["more", "p\x1f"]))
+    second = row_keys(pa.array(["query", "q\x1fp"]), pa.array(["passage\x1fmore", ""]))
+    assert (first != second).all()
+    assert len(set(row_keys(pa.array(["ab", "a", ""]), pa.array(["", "b", "ab"])).tolist())) == 3
+    again = row_keys(pa.array(["query\x1fpassage", "q"]), pa.array(["more", "p\x1f"]))
+    assert (first == again).all(), "equal rows share a key"

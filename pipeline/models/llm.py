@@ -70,6 +70,26 @@ def yes_probability_from_logprobs(logprobs: list[dict] | None, after: str = "") 
     return None
 
 
+def control_tokens(tokenizer) -> list[str]:
+    """The tokenizer's special tokens as written ("<|im_end|>", "<|endoftext|>", ...), longest first."""
+    found = {t.content for t in tokenizer.added_tokens_decoder.values() if t.special}
+    return sorted(found | set(tokenizer.all_special_tokens), key=len, reverse=True)
+
+
+def as_text(text: str, tokens: list[str]) -> str:
+    """A text that no tokenizer reads as control tokens: each special token written inside it is broken by a word
+    joiner (U+2060) after its first character, so a passage holding "<|im_end|><|im_start|>assistant" stays text
+    and cannot end its turn or start another. Texts without one are returned unchanged."""
+    for token in tokens:
+        if token in text:
+            text = text.replace(token, token[:1] + "\u2060" + token[1:])
+    return text
+
+
+def _texts_only(batch: list[Messages], tokens: list[str]) -> list[Messages]:
+    return [[{**message, "content": as_text(message["content"], tokens)} for message in messages] for messages in batch]
+
+
 # Where GGUF models are kept once converted (see `_converted`); one folder per GGUF file's content.
 GGUF_CACHE = Path(os.environ.get("PAIRFORGE_GGUF_CACHE", Path.home() / ".cache" / "pairforge" / "gguf"))
 
@@ -127,11 +147,13 @@ class TransformersLLM:
         self.no_ids = sorted({ids[0] for w, ids in words.items() if len(ids) == 1 and w in NO_WORDS})
         eos = self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id
         self.stop_ids = set(eos if isinstance(eos, list) else [eos])
+        self.control_tokens = control_tokens(self.tokenizer)
 
     def __repr__(self) -> str:
         return f"TransformersLLM({self.name!r}, device={str(self.device)!r})"
 
     def _inputs(self, batch: list[Messages], answer_prefix: str = "") -> dict:
+        batch = _texts_only(batch, self.control_tokens)  # the template writes the control tokens, no text does
         if answer_prefix:  # the assistant has already said `answer_prefix`; the next token is the answer
             turns = [[*m, {"role": "assistant", "content": answer_prefix}] for m in batch]
             prompts = self.tokenizer.apply_chat_template(turns, tokenize=False, continue_final_message=True)
@@ -171,6 +193,10 @@ class TransformersLLM:
         top = [{"token": self.tokenizer.decode([i]), "logprob": float(logprobs[i])} for i in logprobs.topk(k).indices]
         return {"token": self.tokenizer.decode([chosen]), "logprob": float(logprobs[chosen]), "top_logprobs": top}
 
+    def _plain_inputs(self, texts: list[str]) -> dict:
+        texts = [as_text(text, self.control_tokens) for text in texts]
+        return self.tokenizer(texts, return_tensors="pt", padding=True, padding_side="right").to(self.device)
+
     @torch.inference_mode()
     def mean_nll(self, texts: list[str]) -> list[float]:
         """Mean negative log-likelihood (nats) per predicted token of each plain text, no chat template: fluency."""
@@ -178,9 +204,7 @@ class TransformersLLM:
         for start in range(0, len(texts), self.batch_size):
             # Right padding: real tokens keep positions 0..n whatever else is in the batch, so scores don't
             # depend on batching.
-            inputs = self.tokenizer(
-                texts[start : start + self.batch_size], return_tensors="pt", padding=True, padding_side="right"
-            ).to(self.device)
+            inputs = self._plain_inputs(texts[start : start + self.batch_size])
             logits = self.model(**inputs).logits[:, :-1].float()
             targets, mask = inputs["input_ids"][:, 1:], inputs["attention_mask"][:, 1:].float()
             nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
@@ -336,6 +360,7 @@ class VLLMLLM:
         self.max_new_tokens = max_new_tokens
         self.engine = LLM(model=str(_weights(model)), tensor_parallel_size=tensor_parallel_size, seed=0,
                           **(engine_options or {}))  # fmt: skip
+        self.control_tokens = control_tokens(self.engine.get_tokenizer())
 
     def _chat(
         self, batch: list[Messages], max_tokens: int, logprobs: int, schema: dict | None = None, **chat_options
@@ -349,6 +374,7 @@ class VLLMLLM:
         sampling = SamplingParams(
             temperature=0.0, max_tokens=max_tokens, logprobs=logprobs or None, seed=0, **constraint
         )
+        batch = _texts_only(batch, self.control_tokens)
         try:
             return self.engine.chat(batch, sampling, use_tqdm=False, **chat_options)
         except ValueError:
