@@ -26,6 +26,7 @@ from pipeline import schema, vocabulary
 from pipeline.params import IngestParams
 from pipeline.schema import InputError
 
+FLOAT32_MAX = 3.4028234663852886e38
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # the default (128 KiB) rejects long documents
 
@@ -73,7 +74,7 @@ def read_records(path: Path, bad_rows: BadRows | None = None) -> Iterator[tuple[
     if path.stat().st_size == 0:
         raise InputError(path, None, None, "file is empty")
     if fmt == "parquet":
-        yield from _parquet_records(path)
+        yield from _parquet_records(path, bad_rows)
         return
     with open(path, "rb") as handle:
         raw_lines = handle.read().splitlines()
@@ -105,6 +106,12 @@ def _jsonl_records(path: Path, lines: list[str], bad_rows: BadRows | None) -> It
         except json.JSONDecodeError as err:
             _bad(InputError(path, number, None, f"malformed JSON: {err.msg} at column {err.colno}"), bad_rows)
             continue
+        except ValueError as err:  # an integer of more digits than Python converts (4,300)
+            _bad(InputError(path, number, None, f"malformed JSON: {err}"), bad_rows)
+            continue
+        except RecursionError:
+            _bad(InputError(path, number, None, "malformed JSON: nested too deeply"), bad_rows)
+            continue
         if not isinstance(record, dict):
             _bad(InputError(path, number, None, f"expected a JSON object, found {type(record).__name__}"), bad_rows)
             continue
@@ -114,11 +121,19 @@ def _jsonl_records(path: Path, lines: list[str], bad_rows: BadRows | None) -> It
 def _delimited_records(
     path: Path, lines: list[str], delimiter: str, bad_rows: BadRows | None
 ) -> Iterator[tuple[int, dict]]:
-    reader = csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter)
+    # strict: a quote never closed is an error where its field opened, not the rest of the file merged into it
+    reader = csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter, strict=True)
     header = next(reader, None)
     if not header:
         raise InputError(path, 1, None, "missing header row")
-    for values in reader:
+    while True:
+        started = reader.line_num + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise InputError(path, started, None, f"a quoted field opened here is never closed ({err})") from err
         number = reader.line_num
         if not values:
             continue
@@ -129,14 +144,25 @@ def _delimited_records(
         yield number, dict(zip(header, values))
 
 
-def _parquet_records(path: Path) -> Iterator[tuple[int, dict]]:
+def _parquet_records(path: Path, bad_rows: BadRows | None) -> Iterator[tuple[int, dict]]:
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as err:
         raise InputError(path, None, None, f"not a readable Parquet file: {err}") from err
     if table.num_rows == 0:
         raise InputError(path, None, None, "file holds no records")
-    yield from enumerate(table.to_pylist(), start=1)
+    broken = set()
+    for name in table.column_names:  # Arrow trusts a file's strings; Python does not
+        column = table[name]
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            for row, value in enumerate(column.cast(pa.binary()).to_pylist(), start=1):
+                try:
+                    value is None or value.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    _bad(InputError(path, row, name, f"not valid UTF-8 ({err.reason} at byte {err.start})"), bad_rows)
+                    broken.add(row)
+    rows = [row for row in range(1, table.num_rows + 1) if row not in broken]
+    yield from zip(rows, table.take([row - 1 for row in rows]).to_pylist())
 
 
 def field(record: dict, name: str, source: Path, row: int, required: bool = True) -> str | None:
@@ -220,9 +246,9 @@ Source = tuple[Collection, Collection, list[tuple[str, str, float]]]
 def _score(record: dict, path: Path, row: int) -> float:
     try:
         score = float(record.get("score", 1))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         score = math.nan
-    if not math.isfinite(score):
+    if not math.isfinite(score) or abs(score) > FLOAT32_MAX:  # scores are kept as float32
         raise InputError(path, row, "score", f"expected a finite number, found {record.get('score')!r}")
     return score
 

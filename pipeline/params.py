@@ -467,7 +467,8 @@ def parse(section: str, data: dict | None, source: str = "params.yaml"):
         if not _matches(value, hints[key]):
             raise InputError(source, None, f"{section}.{key}", f"expected {hints[key]}, got {value!r}")
         _within_bounds(source, f"{section}.{key}", value, hints[key])
-    params = cls(**{k: (float(v) if hints[k] is float and v is not None else v) for k, v in data.items()})
+    floats = {k for k, hint in hints.items() if float in (hint, *typing.get_args(hint))}
+    params = cls(**{k: (float(v) if k in floats and v is not None else v) for k, v in data.items()})
     params.check()
     return params
 

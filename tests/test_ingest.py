@@ -221,6 +221,15 @@ def _pairs_raw(tmp_path: Path, name: str, data: bytes) -> IngestParams:
     return IngestParams(source=str(tmp_path / name), format="pairs")
 
 
+def _retyped_parquet(path: Path, column: str) -> IngestParams:
+    """The file with `column`'s bytes declared a string column (what a broken writer produces), unvalidated."""
+    table = pq.read_table(path)
+    index = table.schema.get_field_index(column)
+    as_string = pa.StringArray.from_buffers(len(table), *table[column].combine_chunks().buffers()[1:])
+    pq.write_table(table.set_column(index, column, as_string), path)
+    return IngestParams(source=str(path), format="pairs")
+
+
 def _truncated_parquet(tmp_path: Path) -> IngestParams:
     config = _pairs(tmp_path, "parquet")
     data = Path(config.source).read_bytes()
@@ -328,6 +337,41 @@ BAD_INPUT = {
         2,
         "positive",
     ),
+    # Each of these ended in a raw traceback:
+    "5,000-digit integer id": (
+        lambda t: _raw(t, "corpus.jsonl", b'{"_id": "d1", "text": "a"}\n{"_id": ' + b"7" * 5000 + b', "text": "b"}\n'),
+        "corpus.jsonl",
+        2,
+        None,
+    ),
+    "JSON nested too deeply": (
+        lambda t: _raw(
+            t, "queries.jsonl", b'{"_id": "q1", "text": "x"}\n{"_id": "q2", "text": ' + b"[" * 100_000 + b"\n"
+        ),
+        "queries.jsonl",
+        2,
+        None,
+    ),
+    "qrels score overflows": (lambda t: _beir(t, qrels=[("q1", "d1", "1" + "0" * 400)]), "train.tsv", 2, "score"),
+    "qrels score beyond float32": (lambda t: _beir(t, qrels=[("q1", "d1", "1e300")]), "train.tsv", 2, "score"),
+    "Parquet invalid UTF-8": (
+        lambda t: (
+            pq.write_table(
+                pa.table({"anchor": pa.array(["a", "b", "c"]), "positive": pa.array([b"p", b"q", b"caf\xe9"])}),
+                t / "bytes.parquet",
+            ),
+            _retyped_parquet(t / "bytes.parquet", "positive"),
+        )[1],
+        "bytes.parquet",
+        3,
+        "positive",
+    ),
+    "CSV unbalanced quote": (
+        lambda t: _pairs_raw(t, "pairs.csv", b'anchor,positive\na,b\n"c,d\ne,f\ng,h\n'),
+        "pairs.csv",
+        3,
+        None,
+    ),
 }
 PROBLEMS = {
     "missing field": "missing field",
@@ -357,6 +401,12 @@ PROBLEMS = {
     "Parquet truncated": "not a readable Parquet file",
     "Parquet no rows": "holds no records",
     "Parquet null value": "missing field",
+    "5,000-digit integer id": "malformed JSON",
+    "JSON nested too deeply": "malformed JSON: nested too deeply",
+    "qrels score overflows": "expected a finite number",
+    "qrels score beyond float32": "expected a finite number",
+    "Parquet invalid UTF-8": "not valid UTF-8",
+    "CSV unbalanced quote": "a quoted field opened here is never closed",
 }
 
 

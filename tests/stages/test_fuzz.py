@@ -165,7 +165,8 @@ def fault_dangling_qrel(folder, data):
 
 
 def fault_bad_score(folder, data):
-    score = data.draw(st.sampled_from(["high", "nan", "inf", "-inf", "", "1,5"]))
+    # ... and values past what a float (1e400) or the float32 column (1e300) holds
+    score = data.draw(st.sampled_from(["high", "nan", "inf", "-inf", "", "1,5", "1" + "0" * 400, "1e300", "-4e38"]))
     if folder.formats["qrels"] == "parquet":  # a typed column: every row's score is this string
         for record in folder.records["qrels"]:
             record["score"] = score
@@ -191,8 +192,12 @@ def fault_bytes(folder, data):
     lines = _lines(folder, name)
     first = 0 if fmt == "jsonl" else 1
     at = data.draw(st.integers(first, len(lines) - 1))
-    kinds = ["invalid_utf8", "latin1"] + (["truncated_json", "not_object"] if fmt == "jsonl" else ["short_row"])
+    kinds = ["invalid_utf8", "latin1"]
+    kinds += ["truncated_json", "not_object", "huge_int", "deep_nesting"] if fmt == "jsonl" else ["short_row"]
+    if fmt != "jsonl" and not any(b'"' in line for line in lines[at:]):  # nothing later could close the quote
+        kinds.append("unbalanced_quote")
     kind = data.draw(st.sampled_from(kinds))
+    event(f"bytes fault: {kind}")
     if kind == "invalid_utf8":
         lines[at] = lines[at][:1] + data.draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80"])) + lines[at][1:]
     elif kind == "latin1":
@@ -201,6 +206,12 @@ def fault_bytes(folder, data):
         lines[at] = lines[at][: data.draw(st.integers(1, len(lines[at]) - 3))] + b"\n"
     elif kind == "not_object":
         lines[at] = b'["a", "b"]\n'
+    elif kind == "huge_int":  # more digits than Python converts
+        lines[at] = b'{"_id": ' + b"9" * data.draw(st.integers(4301, 20_000)) + b', "text": "x"}\n'
+    elif kind == "deep_nesting":
+        lines[at] = b'{"_id": "x", "text": ' + b"[" * data.draw(st.integers(10_000, 200_000)) + b"\n"
+    elif kind == "unbalanced_quote":
+        lines[at] = b'"' + lines[at]
     else:
         separator = b"\t" if fmt == "tsv" else b","
         lines[at] = separator.join(lines[at].rstrip(b"\n").split(separator)[:1]) + b"\n"
@@ -371,7 +382,7 @@ def ingested_project(tmp_path_factory) -> Path:
 def test_fuzzed_bad_input_leaves_the_stage_artifact_untouched(ingested_project, folder):
     from stages import ingest as stage
 
-    before = _snapshot(ingested_project / "data")
+    before = _snapshot(ingested_project / "data/ingested")
     source = ingested_project / "bad"
     shutil.rmtree(source, ignore_errors=True)
     folder.write(source)
@@ -382,7 +393,8 @@ def test_fuzzed_bad_input_leaves_the_stage_artifact_untouched(ingested_project, 
     name, row, column = folder.expected
     assert message.startswith(f"pairforge ingest: {source}") and name in message
     assert (f", row {row}" in message) == (row is not None) and (f"field {column!r}" in message) == bool(column)
-    assert _snapshot(ingested_project / "data") == before
+    assert _snapshot(ingested_project / "data/ingested") == before
+    assert {p.name for p in (ingested_project / "data").iterdir()} == {"ingested", ".ingested.lock"}, "nothing left"
     assert artifacts.manifest(ingested_project / "data/ingested/corpus")["rows"] == 1
     event("stage: exit with one line, artifact unchanged")
 
@@ -415,7 +427,8 @@ def _defaults(section: str, key: str) -> list:
     default = known[key].default if key in known else None
     if not isinstance(default, (int, float)) or isinstance(default, bool):
         return [None]
-    return [default, -1, 0, default * 2, -default, math.nan, math.inf, -math.inf, float(default) + 0.5]
+    return [default, -1, 0, default * 2, -default, math.nan, math.inf, -math.inf, float(default) + 0.5,
+            2**31 - 1, 2**31, 2**70, -(2**31), 1e6, 1e7, -1e300]  # fmt: skip
 
 
 @settings(FUZZ, max_examples=800)
@@ -432,6 +445,10 @@ def test_fuzzed_params_are_accepted_or_refused_naming_the_key(case):
     for item in fields(parsed):
         value = getattr(parsed, item.name)
         assert not isinstance(value, float) or math.isfinite(value), f"{section}.{item.name} accepted {value}"
+        if isinstance(value, int) and not isinstance(value, bool):  # what faiss, numpy and Arrow take
+            assert 0 <= value <= 2**31 - 1, f"{section}.{item.name} accepted {value}"
+        if isinstance(value, float):
+            assert abs(value) <= 1e6, f"{section}.{item.name} accepted {value}"
     event("params: accepted")
 
 
