@@ -157,6 +157,9 @@ class GenerateParams:
     # Rule ops (op codes of pipeline/vocabulary.py); [] turns the rules off. The swaps are off by default: read by
     # hand, fewer than half of their edits were valid (README, "Counterfactual contrast pairs").
     rules: list[str] = field(default_factory=lambda: [op for op in RULE_OPS if not op.startswith("swap_")])
+    # Texts longer than this many characters are not edited (attempts say `text_too_long`): parsing a 1M-character
+    # document exhausts spaCy and the LLM's context, and an edit of it would not be minimal to any reader.
+    max_chars: int = 20_000
     # LLM edits (none: off) on the first `llm_max_items` of the same sample, one per control code.
     llm_backend: Literal["none", "transformers", "openai", "vllm"] = "transformers"
     llm_model: str = "packaged:SmolLM2-135M-Instruct"
@@ -192,7 +195,7 @@ class GenerateParams:
         for name in ("max_items", "llm_max_items", "llm_retries"):
             _at_least(self, name, 0)
         for name in ("llm_max_new_tokens", "llm_concurrency", "llm_tensor_parallel_size", "batch_size",
-                     "cpus_per_actor", "checkpoint_rows"):  # fmt: skip
+                     "cpus_per_actor", "checkpoint_rows", "max_chars"):  # fmt: skip
             _at_least(self, name, 1)
         _at_least(self, "llm_timeout_s", 0.001)
         _at_least(self, "actors", 0)

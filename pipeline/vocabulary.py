@@ -15,6 +15,7 @@ REJECTED = "rejected"
 # What happened to a (text, op) the generate stage tried.
 APPLIED = "applied"
 NOT_APPLICABLE = "not_applicable"
+TEXT_TOO_LONG = "text_too_long"  # longer than `generate.max_chars`: not parsed, not edited
 
 # Rejection reasons, by the stage that decides them (the ledger's `reason` column).
 # ingest

@@ -11,6 +11,7 @@ def main() -> None:
     with stage("generate", GENERATED) as log:
         config = params.load("generate")
         items = generate.sample(generate.source_table(config, INGESTED), config.max_items, config.seed)
+        items, too_long, too_long_rejections = generate.within_length(config, items)
         source = config.sentences_file if config.source == "sentences" else INGESTED
         inputs = {config.source: artifacts.fingerprint(source)}
         outcomes = collections.Counter()
@@ -21,6 +22,9 @@ def main() -> None:
                 ("rejections", schema.REJECTIONS),
             ):
                 out.write(name, table_schema.empty_table())  # each artifact exists, even when nothing is made
+            out.write("attempts", too_long)
+            out.write("rejections", too_long_rejections)
+            outcomes.update(zip(too_long["op"].to_pylist(), too_long["outcome"].to_pylist()))
             if config.rules:
                 for contrast, attempts in generate.rule_edits(config, items):
                     out.write("contrast", contrast)

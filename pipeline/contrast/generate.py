@@ -18,7 +18,7 @@ from pipeline.contrast.prompts import CONTROLS, EditBatch, edit_task
 from pipeline.params import GenerateParams
 from pipeline.runtime import Resources
 from pipeline.schema import InputError
-from pipeline.vocabulary import APPLIED, UNPARSEABLE
+from pipeline.vocabulary import APPLIED, TEXT_TOO_LONG, UNPARSEABLE
 
 RULES = "rules"  # the `generator` of rule-based edits
 
@@ -57,6 +57,29 @@ def sample(table: pa.Table, max_items: int, seed: int) -> pa.Table:
     order = list(range(table.num_rows))
     random.Random(seed).shuffle(order)
     return table.take(order[: max_items or None])
+
+
+def within_length(config: GenerateParams, items: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """(the items of at most `max_chars` characters, and for every rule op of each longer one its attempt and its
+    ledger row, reason `text_too_long` with the length): no parser, tokenizer or prompt sees a longer text."""
+    lengths = pc.utf8_length(items["text"])
+    fits = pc.less_equal(lengths, config.max_chars)
+    long, ops = items.filter(pc.invert(fits)), config.rules
+    count = long.num_rows * len(ops)
+    tried = pa.table(
+        {
+            "source_kind": [k for k in long["source_kind"].to_pylist() for _ in ops],
+            "source_id": [s for s in long["source_id"].to_pylist() for _ in ops],
+            "op": ops * long.num_rows,
+            "outcome": [TEXT_TOO_LONG] * count,
+            "reason": [TEXT_TOO_LONG] * count,
+            "chars": [n for n in lengths.filter(pc.invert(fits)).to_pylist() for _ in ops],
+            "generator": [RULES] * count,
+        }
+    )
+    attempts = tried.select(schema.ATTEMPTS.names).cast(schema.ATTEMPTS)
+    rejections = ledger.entries("generate", "edit", tried, ("chars",), ("source_kind", "source_id", "op"))
+    return items.filter(fits), attempts, rejections
 
 
 def pair_id(source_kind: str, source_id: str, op: str, generator: str) -> str:

@@ -14,6 +14,7 @@ import yaml
 
 from pipeline import artifacts, schema
 from pipeline.contrast import generate
+from pipeline.params import GenerateParams
 from tests.conftest import (
     DATASETS,
     contrast_rows_by_edit,
@@ -179,7 +180,12 @@ def test_sentence_files_are_a_source(tmp_path, pipeline_run):
     workdir = tmp_path / "project"
     shutil.copytree(pipeline_run, workdir)
     sentences = tmp_path / "sick.tsv"
-    sentences.write_text("\n".join(sick.read_text().splitlines()[:41]) + "\n")  # header + 40 pairs
+    lines = sick.read_text().splitlines()[:41]  # header + 40 pairs
+    # ... and a sentence of a million characters, which spaCy would refuse inside a Ray task, naming no text
+    column = lines[0].split("\t").index("sentence_A")
+    huge = lines[1].split("\t")
+    huge[column] = "a man is playing a guitar " * 40_000
+    sentences.write_text("\n".join([*lines, "\t".join(huge)]) + "\n")
     set_params(
         workdir,
         generate={"source": "sentences", "sentences_file": str(sentences), "sentence_column": "sentence_A"},
@@ -189,6 +195,9 @@ def test_sentence_files_are_a_source(tmp_path, pipeline_run):
         run_stage(workdir, name)
     contrast, attempts, _ = reconcile(workdir)
     assert set(attempts["source_kind"].to_pylist()) == {"sentence"}
+    too_long = attempts.filter(pc.equal(attempts["outcome"], "text_too_long"))
+    assert len(set(too_long["source_id"].to_pylist())) == 1 and too_long.num_rows == len(GenerateParams().rules)
+    assert max(len(t) for t in contrast["original"].to_pylist()) <= 20_000
     assert contrast.num_rows > 0 and set(contrast["source_kind"].to_pylist()) == {"sentence"}
     # A sentence's counterfactuals are exported (and scored, anchor = the sentence) only beside a kept paraphrase.
     edits = artifacts.read(workdir / "data/filtered/edits").to_pylist()

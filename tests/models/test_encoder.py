@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -64,5 +66,24 @@ def test_cls_pooling_follows_the_model_config(texts, tmp_path):
 
 
 def test_a_text_of_a_million_characters_is_truncated_not_a_crash():
-    vectors, truncated = Encoder(MODEL).encode(["word " * 200_000, "short"])
+    encoder = Encoder(MODEL)
+    long = " ".join(f"word{i % 97}" for i in range(200_000))
+    vectors, truncated = encoder.encode([long, "short"])
     assert truncated.tolist() == [True, False] and np.isfinite(vectors).all()
+    opening, _ = encoder.encode([long[:20_000]])  # the same first 256 tokens: the same vector
+    assert np.abs(vectors[0] - opening[0]).max() < 1e-6
+
+
+def test_a_ten_megabyte_text_costs_no_more_memory_than_its_kept_tokens():
+    # Tokenizing the whole of a 10 MB document to keep 256 tokens took 1.5 GB.
+    script = f"""
+import resource
+from pipeline.models.encoder import Encoder
+encoder = Encoder({MODEL!r})
+encoder.encode(["warm up"])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+encoder.encode(["word " * 2_000_000])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+    grown_kib = int(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
+    assert grown_kib < 200 * 1024, f"peak memory grew {grown_kib / 1024:.0f} MiB"
