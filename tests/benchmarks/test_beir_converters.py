@@ -7,11 +7,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from benchmarks import sick_beir, squad_beir, stsb_beir
 from benchmarks.cross_encoder import read_sts
-from tests.conftest import DATASETS
+from tests.conftest import DATASETS, need
 
 
 def read_beir(folder: Path) -> tuple[dict, dict, dict[str, list[str]]]:
@@ -26,8 +24,7 @@ def read_beir(folder: Path) -> tuple[dict, dict, dict[str, list[str]]]:
 
 def test_squad_queries_are_first_questions_and_their_positives_the_paragraphs_others(tmp_path):
     source = DATASETS / "squad_v1.1_dev" / "dev-v1.1.json"
-    if not source.exists():
-        pytest.skip(f"SQuAD not found at {source}")
+    need(source, "SQuAD")
     corpus, queries, positives = read_beir(squad_beir.convert(source, tmp_path))
     paragraphs = [p["qas"] for a in json.loads(source.read_text())["data"] for p in a["paragraphs"]]
     asked = [qas for qas in paragraphs if len(qas) > 1]
@@ -43,8 +40,7 @@ def test_squad_queries_are_first_questions_and_their_positives_the_paragraphs_ot
 
 def test_squad_passages_positives_are_the_own_paragraph_then_the_articles_others_with_an_answer(tmp_path):
     source = DATASETS / "squad_v1.1_dev" / "dev-v1.1.json"
-    if not source.exists():
-        pytest.skip(f"SQuAD not found at {source}")
+    need(source, "SQuAD")
     corpus, queries, positives = read_beir(squad_beir.convert_passages(source, tmp_path))
     articles = json.loads(source.read_text())["data"]
     assert len(corpus) == sum(len(a["paragraphs"]) for a in articles)
@@ -66,8 +62,7 @@ def test_squad_passages_positives_are_the_own_paragraph_then_the_articles_others
 
 def test_sick_queries_keep_the_sentences_they_entail_as_positives(tmp_path):
     source = DATASETS / "sick" / "SICK.txt"
-    if not source.exists():
-        pytest.skip(f"SICK not found at {source}")
+    need(source, "SICK")
     corpus, queries, positives = read_beir(sick_beir.convert(source, tmp_path))
     with open(source, newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
@@ -81,8 +76,7 @@ def test_sick_queries_keep_the_sentences_they_entail_as_positives(tmp_path):
 
 def test_stsb_queries_have_their_close_paraphrases_as_positives_both_ways(tmp_path):
     source = DATASETS / "stsbenchmark"
-    if not (source / "sts-test.csv").exists():
-        pytest.skip(f"STS-B not found at {source}")
+    need(source / "sts-test.csv", "STS-B")
     corpus, queries, positives = read_beir(stsb_beir.convert(source, tmp_path))
     by_text = {text: doc for doc, text in corpus.items()}
     for query, docs in positives.items():

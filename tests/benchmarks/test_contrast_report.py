@@ -14,7 +14,7 @@ from benchmarks import contrast_report
 from pipeline import artifacts, params
 from pipeline.models.llm import TransformersLLM
 from stages import cli
-from tests.conftest import SCIFACT
+from tests.conftest import SCIFACT, need
 
 
 def test_a_blind_sheet_labelled_by_hand_reads_back_per_op(pipeline_run, tmp_path, capsys):
@@ -69,8 +69,7 @@ def test_a_blind_sheet_labelled_by_hand_reads_back_per_op(pipeline_run, tmp_path
 
 
 def test_the_fluency_bound_is_measured_on_real_minimal_claim_rewrites():
-    if not SCIFACT.exists():
-        pytest.skip("the shared datasets are not here")
+    need(SCIFACT, "SciFact")
     pairs = contrast_report.scifact_claim_pairs(SCIFACT / "raw/scifact_hf_csv.zip")
     config = params.parse("filter", {})
     lm = TransformersLLM(config.edit_lm, batch_size=16)

@@ -20,6 +20,7 @@ from tests.conftest import (
     contrast_rows_by_edit,
     export_table,
     kill_at_first_checkpoint,
+    need,
     run_stage,
     set_params,
 )
@@ -175,8 +176,7 @@ def test_killed_generate_resumes_its_llm_edits_and_writes_the_same_bytes(pipelin
 
 def test_sentence_files_are_a_source(tmp_path, pipeline_run):
     sick = DATASETS / "sick" / "SICK.txt"
-    if not sick.exists():
-        pytest.skip(f"SICK not found at {sick}")
+    need(sick, "SICK")
     workdir = tmp_path / "project"
     shutil.copytree(pipeline_run, workdir)
     sentences = tmp_path / "sick.tsv"

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.contrast import rules
-from tests.conftest import DATASETS
+from tests.conftest import DATASETS, need
 
 # (op, text, expected edit or None when the op must not apply)
 CASES = [
@@ -425,8 +425,7 @@ NUMBER_WORDS += ["twelve", "thirteen", "fourteen", "fifteen", "sixteen", "sevent
 
 def test_every_op_on_the_scifact_claims():
     path = DATASETS / "scifact" / "queries.jsonl"
-    if not path.exists():
-        pytest.skip(f"SciFact not found at {path}")
+    need(path, "SciFact")
     claims = [json.loads(line)["text"] for line in path.read_text().splitlines()]
     results = rules.apply(claims, list(rules.OPS))
     for j, op in enumerate(rules.OPS):

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import params, schema
 from pipeline.contrast import generate, validate
-from tests.conftest import DATASETS
+from tests.conftest import DATASETS, need
 
 DEFAULTS = params.FilterParams()
 MAX_TOKENS, MAX_RATIO = DEFAULTS.edit_max_tokens, DEFAULTS.edit_max_ratio
@@ -85,8 +85,7 @@ def test_meaning_verdicts_depend_on_what_the_edit_intends():
 
 def scifact_claims() -> list[dict]:
     path = DATASETS / "scifact" / "raw" / "scifact_hf_csv.zip"
-    if not path.exists():
-        pytest.skip(f"SciFact claims not found at {path}")
+    need(path, "SciFact claims")
     from benchmarks.contrast_report import scifact_claim_pairs
 
     return scifact_claim_pairs(path)

@@ -13,7 +13,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from benchmarks.cross_encoder import read_sts
 from pipeline.models.scorer import CrossEncoderBatch, CrossEncoderScorer, positive_label_index
-from tests.conftest import DATASETS
+from tests.conftest import DATASETS, need
 
 STSB = DATASETS / "stsbenchmark"
 NLI_LABELS = {0: "contradiction", 1: "entailment", 2: "neutral"}
@@ -23,8 +23,7 @@ NLI_LABELS = {0: "contradiction", 1: "entailment", 2: "neutral"}
 
 @pytest.fixture(scope="module")
 def dev() -> list[tuple[float, str, str]]:
-    if not (STSB / "sts-dev.csv").exists():
-        pytest.skip(f"STS-B not found at {STSB}")
+    need(STSB / "sts-dev.csv", "STS-B")
     return read_sts(STSB / "sts-dev.csv")
 
 
