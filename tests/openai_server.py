@@ -16,6 +16,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FAULTS = ("http_500", "http_429", "slow", "malformed")  # also "redirect" (a 302 back to itself), when named
+# ... and, when named: "trickle" (a reply sent a few bytes at a time, each well within the client's socket timeout)
+# and "huge" (a 64 MiB reply)
 
 
 class OpenAIServer:
@@ -83,6 +85,10 @@ class OpenAIServer:
             _reply(handler, 200, b'{"choices": [{"message": {"role": "assistant", "content": "late"}}]}')
         elif fault == "redirect":
             _reply(handler, 302, b"", {"Location": self.base_url + "/chat/completions"})
+        elif fault == "trickle":
+            _trickle(handler, b'{"choices": [{"message": {"role": "assistant", "content": "' + b"x" * 200 + b'"}}]}')
+        elif fault == "huge":
+            _reply(handler, 200, b'{"choices": [{"message": {"role": "assistant", "content": "' + b"x" * (64 << 20))
         elif fault == "malformed":
             _reply(handler, 200, b'{"id": "chatcmpl-0", "choices": [{"message": {"role": "assist')
         elif entry["response_format"] and not self.structured:
@@ -120,6 +126,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.app.answer(self, body)
 
     def log_message(self, *args) -> None:  # keep test output quiet
+        pass
+
+
+def _trickle(handler: BaseHTTPRequestHandler, payload: bytes) -> None:
+    try:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        for at in range(0, len(payload), 4):
+            handler.wfile.write(payload[at : at + 4])
+            handler.wfile.flush()
+            time.sleep(0.1)
+    except (BrokenPipeError, ConnectionResetError):
         pass
 
 

@@ -302,9 +302,12 @@ class OpenAICompatibleLLM:
             wait = self.backoff_s * 2 ** (attempt - 1)
             try:
                 request = urllib.request.Request(self.base_url + "/chat/completions", body, self._headers())
+                deadline = time.monotonic() + self.timeout_s
                 with _NO_REDIRECTS.open(request, timeout=self.timeout_s) as response:
-                    text, logprobs = _parse_reply(response.read())
+                    text, logprobs = _parse_reply(_read_within(response, deadline))
                 return Completion(text=text, attempts=attempt, logprobs=logprobs)
+            except _TooLarge:  # the same request would bring the same reply: not retried
+                return Completion(text=None, error="response_too_large", attempts=attempt)
             except urllib.error.HTTPError as err:
                 error = f"http_{err.code}"
                 wait = max(wait, _retry_after_s(err.headers.get("Retry-After"), self.max_retry_after_s))
@@ -318,6 +321,27 @@ class OpenAICompatibleLLM:
             if attempt <= self.max_retries:
                 time.sleep(wait)
         return Completion(text=None, error=error, attempts=self.max_retries + 1)
+
+
+MAX_REPLY_BYTES = 8 << 20  # a chat completion, logprobs included, is kilobytes; more is a broken or hostile server
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _read_within(response, deadline: float) -> bytes:
+    """The reply's body, read as it arrives until `deadline` (a server trickling bytes resets every socket timeout,
+    never this one) and at most MAX_REPLY_BYTES."""
+    chunks, size = [], 0
+    while chunk := response.read1(1 << 16):
+        size += len(chunk)
+        if size > MAX_REPLY_BYTES:
+            raise _TooLarge
+        if time.monotonic() > deadline:
+            raise TimeoutError("the whole request took longer than timeout_s")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _parse_reply(payload: bytes) -> tuple[str, list[dict] | None]:

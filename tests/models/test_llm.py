@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import pickle
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -104,6 +105,20 @@ def test_each_fault_ends_as_its_error_code_after_bounded_retries(fault, error):
     assert len(server.log) == 2
     if fault == "http_429":  # the second attempt waited for Retry-After, not for the 0.01 s backoff
         assert server.log[1]["time"] - server.log[0]["time"] >= 1.0
+
+
+def test_a_trickling_reply_ends_at_the_timeout_and_a_huge_one_at_the_size_cap():
+    # A server sending a few bytes every 0.1 s never trips a socket timeout: one request was held 20 s past
+    # `timeout_s: 1`. The whole request has a deadline; a reply has a size cap.
+    with OpenAIServer(llm=None, fault_rate=1.0, faults=("trickle",)) as server:
+        client = llms.OpenAICompatibleLLM(server.base_url, "m", timeout_s=1.0, max_retries=0)
+        started = time.monotonic()
+        (completion,) = client.generate([conversation("hello")])
+    assert (completion.text, completion.error) == (None, "timeout") and time.monotonic() - started < 2.5
+    with OpenAIServer(llm=None, fault_rate=1.0, faults=("huge",)) as server:
+        client = llms.OpenAICompatibleLLM(server.base_url, "m", timeout_s=30.0, max_retries=2, backoff_s=0.01)
+        (completion,) = client.generate([conversation("hello")])
+    assert (completion.text, completion.error, completion.attempts) == (None, "response_too_large", 1)
 
 
 def test_client_errors_are_not_retried():
