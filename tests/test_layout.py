@@ -6,12 +6,11 @@ that leave model calls and caches to the library. Imports inside functions count
 from __future__ import annotations
 
 import ast
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import need
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipeline", "stages")
@@ -158,11 +157,10 @@ def test_stages_decide_nothing():
     ]
 
 
-@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 failed"), ("", "1 skipped")])
-def test_a_missing_dataset_fails_under_ci_and_skips_elsewhere(tmp_path, ci, outcome):
+@pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_a_missing_dataset_fails_under_ci_and_skips_elsewhere(tmp_path, monkeypatch, ci, outcome):
     # CI always has ../shared/datasets: without it a run passed with ~73 end-to-end tests skipped.
-    env = {**os.environ, "CI": ci, "PAIRFORGE_DATASETS": str(tmp_path / "nowhere")}
-    test = "tests/benchmarks/test_beir_converters.py::test_sick_queries_keep_the_sentences_they_entail_as_positives"
-    ran = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert outcome in ran.stdout, ran.stdout[-2000:]
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="SciFact not found at"):
+        need(tmp_path / "nowhere", "SciFact")
+    need(tmp_path, "a folder that is here")  # neither

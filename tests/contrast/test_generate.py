@@ -235,14 +235,14 @@ def test_unknown_rule_op_is_a_params_error(tmp_path, pipeline_run):
 def test_positive_documents_as_the_source_give_query_anchored_triplets(tmp_path, pipeline_run):
     workdir = tmp_path / "project"
     shutil.copytree(pipeline_run, workdir)
-    set_params(workdir, generate={"source": "positives", "max_items": 6, "llm_backend": "none"})
+    set_params(workdir, generate={"source": "positives", "max_items": 3, "llm_backend": "none"})
     for name in ("generate", "filter", "export"):
         run_stage(workdir, name)
     contrast, attempts, _ = reconcile(workdir)
     corpus = artifacts.read(workdir / "data/ingested/corpus")
     text = dict(zip(corpus["doc_id"].to_pylist(), corpus["text"].to_pylist()))
     assert set(attempts["source_kind"].to_pylist()) == {"positive"}
-    assert len(set(attempts["source_id"].to_pylist())) == 6
+    assert len(set(attempts["source_id"].to_pylist())) == 3
     assert all(text[row["source_id"]] == row["original"] for row in contrast.to_pylist())
     queries = artifacts.read(workdir / "data/ingested/queries")
     query_text = dict(zip(queries["query_id"].to_pylist(), queries["text"].to_pylist()))
