@@ -262,7 +262,7 @@ def parts(path: str | Path) -> list[Path]:
         if found or path.exists():
             raise InputError(str(path), None, None, "no manifest: not a complete artifact (re-run its stage)")
         raise FileNotFoundError(f"{path}: no artifact here (run the stage that writes it first)")
-    state = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in [path / MANIFEST, *found])
+    state = tuple((p.name, *_size_and_time(p)) for p in [path / MANIFEST, *found])
     if _verified.get(path) != state:
         told = manifest(path)
         rows = sum(pq.ParquetFile(part).metadata.num_rows for part in found)
@@ -275,6 +275,11 @@ def parts(path: str | Path) -> list[Path]:
             )  # fmt: skip
         _verified[path] = state
     return found
+
+
+def _size_and_time(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
 
 
 def read(path: str | Path, columns: list[str] | None = None) -> pa.Table:
