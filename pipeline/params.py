@@ -173,9 +173,12 @@ class GenerateParams:
     llm_max_new_tokens: int = 96
     # Asks again (showing the model its reply) when a reply does not fit the JSON schema.
     llm_retries: int = 1
-    # openai: requests in flight at once, and each request's timeout.
+    # openai: requests in flight at once, and each request's timeout (the whole request: reply included). An item
+    # the endpoint still fails on after 3 retries is pending, not rejected (the next run asks again); when more
+    # than this share of the items asked fail so, the stage fails.
     llm_concurrency: int = 4
     llm_timeout_s: float = 60.0
+    llm_max_failure_share: float = 0.1
     # vllm: GPUs per engine (tensor parallel), and further vllm.LLM arguments (max_model_len, dtype, ...). Engines:
     # `actors` (0: as many as the cluster's GPUs hold).
     llm_tensor_parallel_size: int = 1
@@ -212,7 +215,7 @@ class GenerateParams:
             raise InputError("params.yaml", None, "generate.sentences_file", "source `sentences` needs a file")
         if self.llm_backend == "openai" and not self.llm_base_url:
             raise InputError("params.yaml", None, "generate.llm_base_url", "the openai backend needs a base URL")
-        _check_endpoint("generate", self.llm_base_url, self.llm_allow_http)
+        _check_llm("generate", self)
 
 
 @dataclass(frozen=True)
@@ -251,9 +254,12 @@ class FilterParams:
     # cross-encoder's score, the LLM's P(relevant)) is proposed as an extra positive: data/filtered/promoted, used
     # by the export with `export.promote_false_negatives` (null: none proposed).
     promote_above: float | None = 0.95
-    # As in `generate`: openai requests in flight and their timeout; vllm GPUs per engine and engine arguments.
+    # As in `generate`: openai requests in flight, their timeout and the failure budget (a candidate the endpoint
+    # failed on is pending: its query gets no refills this run, and is judged on the next); vllm GPUs per engine
+    # and engine arguments.
     llm_concurrency: int = 4
     llm_timeout_s: float = 30.0
+    llm_max_failure_share: float = 0.1
     llm_tensor_parallel_size: int = 1
     llm_engine_options: dict = field(default_factory=dict)
     # Calibration per corpus: on the queries with several judged positives (hidden-positive protocol), pick the
@@ -333,7 +339,7 @@ class FilterParams:
                 raise InputError("params.yaml", None, f"filter.{name}", f"must be in [0, 1], got {value}")
         if self.llm_backend == "openai" and not self.llm_base_url:
             raise InputError("params.yaml", None, "filter.llm_base_url", "the openai backend needs a base URL")
-        _check_endpoint("filter", self.llm_base_url, self.llm_allow_http)
+        _check_llm("filter", self)
 
 
 @dataclass(frozen=True)
@@ -387,9 +393,14 @@ SECTIONS = {
 }
 
 
-def _check_endpoint(section: str, url: str | None, allow_http: bool) -> None:
-    """A base URL that keeps its secrets: no credentials inside it (they would reach the manifest, logs and the card;
-    the key belongs in the environment variable `llm_api_key_env` names), no plain http beyond this machine."""
+def _check_llm(section: str, config: GenerateParams | FilterParams) -> None:
+    """A failure budget that is a share, and a base URL that keeps its secrets: no credentials inside it (they would
+    reach the manifest, logs and the card; the key belongs in the environment variable `llm_api_key_env` names), no
+    plain http beyond this machine."""
+    if not 0 <= config.llm_max_failure_share <= 1:
+        share = config.llm_max_failure_share
+        raise InputError("params.yaml", None, f"{section}.llm_max_failure_share", f"must be in [0, 1], got {share}")
+    url, allow_http = config.llm_base_url, config.llm_allow_http
     if url is None:
         return
     key = f"{section}.llm_base_url"

@@ -25,6 +25,15 @@ class InputError(ValueError):
             where += f", field {field!r}"
         super().__init__(f"{where}: {problem}")
 
+    def __reduce__(self):  # rebuilt whole where Ray hands a worker's exception to the stage process
+        return type(self), (self.source, self.row, self.field, self.problem)
+
+
+class EndpointError(RuntimeError):
+    """An LLM endpoint that cannot do a stage's work: it refuses it (401 / 403 / 404, a redirect), it is down, or
+    it failed on more items than the stage's failure budget allows. The stage fails with this one line; the work
+    finished before it is cached, so the next run resumes."""
+
 
 CORPUS = pa.schema([("doc_id", pa.string()), ("text", pa.string()), ("title", pa.string())])
 QUERIES = pa.schema([("query_id", pa.string()), ("text", pa.string())])

@@ -188,18 +188,20 @@ def fill(
     missing = missing.take(np.sort(first))
     pending: list[pa.Table] = []
     uncached: list[pa.Table] = []
-    for result in compute(missing) if missing.num_rows else ():
-        result = result.select(["key", *columns])
-        if keep is not None:
-            mask = pc.fill_null(keep(result), False)
-            uncached.append(result.filter(pc.invert(mask)))
-            result = result.filter(mask)
-        pending.append(result)
-        if sum(t.num_rows for t in pending) >= checkpoint_rows:
+    try:
+        for result in compute(missing) if missing.num_rows else ():
+            result = result.select(["key", *columns])
+            if keep is not None:
+                mask = pc.fill_null(keep(result), False)
+                uncached.append(result.filter(pc.invert(mask)))
+                result = result.filter(mask)
+            pending.append(result)
+            if sum(t.num_rows for t in pending) >= checkpoint_rows:
+                cache.add(pa.concat_tables(pending))
+                pending.clear()
+    finally:  # a computation that fails (an endpoint gone, say) keeps what it finished: the next run resumes there
+        if pending:
             cache.add(pa.concat_tables(pending))
-            pending.clear()
-    if pending:
-        cache.add(pa.concat_tables(pending))
     return missing.num_rows, pa.concat_tables(uncached) if uncached else None
 
 

@@ -32,6 +32,15 @@ NOT_SAMPLED = "not_sampled"  # a valid candidate that sampling did not pick (the
 # generate and filter: an LLM that gave no usable answer
 UNPARSEABLE = "unparseable_output"  # the reply did not fit the task's schema (the raw output is kept)
 BACKEND_ERROR = "backend_error"  # the backend failed on the item (the generate ledger keeps its own error code)
+# An endpoint's passing failure, after its retries: the item is not judged or edited yet, and not rejected either
+# (no ledger row); the next run asks for exactly these items. A `decision` and an `outcome` as well as a reason.
+PENDING = "pending"
+# HTTP statuses of a server that is busy or restarting, asked again (with every 5xx); other codes of a failed
+# request that may go another way next time: no reply in time, a dropped connection, a reply cut short.
+RETRIED_STATUS = (408, 409, 425, 429)
+PASSING_ERRORS = ("timeout", "connection_error", "malformed_response")
+
+
 # filter: negatives
 NEAR_DUPLICATE = "near_duplicate"
 LIKE_POSITIVE = "like_positive"  # as close to the query and its positive together as the positive is
@@ -53,6 +62,7 @@ MEANING_UNJUDGED = "meaning_unjudged"  # an LLM edit no judge able to read meani
 WINDOW_EXHAUSTED = "window_exhausted"  # every candidate up to the window's bound failed a score rule or sampling
 CORPUS_EXHAUSTED = "corpus_exhausted"  # the corpus holds fewer candidates than the window
 REFILL_EXHAUSTED = "refill_exhausted"  # the filter rejected negatives and `refill_depth` ran out of replacements
+# ... and PENDING: the judge's endpoint failed on one of its candidates; it takes no refill until the next run.
 
 # Rule-based edits, in the order they run (`pipeline.contrast.rules.OPS` maps each to its function).
 RuleOp = Literal[
@@ -70,3 +80,11 @@ RULE_OPS: tuple[str, ...] = get_args(RuleOp)
 # LLM edit controls (`pipeline.contrast.prompts.CONTROLS` holds each one's instruction and example).
 LLMControl = Literal["negate", "change_fact", "change_quantity", "swap_roles", "paraphrase"]
 LLM_CONTROLS: tuple[str, ...] = get_args(LLMControl)
+
+
+def passing_failure(error: str | None) -> bool:
+    """Whether an LLM backend's error code is one that a later request may not meet (it leaves the item pending)."""
+    if error in PASSING_ERRORS:
+        return True
+    code = error.removeprefix("http_") if error and error.startswith("http_") else ""
+    return code.isdigit() and (int(code) in RETRIED_STATUS or int(code) >= 500)

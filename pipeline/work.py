@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline import runtime, shard_cache
 from pipeline.runtime import Resources
+from pipeline.schema import EndpointError
 from pipeline.shard_cache import ShardCache, TableCache, row_keys
 
 log = logging.getLogger("pairforge.work")
@@ -60,6 +62,36 @@ class Work:
     arrange: Callable[[pa.Table], pa.Table] | None = None  # the order rows are cut into tasks in
     # Which results may be cached (e.g. not an endpoint's failure); the others are returned, and asked again next run.
     cacheable: Callable[[pa.Table], pa.Array] | None = field(default=None)
+    endpoint: Endpoint | None = None  # the remote service the call depends on, if any
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A remote LLM a call depends on: asked once (`preflight`, which raises EndpointError) before its first row is
+    computed, and held to a failure budget over the whole stage. `failed(results)` marks the rows it failed on
+    after its retries (they stay pending); more than `max_failure_share` of the rows asked, and at least
+    `FAILURES_BEFORE_JUDGING` of them, fail the stage."""
+
+    url: str
+    preflight: Callable[[], None]
+    failed: Callable[[pa.Table], pa.Array]
+    max_failure_share: float
+
+
+# A few failed items in a small run are bad luck, not an outage: the share is not judged on fewer failures.
+FAILURES_BEFORE_JUDGING = 5
+
+
+@dataclass
+class Tally:
+    asked: int = 0
+    failed: int = 0
+
+
+# Per endpoint URL, the rows asked and failed in this process (a stage): the budget spans every call the stage
+# makes (the filter's rounds and shards, both its questions), so many small calls cannot each pass it.
+_TALLIES: dict[str, Tally] = {}
+_ANSWERED_PREFLIGHT: set[str] = set()
 
 
 def stream(work: Work, table: pa.Table) -> Iterator[pa.Table]:
@@ -68,6 +100,25 @@ def stream(work: Work, table: pa.Table) -> Iterator[pa.Table]:
     if work.arrange is not None:
         rows = work.arrange(rows)
     return runtime.map_batches(rows, work.worker, work.args, work.resources, work.rows_per_task, keep=work.keep_pool)
+
+
+def _on_endpoint(work: Work, rows: pa.Table) -> Iterator[pa.Table]:
+    """`stream`, with the endpoint asked first (once per stage) and its failures counted as results arrive."""
+    endpoint = work.endpoint
+    if endpoint.url not in _ANSWERED_PREFLIGHT:
+        endpoint.preflight()
+        _ANSWERED_PREFLIGHT.add(endpoint.url)
+    tally = _TALLIES.setdefault(endpoint.url, Tally())
+    for results in stream(work, rows):
+        tally.asked += results.num_rows
+        tally.failed += pc.sum(pc.cast(endpoint.failed(results), pa.int64())).as_py() or 0
+        yield results
+        if tally.failed >= FAILURES_BEFORE_JUDGING and tally.failed > endpoint.max_failure_share * tally.asked:
+            raise EndpointError(
+                f"the endpoint {endpoint.url} failed on {tally.failed} of {tally.asked} items after its retries, "
+                f"more than llm_max_failure_share ({endpoint.max_failure_share}); what it answered is cached, and "
+                f"the next run asks only for the rest"
+            )
 
 
 def open_cache(work: Work) -> ShardCache:
@@ -86,9 +137,8 @@ def compute(work: Work, table: pa.Table) -> tuple[pa.Table, int]:
     # Shards hold whole tasks, so a resumed run's tasks (hence batches, hence bytes) line up with the first run's.
     checkpoint_rows = shard_cache.whole_tasks(work.cache.checkpoint_rows, work.rows_per_task)
     keyed = _keyed(work, table)
-    out, computed = shard_cache.cached(
-        cache, keyed, functools.partial(stream, work), list(work.columns), checkpoint_rows, work.cacheable
-    )
+    run = functools.partial(_on_endpoint if work.endpoint else stream, work)
+    out, computed = shard_cache.cached(cache, keyed, run, list(work.columns), checkpoint_rows, work.cacheable)
     if table.num_rows:
         log.info(
             "%s: %d rows, %d computed now, the rest from %s",
@@ -118,3 +168,18 @@ def llm_call(config) -> tuple[dict, Resources]:
         gpus = max(config.gpus_per_actor, float(config.llm_tensor_parallel_size))
         return options, Resources(config.actors, config.cpus_per_actor, gpus)
     return {}, pool
+
+
+def llm_endpoint(config, failed: Callable[[pa.Table], pa.Array]) -> Endpoint | None:
+    """The endpoint the generate or filter params name (backend `openai`; None for a model in the pool), with
+    `failed` marking the result rows it failed on."""
+    if config.llm_backend != "openai":
+        return None
+    options, _ = llm_call(config)
+
+    def preflight() -> None:
+        from pipeline.models import llm
+
+        llm.load("openai", config.llm_model, **options).preflight()
+
+    return Endpoint(config.llm_base_url, preflight, failed, config.llm_max_failure_share)

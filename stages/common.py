@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from pipeline import artifacts, ownership
-from pipeline.schema import InputError
+from pipeline.schema import EndpointError, InputError
 
 DATA = Path("data")
 INGESTED = DATA / "ingested"
@@ -38,12 +38,28 @@ def stage(name: str, output: Path) -> Iterator[logging.Logger]:
     try:
         with ownership.exclusive(output):
             yield log
-    except InputError as err:
-        log.error("bad input: %s", err)
-        sys.exit(f"pairforge {name}: {err}")
     except ownership.Busy as err:
         sys.exit(f"pairforge {name}: {err}")
+    except Exception as err:
+        found = _told(err)
+        if found is None:
+            raise
+        log.error("%s: %s", "bad input" if isinstance(found, InputError) else "endpoint", found)
+        sys.exit(f"pairforge {name}: {found}")
     log.info("%s finished in %.1f s", name, time.perf_counter() - started)
+
+
+def _told(err: BaseException) -> InputError | EndpointError | None:
+    """The bad input or failed endpoint behind `err`: raised here, or in a worker and wrapped by Ray on its way
+    back (as the error's cause or context, or its `cause`). The innermost one: Ray's wrapper of an error is an
+    instance of its class too, with a traceback for a message."""
+    seen, found = set(), None
+    while err is not None and id(err) not in seen:
+        if isinstance(err, (InputError, EndpointError)):
+            found = err
+        seen.add(id(err))
+        err = getattr(err, "cause", None) or err.__cause__ or err.__context__
+    return found
 
 
 def fingerprints(**paths: Path) -> dict[str, str]:

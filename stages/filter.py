@@ -73,10 +73,9 @@ def main() -> None:
             judged_rows, kept_rows = out.rows("judged"), out.rows("negatives")
         edit_reasons = collections.Counter(edit_rejections["reason"].to_pylist())
         log.info(
-            "validated %d generated edits: %d kept, %d rejected (%s)",
+            "validated %d generated edits: %s; rejected by reason: %s",
             judged_edits.num_rows,
-            judged_edits.num_rows - edit_rejections.num_rows,
-            edit_rejections.num_rows,
+            edits.decisions(judged_edits),
             ", ".join(f"{r}: {c}" for r, c in sorted(edit_reasons.items())),
         )
         log.info(

@@ -34,6 +34,13 @@ def main() -> None:
                 sample = items.slice(0, config.llm_max_items)
                 contrast, attempts, rejections, made = generate.llm_edits(config, sample)
                 log.info("LLM edits: %d made now, %d from the cache", made, attempts.num_rows - made)
+                pending = generate.pending(attempts)
+                if pending:
+                    log.warning(
+                        "%d LLM edits pending: the endpoint failed on them after its retries; run the stage again "
+                        "(dvc repro -f generate) to ask for exactly those", pending,
+                    )  # fmt: skip
+                out.describe("attempts", pending=pending)
                 out.write("contrast", contrast)
                 out.write("attempts", attempts)
                 out.write("rejections", rejections)

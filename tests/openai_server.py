@@ -16,6 +16,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FAULTS = ("http_500", "http_429", "slow", "malformed")  # also "redirect" (a 302 back to itself), when named
+# ... and any status as "http_NNN" (http_401: a key refused)
 # ... and, when named: "trickle" (a reply sent a few bytes at a time, each well within the client's socket timeout)
 # and "huge" (a 64 MiB reply)
 
@@ -76,10 +77,10 @@ class OpenAIServer:
                 "response_format": b'"response_format"' in body,
             }
             self.log.append(entry)
-        if fault == "http_500":
-            _reply(handler, 500, b'{"error": {"message": "injected failure"}}')
-        elif fault == "http_429":
+        if fault == "http_429":
             _reply(handler, 429, b'{"error": {"message": "slow down"}}', {"Retry-After": str(self.retry_after_s)})
+        elif fault and fault.startswith("http_"):  # any other status: http_500, http_401, http_404, ...
+            _reply(handler, int(fault.removeprefix("http_")), b'{"error": {"message": "injected failure"}}')
         elif fault == "slow":
             time.sleep(self.slow_s)  # past the client's timeout: it has given up by now
             _reply(handler, 200, b'{"choices": [{"message": {"role": "assistant", "content": "late"}}]}')

@@ -8,12 +8,14 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from pipeline import embed, params, work
 from pipeline.contrast import generate
 from pipeline.filtering import edits, judges
 from pipeline.runtime import Resources
+from pipeline.schema import EndpointError
 
 
 @pytest.fixture
@@ -118,3 +120,41 @@ def test_compute_sends_only_the_inputs_and_computes_each_missing_key_once(tmp_pa
     assert len(list(work.open_cache(call).folder.glob("shard-*"))) == 2, "a checkpoint per task of 2 rows"
     again, computed = work.compute(call, table.slice(1))
     assert computed == 0 and again.equals(out.slice(1))
+
+
+class FailsWhereTold:
+    """A worker whose endpoint fails (after its retries) on the rows whose text says so."""
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        errors = ["http_503" if text.startswith("fail") else None for text in batch["text"].to_pylist()]
+        return batch.append_column("error", pa.array(errors, pa.string()))
+
+
+def test_an_endpoint_is_checked_once_and_held_to_its_failure_budget(tmp_path):
+    """Its preflight runs before its first row and never again in the stage; more failed rows than the budget
+    allows (and at least five) fail the call, keeping what it finished; below the budget they come back, uncached."""
+    checks = []
+
+    def call(name: str, share: float) -> work.Work:
+        failed = lambda results: pc.is_valid(results["error"])  # noqa: E731
+        endpoint = work.Endpoint(f"http://{tmp_path.name}/{name}", lambda: checks.append(name), failed, share)
+        return work.Work(
+            FailsWhereTold, {}, Resources(actors=1), rows_per_task=4, columns=("error",), inputs=("text",),
+            cache=work.Cache(tmp_path, {"kind": "fails"}, checkpoint_rows=4),
+            cacheable=lambda results: pc.is_null(results["error"]), endpoint=endpoint,
+        )  # fmt: skip
+
+    table = pa.table({"text": [f"ok {i}" for i in range(20)] + [f"fail {i}" for i in range(6)]})
+    with pytest.raises(EndpointError, match=r"failed on 6 of 26 items .* more than llm_max_failure_share \(0.1\)"):
+        work.compute(call("strict", 0.1), table)
+    assert checks == ["strict"]
+    # The 20 answers came before the failures and were kept; a run with a looser budget asks for the 6 alone.
+    out, computed = work.compute(call("loose", 1.0), table)
+    assert computed == 6 and checks == ["strict", "loose"]
+    assert out["error"].null_count == 20
+    _, computed = work.compute(call("loose", 1.0), table.slice(0, 20))
+    assert computed == 0 and checks == ["strict", "loose"]
+    # Four failures of four rows is within the budget: a few failures are not an outage.
+    fresh = pa.table({"text": [f"fail again {i}" for i in range(4)]})
+    out, computed = work.compute(call("few", 0.1), fresh)
+    assert computed == 4 and out["error"].null_count == 0

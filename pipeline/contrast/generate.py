@@ -18,7 +18,7 @@ from pipeline.contrast.prompts import CONTROLS, EditBatch, edit_task
 from pipeline.params import GenerateParams
 from pipeline.runtime import Resources
 from pipeline.schema import InputError
-from pipeline.vocabulary import APPLIED, TEXT_TOO_LONG, UNPARSEABLE
+from pipeline.vocabulary import APPLIED, PENDING, TEXT_TOO_LONG, UNPARSEABLE, passing_failure
 
 RULES = "rules"  # the `generator` of rule-based edits
 
@@ -155,6 +155,9 @@ def llm_edit_call(config: GenerateParams) -> work.Work:
         """Edits and unparseable replies are the model's answer; an endpoint's failure is retried next run."""
         return pc.or_kleene(pc.is_null(results["reason"]), pc.equal(results["reason"], UNPARSEABLE))
 
+    def failed(results: pa.Table) -> pa.Array:
+        return pa.array([passing_failure(reason) for reason in results["reason"].to_pylist()], pa.bool_())
+
     return work.Work(
         worker=EditBatch,
         args=args,
@@ -164,6 +167,7 @@ def llm_edit_call(config: GenerateParams) -> work.Work:
         inputs=("text", "control"),
         cache=work.Cache(config.cache, settings, config.checkpoint_rows),
         cacheable=worth_keeping,
+        endpoint=work.llm_endpoint(config, failed),
     )
 
 
@@ -183,11 +187,17 @@ def llm_edits(config: GenerateParams, items: pa.Table) -> tuple[pa.Table, pa.Tab
     return (*from_llm(results, f"llm:{config.llm_backend}:{config.llm_model}"), made)
 
 
+def pending(attempts: pa.Table) -> int:
+    """How many attempts wait for an endpoint that failed on them: the next run asks for exactly these."""
+    return pc.sum(pc.equal(attempts["outcome"], PENDING)).as_py() or 0
+
+
 def from_llm(results: pa.Table, generator: str) -> tuple[pa.Table, pa.Table, pa.Table]:
     """EditBatch output (source_kind, source_id, text, control, edited, raw_output, reason) -> (contrast, attempts,
-    ledger rows of the failed items, keyed source_kind/source_id/op, with the raw output as detail)."""
+    ledger rows of the failed items, keyed source_kind/source_id/op, with the raw output as detail). An item the
+    endpoint failed on is `pending`: an attempt, no ledger row (nothing was decided about it)."""
     ops = [f"llm_{c}" for c in results["control"].to_pylist()]
-    outcomes = [reason or APPLIED for reason in results["reason"].to_pylist()]
+    outcomes = [PENDING if passing_failure(r) else r or APPLIED for r in results["reason"].to_pylist()]
     results = results.append_column("op", pa.array(ops, pa.string())).append_column("outcome", pa.array(outcomes))
     preserves = [CONTROLS[c][3] for c in results["control"].to_pylist()]
     results = results.append_column("preserves_meaning", pa.array(preserves, pa.bool_()))
@@ -195,7 +205,7 @@ def from_llm(results: pa.Table, generator: str) -> tuple[pa.Table, pa.Table, pa.
     applied = results.filter(pc.equal(results["outcome"], APPLIED))
     applied = applied.append_column("change", pa.array([f"LLM control {c}" for c in applied["control"].to_pylist()]))
     contrast = _contrast(applied, [generator] * applied.num_rows, applied["raw_output"])
-    failed = results.filter(pc.not_equal(results["outcome"], APPLIED))
+    failed = results.filter(pc.invert(pc.is_in(results["outcome"], pa.array([APPLIED, PENDING]))))
     failed = failed.append_column("detail", failed["raw_output"])
     rejections = ledger.entries("generate", "edit", failed, ("attempts",), ("source_kind", "source_id", "op"))
     return contrast, _attempts(results, generator), rejections

@@ -15,7 +15,7 @@ from pipeline import artifacts, embed, ledger, models, work
 from pipeline.contrast import validate
 from pipeline.filtering import judges
 from pipeline.params import EmbedParams, FilterParams
-from pipeline.vocabulary import EDIT_NOT_FLUENT, EDIT_STILL_SUPPORTED, KEPT, MEANING_UNJUDGED, REJECTED
+from pipeline.vocabulary import EDIT_NOT_FLUENT, EDIT_STILL_SUPPORTED, KEPT, MEANING_UNJUDGED, PENDING, REJECTED
 
 # Judges that read meaning. The encoder's cosine does not: it scores real number and antonym changes 0.99+, so it
 # can catch a drifted edit but cannot confirm that an LLM's edit changed (or kept) the meaning it was asked to.
@@ -64,15 +64,24 @@ def fluency(config: FilterParams, original: list[str], edited: list[str]) -> np.
     return nll[len(original) :] - nll[: len(original)]
 
 
-def sameness(config: FilterParams, embed_config: EmbedParams, original: list[str], edited: list[str]) -> np.ndarray:
-    """How much each edit kept its original's meaning, by `edit_judge`: cosine, cross-encoder score or P(same)."""
+def _llm_scores(config: FilterParams, question: str, first: list[str], second: list[str]):
+    """The LLM's P(yes) per pair (NaN without one), and why there is none: None (there is), unparseable_output,
+    backend_error, or pending (its endpoint failed; the next run asks again)."""
+    answers = judges.llm_answers(config, question, first, second)
+    p_yes = answers["p_yes"].fill_null(np.nan).to_numpy(zero_copy_only=False).astype(np.float32)
+    failures = answers["failure"].to_pylist()
+    return p_yes, [None if p == p else judges.LLM_FAILURES[code] for p, code in zip(p_yes, failures)]
+
+
+def sameness(config: FilterParams, embed_config: EmbedParams, original: list[str], edited: list[str]):
+    """How much each edit kept its original's meaning, by `edit_judge`: cosine, cross-encoder score or P(same);
+    and per edit why there is no score (only an LLM can fail to give one: `_llm_scores`)."""
     if config.edit_judge == "encoder":
         vectors = embed.vectors(embed_config, original + edited)
-        return np.sum(vectors[: len(original)] * vectors[len(original) :], axis=1)
+        return np.sum(vectors[: len(original)] * vectors[len(original) :], axis=1), [None] * len(original)
     if config.edit_judge == "cross_encoder":
-        return judges.cross_encoder_scores(config, original, edited)
-    answers = judges.llm_answers(config, "same_meaning", original, edited)
-    return answers["p_yes"].to_numpy(zero_copy_only=False).astype(np.float32)
+        return judges.cross_encoder_scores(config, original, edited), [None] * len(original)
+    return _llm_scores(config, "same_meaning", original, edited)
 
 
 def validate_edits(config: FilterParams, embed_config: EmbedParams, contrast: pa.Table) -> pa.Table:
@@ -91,14 +100,16 @@ def validate_edits(config: FilterParams, embed_config: EmbedParams, contrast: pa
                 details[i] = f"mean token NLL +{value:.2f} nats (max {config.edit_max_nll_increase})"
         live = [i for i in live if reasons[i] is None]
     if config.edit_judge != "none" and live:
-        scores = sameness(config, embed_config, [original[i] for i in live], [edited[i] for i in live])
+        scores, unanswered = sameness(config, embed_config, [original[i] for i in live], [edited[i] for i in live])
         preserves = np.array(checked["preserves_meaning"].to_pylist(), bool)[live]
         verdicts = validate.meaning_reasons(
             preserves, scores, config.edit_unchanged_above, config.edit_drifted_below, config.edit_paraphrase_min
         )
-        for i, score, verdict in zip(live, scores, verdicts):
+        for i, score, verdict, missing in zip(live, scores, verdicts, unanswered):
             measures["sameness"][i] = score
-            if verdict:
+            if missing:  # an unjudged edit is not kept: rejected, or pending where the endpoint failed
+                reasons[i], details[i] = missing, f"{config.edit_judge} gave no verdict on its meaning"
+            elif verdict:
                 reasons[i], details[i] = verdict, f"{config.edit_judge} sameness {score:.3f}"
     if config.edit_judge not in MEANING_JUDGES:
         # Rule edits change meaning by construction (their ops are checked by hand, README); an LLM's may not.
@@ -106,12 +117,11 @@ def validate_edits(config: FilterParams, embed_config: EmbedParams, contrast: pa
             if reasons[i] is None:
                 reasons[i] = MEANING_UNJUDGED
                 details[i] = f"an LLM edit needs edit_judge {' or '.join(MEANING_JUDGES)} ({config.edit_judge} set)"
-    decisions = [KEPT if r is None else REJECTED for r in reasons]
     checked = checked.drop(["decision", "reason", "detail"])
     for name, values in measures.items():
         checked = checked.append_column(name, pa.array(values, pa.float32()))
     return (
-        checked.append_column("decision", pa.array(decisions))
+        checked.append_column("decision", pa.array(_decisions(reasons)))
         .append_column("reason", pa.array(reasons, pa.string()))
         .append_column("detail", pa.array(details, pa.string()))
     )
@@ -146,16 +156,19 @@ def contexts(edits: pa.Table, positives: pa.Table, query_text: dict[str, str], c
     return {i: of_kind[kinds[i]](i) for i in negatives}
 
 
+def _decisions(reasons: list[str | None]) -> list[str]:
+    return [KEPT if r is None else PENDING if r == PENDING else REJECTED for r in reasons]
+
+
 def _pair_scores(config: FilterParams, embed_config: EmbedParams, queries: list[str], documents: list[str]):
     """`edit_judge`'s score of each (query side, document side) pair: the encoder's cosine, the cross-encoder's
-    score, or the LLM's P(relevant)."""
+    score, or the LLM's P(relevant); and per pair why there is none (`_llm_scores`)."""
     if config.edit_judge == "encoder":
         vectors = embed.vectors(embed_config, queries + documents)
-        return np.sum(vectors[: len(queries)] * vectors[len(queries) :], axis=1)
+        return np.sum(vectors[: len(queries)] * vectors[len(queries) :], axis=1), [None] * len(queries)
     if config.edit_judge == "cross_encoder":
-        return judges.cross_encoder_scores(config, queries, documents)
-    answers = judges.llm_answers(config, "relevance", queries, documents)["p_yes"]
-    return answers.fill_null(np.nan).to_numpy(zero_copy_only=False).astype(np.float32)
+        return judges.cross_encoder_scores(config, queries, documents), [None] * len(queries)
+    return _llm_scores(config, "relevance", queries, documents)
 
 
 def check_support(config: FilterParams, embed_config: EmbedParams, edits: pa.Table, found: dict[int, list[str]]):
@@ -175,21 +188,26 @@ def check_support(config: FilterParams, embed_config: EmbedParams, edits: pa.Tab
     pairs = [(i, context, text) for i in checked for context in found[i] for text in (originals[i], edited[i])]
     query_side = [text if kinds[i] == "query" else context for i, context, text in pairs]
     document_side = [context if kinds[i] == "query" else text for i, context, text in pairs]
-    scores = _pair_scores(config, embed_config, query_side, document_side).reshape(-1, 2)
-    at = 0
+    scores, unanswered = _pair_scores(config, embed_config, query_side, document_side)
+    scores, at = scores.reshape(-1, 2), 0
+    missing = {}
     for i in checked:
         drops[i] = float(np.min(scores[at : at + len(found[i]), 0] - scores[at : at + len(found[i]), 1]))
+        why = {reason for reason in unanswered[2 * at : 2 * (at + len(found[i]))] if reason}
+        if why:  # no verdict on some context: pending where the endpoint failed on one, else rejected
+            missing[i] = PENDING if PENDING in why else min(why)
         at += len(found[i])
     reasons, details = edits["reason"].to_pylist(), edits["detail"].to_pylist()
     for i in checked:
-        if drops[i] < config.edit_support_min_drop:  # NaN (an LLM with no answer) compares False: not rejected
+        if i in missing:
+            reasons[i], details[i] = missing[i], f"{config.edit_judge} gave no verdict on a context"
+        elif drops[i] < config.edit_support_min_drop:
             reasons[i] = EDIT_STILL_SUPPORTED
             details[i] = f"{config.edit_judge} score drops {drops[i]:.3f} (min {config.edit_support_min_drop})"
-    decisions = [KEPT if r is None else REJECTED for r in reasons]
     return (
         edits.drop(["decision", "reason", "detail"])
         .append_column("support_drop", pa.array(drops, pa.float32()))
-        .append_column("decision", pa.array(decisions))
+        .append_column("decision", pa.array(_decisions(reasons)))
         .append_column("reason", pa.array(reasons, pa.string()))
         .append_column("detail", pa.array(details, pa.string()))
     )
@@ -210,6 +228,11 @@ def context_scores(edits: pa.Table, found: dict[int, list[str]], embed_config: E
             scores[i] = (vectors[at : at + len(found[i])] @ vectors[row]).tolist()
             at += len(found[i])
     return pa.array(scores, pa.list_(pa.float32()))
+
+
+def decisions(edits: pa.Table) -> dict[str, int]:
+    """How many edits were kept, rejected and left pending."""
+    return dict(collections.Counter(edits["decision"].to_pylist()))
 
 
 def rejections(edits: pa.Table) -> pa.Table:

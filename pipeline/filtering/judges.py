@@ -23,14 +23,15 @@ from pipeline import models, schema, work
 from pipeline.params import FilterParams
 from pipeline.runtime import Resources
 from pipeline.tasks import JUDGE_TASKS, QUESTIONS
-from pipeline.vocabulary import BACKEND_ERROR, JUDGE_RELEVANT, UNPARSEABLE
+from pipeline.vocabulary import BACKEND_ERROR, JUDGE_RELEVANT, PENDING, UNPARSEABLE, passing_failure
 
 
 @dataclass(frozen=True)
 class Judge:
     """An expensive judge. `score` maps a batch of pairs (query_id, doc_id) to named score arrays; `flag` turns
     those scores into a mask of candidates to reject (they look relevant: likely false negatives, or the judge
-    could not answer), with a reason code and a detail per row."""
+    could not answer), with a reason code and a detail per row; reason `pending` on a row it did not flag: its
+    endpoint failed on the row, which stays undecided."""
 
     name: str
     score: Callable[[pa.Table], dict[str, np.ndarray]]
@@ -75,8 +76,9 @@ def teacher(config: FilterParams, query_text: dict, doc_text: dict, pairs: pa.Ta
     return pa.table([pairs["query_id"], pairs["doc_id"], pa.array(scores, pa.float32())], schema=schema.TEACHER)
 
 
-# Why an LLM judge gave no answer, as a number so it travels in the score arrays (an index into this list).
-LLM_FAILURES = [UNPARSEABLE, BACKEND_ERROR]
+# Why an LLM judge gave no answer, as a number so it travels in the score arrays (an index into this list):
+# a reply that did not parse, the backend's refusal of the item, its endpoint's passing failure.
+LLM_FAILURES = [UNPARSEABLE, BACKEND_ERROR, PENDING]
 
 
 class LLMJudgeBatch:
@@ -100,12 +102,13 @@ class LLMJudgeBatch:
             for row, result in zip(rows, QUESTIONS[question](self.llm, [pairs[i] for i in rows])):
                 results[row] = result
         answered = [r.reason in (None, UNPARSEABLE) for r in results]
+        failure = [0 if ok else 2 if passing_failure(r.reason) else 1 for r, ok in zip(results, answered)]
         return (
             batch.append_column(
                 "p_yes",
                 pa.array([r.yes_probability if ok else None for r, ok in zip(results, answered)], pa.float32()),
             )
-            .append_column("failure", pa.array([0 if ok else 1 for ok in answered], pa.int8()))
+            .append_column("failure", pa.array(failure, pa.int8()))
             .append_column("raw_output", pa.array([r.raw_output for r in results], pa.string()))
         )
 
@@ -133,6 +136,7 @@ def llm_answer_call(config: FilterParams, question: str) -> work.Work:
         cache=work.Cache(Path(config.cache) / f"llm_{question}", settings, config.checkpoint_rows),
         keep_pool=True,  # as the cross-encoder's; the same pool answers both questions
         cacheable=lambda results: pc.equal(results["failure"], 0),
+        endpoint=work.llm_endpoint(config, lambda results: pc.equal(results["failure"], LLM_FAILURES.index(PENDING))),
     )
 
 
@@ -165,13 +169,17 @@ def cross_encoder_flags(params: FilterParams, positive_ce: dict[str, float]):
 
 def llm_flags(params: FilterParams):
     """Reject when P(relevant) is above the threshold. A judge that could not answer rejects too, with its own
-    reason and the raw output in the detail: an unverified negative is not worth the risk, and refill replaces it."""
+    reason and the raw output in the detail: an unverified negative is not worth the risk, and refill replaces it.
+    Where its endpoint failed, the candidate is pending instead: the next run asks again."""
 
     def flag(batch: pa.Table, scores: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str], list[str]]:
         p_yes, failure, raw = scores["p_yes"], scores["failure"], scores["raw_output"]
         flags, reasons, details = np.zeros(len(p_yes), dtype=bool), [], []
         for i, (p, code) in enumerate(zip(p_yes, failure)):
-            if np.isnan(p):
+            if LLM_FAILURES[int(code)] == PENDING:
+                reasons.append(PENDING)
+                details.append(f"not judged: the endpoint failed ({raw[i]!r})")
+            elif np.isnan(p):
                 flags[i] = True
                 reasons.append(LLM_FAILURES[int(code)])
                 details.append(f"no usable answer; raw output: {raw[i]!r}")
@@ -241,8 +249,10 @@ def promoted(judged: pa.Table, above: float | None) -> pa.Table:
 
 
 def decide(batch: pa.Table, undecided: np.ndarray, judges: list[Judge], policy: str):
-    """Apply the judges to the undecided rows of a batch; returns (rejected, reasons, details, scores) per row."""
-    rejected = np.zeros(batch.num_rows, dtype=bool)
+    """Apply the judges to the undecided rows of a batch; returns (rejected, pending, reasons, details, scores) per
+    row. A row a judge could not answer (its endpoint failed) is pending unless another judge rejects it: it is
+    shown to no later judge, and decided on the next run."""
+    rejected, pending = np.zeros(batch.num_rows, dtype=bool), np.zeros(batch.num_rows, dtype=bool)
     reasons, details = [None] * batch.num_rows, [None] * batch.num_rows
     scores = [{} for _ in range(batch.num_rows)]
     flagged_by: list[list[str]] = [[] for _ in range(batch.num_rows)]
@@ -254,13 +264,17 @@ def decide(batch: pa.Table, undecided: np.ndarray, judges: list[Judge], policy: 
         subset = batch.take(rows)
         judged = judge.score(subset)
         flags, why_code, why = judge.flag(subset, judged)
+        waits = np.array([code == PENDING for code in why_code], dtype=bool) & ~flags
         for i, row in enumerate(rows):
             scores[row].update(
                 {f"{judge.name}.{k}": float(v[i]) for k, v in judged.items() if v.dtype.kind in "fiu" and v[i] == v[i]}
             )
-            if flags[i]:
+            if flags[i] or waits[i]:
                 flagged_by[row].append(f"{judge.name}: {why[i]}")
+            if flags[i]:
                 reasons[row] = reasons[row] or why_code[i]
+        pending[rows[waits]] = True
+        active[rows[waits]] = False
         if policy == "all":  # a candidate stays under evaluation only while every judge so far flagged it
             active[rows[~flags]] = False
         else:
@@ -269,9 +283,9 @@ def decide(batch: pa.Table, undecided: np.ndarray, judges: list[Judge], policy: 
                 active[rows[flags]] = False
     if policy == "all":
         rejected = active & bool(judges)
+    pending &= ~rejected
     for row in range(batch.num_rows):
-        if rejected[row]:
+        if rejected[row] or pending[row]:
             details[row] = "; ".join(flagged_by[row])
-        else:
-            reasons[row] = None
-    return rejected, reasons, details, scores
+        reasons[row] = PENDING if pending[row] else reasons[row] if rejected[row] else None
+    return rejected, pending, reasons, details, scores

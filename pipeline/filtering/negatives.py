@@ -12,6 +12,7 @@ only ever score what could still become a negative. Each judged candidate ends k
 from __future__ import annotations
 
 import collections
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,9 +30,12 @@ from pipeline.vocabulary import (
     LIKELY_POSITIVE,
     NEAR_DUPLICATE,
     NOT_SAMPLED,
+    PENDING,
     REFILL_EXHAUSTED,
     REJECTED,
 )
+
+log = logging.getLogger("pairforge.filter")
 
 
 @dataclass
@@ -162,7 +166,8 @@ def run(
         batch = pool.take(take)
         like, like_details, like_scores = near_duplicates(batch, positives, documents, params)
         duplicate = np.array([reason is not None for reason in like], dtype=bool)
-        rejected, reasons, details, scores = judges.decide(batch, ~duplicate, judges_in_order, params.policy)
+        rejected, pending, reasons, details, scores = judges.decide(batch, ~duplicate, judges_in_order,
+                                                                    params.policy)  # fmt: skip
         for row in np.flatnonzero(duplicate):
             reasons[row], details[row], scores[row] = like[row], like_details[row], like_scores[row]
         if "likely" in batch.column_names:  # the learned chance, on every row it was worked out for
@@ -171,6 +176,11 @@ def run(
         rejected |= duplicate
         for query_id in batch["query_id"].filter(pa.array(rejected)).to_pylist():
             need[query_id] += 1
+        # A query with a candidate pending takes no refill this run: whether it needs one depends on the answer
+        # the next run gets, and refilling now would make the output depend on which requests failed.
+        for query_id in batch["query_id"].filter(pa.array(pending)).to_pylist():
+            need[query_id] = 0
+            queues[query_id].clear()
         judged.append(
             pa.table(
                 {
@@ -180,7 +190,7 @@ def run(
                     "score": batch["score"],
                     "pos_score": batch["pos_score"],
                     "round": pa.array([round_number] * batch.num_rows, pa.int32()),
-                    "decision": pa.array(np.where(rejected, REJECTED, KEPT)),
+                    "decision": pa.array(np.where(rejected, REJECTED, np.where(pending, PENDING, KEPT))),
                     "reason": pa.array(reasons, pa.string()),
                     "detail": pa.array(details, pa.string()),
                     "scores": pa.array([list(s.items()) for s in scores], schema.JUDGED.field("scores").type),
@@ -197,8 +207,10 @@ def short_queries(judged: pa.Table, mined_short: pa.Table, num_negatives: int) -
     the filter rejected, by reason, before mine's own detail."""
     mined = {row["query_id"]: row for row in mined_short.to_pylist()}
     kept, rejected = collections.Counter(), collections.defaultdict(collections.Counter)
+    pending = collections.Counter()
     for query_id, decision, reason in zip(*(judged[c].to_pylist() for c in ("query_id", "decision", "reason"))):
         kept[query_id] += decision == KEPT
+        pending[query_id] += decision == PENDING
         if decision == REJECTED:
             rejected[query_id][reason] += 1
     rows = []
@@ -207,14 +219,16 @@ def short_queries(judged: pa.Table, mined_short: pa.Table, num_negatives: int) -
             continue
         counts = ", ".join(f"{r}: {n}" for r, n in sorted(rejected[query_id].items()))
         before = mined.get(query_id)
-        detail = "; ".join(part for part in (f"filter {counts}" if counts else "", before and before["detail"]) if part)
+        waiting = f"{pending[query_id]} pending (the judge's endpoint failed; the next run judges them)"
+        parts = (pending[query_id] and waiting, f"filter {counts}" if counts else "", before and before["detail"])
+        reason = PENDING if pending[query_id] else before["reason"] if before else REFILL_EXHAUSTED
         rows.append(
             {
                 "query_id": query_id,
                 "negatives": kept[query_id],
                 "depth": before["depth"] if before else None,
-                "reason": before["reason"] if before else REFILL_EXHAUSTED,
-                "detail": detail,
+                "reason": reason,
+                "detail": "; ".join(part for part in parts if part),
             }
         )
     return pa.Table.from_pylist(rows, schema=schema.SHORT_QUERIES)
@@ -304,6 +318,13 @@ def judge(
     short = short_queries(judged, schema.SHORT_QUERIES.empty_table() if mined_short is None else mined_short,
                           num_negatives)  # fmt: skip
     promoted = judges.promoted(judged, params.promote_above)
+    waiting = judged.filter(pc.equal(judged["decision"], PENDING))
+    if waiting.num_rows:
+        log.warning(
+            "%d candidates of %d queries pending: the judge's endpoint failed on them after its retries; run the "
+            "filter again (dvc repro -f filter) to judge exactly those", waiting.num_rows,
+            len(pc.unique(waiting["query_id"])),
+        )  # fmt: skip
     return Shard(judged, negatives, ledger.entries("filter", "negative", rejected), short, promoted)
 
 

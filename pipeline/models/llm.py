@@ -20,14 +20,15 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from pipeline import models
-from pipeline.vocabulary import BACKEND_ERROR
+from pipeline.schema import EndpointError
+from pipeline.vocabulary import BACKEND_ERROR, RETRIED_STATUS, passing_failure
 
 VLLM_MISSING = "backend vllm needs a GPU worker with vllm installed: pip install vllm"
 YES_WORDS = ("yes", "Yes", "YES", " yes", " Yes", " YES")
@@ -226,7 +227,12 @@ class TransformersLLM:
         return probabilities
 
 
-RETRY_STATUS = {408, 409, 425, 429}  # and every 5xx: overloaded or restarting servers
+# The server's answer about one item (a prompt too long, a request it cannot process): that item fails, the
+# stage goes on. Every other 4xx, and a redirect, says the endpoint, key or model is wrong: the stage fails.
+ITEM_STATUS = (400, 413, 422)
+# Items in a row that failed after every retry: the endpoint is down, not unlucky (at a 30 % fault rate and 3
+# retries, one item in 120 fails; eight in a row, about one run in 10^16).
+ITEMS_IN_A_ROW = 8
 
 
 class _RefuseRedirect(urllib.request.HTTPRedirectHandler):
@@ -256,11 +262,46 @@ class OpenAICompatibleLLM:
     # Whether the server takes `response_format` with a JSON schema; None: not asked yet. A server that refuses it
     # (HTTP 400 / 422 on the first request that carries one) is asked without it from then on.
     takes_schema: bool | None = None
+    # Why no request goes out any more (None: they do): the endpoint refused the work, or stopped answering.
+    # Set by the first request that shows it; `generate` then raises EndpointError with it.
+    stopped: str | None = field(default=None, init=False, repr=False)
+    # Items that failed after their retries since the last that did not: the request threads update it without a
+    # lock, so "in a row" is as the threads finished, give or take one; it only has to tell an outage from bad luck.
+    _failed_in_a_row: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self):
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
         self.base_url = self.base_url.rstrip("/")
+
+    def preflight(self) -> None:
+        """One short request before the stage's work: EndpointError, naming the fix, when the endpoint refuses it
+        (401, 403, 404, a redirect) or never answers (no connection, no reply in time, after the retries). Any
+        other reply, a 500 included, says it is there: how often it fails is the failure budget's to judge."""
+        body = {"model": self.model, "max_tokens": 1, "temperature": 0.0}
+        reply = self._complete(json.dumps(body | {"messages": [{"role": "user", "content": "ping"}]}).encode())
+        if self.stopped:
+            raise EndpointError(self.stopped)
+        if reply.error in ("connection_error", "timeout"):
+            raise EndpointError(
+                f"the endpoint {self.base_url} did not answer ({reply.error}, {self.max_retries} retries): is it "
+                f"running, and reachable from this machine?"
+            )
+        self._failed_in_a_row = 0  # the items' own count starts with them
+
+    def _refusal(self, error: str) -> str:
+        code = int(error.removeprefix("http_"))
+        where = f"the endpoint {self.base_url} (model {self.model!r})"
+        if code in (401, 403):
+            key = "is not set" if not os.environ.get(self.api_key_env) else "holds a key it does not accept"
+            return f"{where} refused the request (HTTP {code}): the variable {self.api_key_env} {key}"
+        if code == 404:
+            return (f"{where} answered HTTP 404: check llm_base_url (the part before /chat/completions, often "
+                    f"ending in /v1) and llm_model")  # fmt: skip
+        if 300 <= code < 400:
+            return (f"{where} redirects (HTTP {code}), which is not followed (it would carry the API key elsewhere): "
+                    f"set llm_base_url to the address it points to")  # fmt: skip
+        return f"{where} refused the request (HTTP {code})"
 
     def generate(
         self, batch: list[Messages], max_new_tokens: int | None = None, logprobs: int = 0, schema: dict | None = None
@@ -284,7 +325,10 @@ class OpenAICompatibleLLM:
             common["response_format"] = format_
         bodies = [json.dumps({**common, "messages": messages}).encode() for messages in batch]
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(self._complete, bodies))
+            completions = list(pool.map(self._complete, bodies))
+        if self.stopped:
+            raise EndpointError(self.stopped)
+        return completions
 
     def yes_probability(self, batch: list[Messages], answer_prefix: str = "") -> list[float | None]:
         """P(yes) / (P(yes) + P(no)) from the server's top-5 logprobs; None where it gives none. The chat API cannot
@@ -297,6 +341,24 @@ class OpenAICompatibleLLM:
         return {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
 
     def _complete(self, body: bytes) -> Completion:
+        """One item: `_request`, and what its outcome says about the endpoint. Once the endpoint has refused the
+        work or stopped answering, the items still queued are not sent."""
+        if self.stopped:
+            return Completion(text=None, error="not_sent", attempts=0)
+        completion = self._request(body)
+        error = completion.error
+        self._failed_in_a_row = self._failed_in_a_row + 1 if passing_failure(error) else 0
+        refused = error and error.startswith("http_") and not passing_failure(error)
+        if refused and int(error.removeprefix("http_")) not in ITEM_STATUS:
+            self.stopped = self.stopped or self._refusal(error)
+        if self._failed_in_a_row >= ITEMS_IN_A_ROW:
+            self.stopped = self.stopped or (
+                f"the endpoint {self.base_url} stopped answering: {ITEMS_IN_A_ROW} items in a row failed after "
+                f"{self.max_retries} retries each (the last: {error})"
+            )
+        return completion
+
+    def _request(self, body: bytes) -> Completion:
         """One item, retried with exponential backoff (at least Retry-After when sent) up to max_retries times."""
         for attempt in range(1, self.max_retries + 2):
             wait = self.backoff_s * 2 ** (attempt - 1)
@@ -312,7 +374,7 @@ class OpenAICompatibleLLM:
                 error = f"http_{err.code}"
                 wait = max(wait, _retry_after_s(err.headers.get("Retry-After"), self.max_retry_after_s))
                 err.close()
-                if err.code not in RETRY_STATUS and err.code < 500:
+                if err.code not in RETRIED_STATUS and err.code < 500:
                     return Completion(text=None, error=error, attempts=attempt)
             except (ValueError, http.client.IncompleteRead):
                 error = "malformed_response"

@@ -13,8 +13,8 @@ import pyarrow.compute as pc
 import pytest
 import yaml
 
-from pipeline import artifacts, schema
-from pipeline.filtering import judges
+from pipeline import artifacts, ledger, schema
+from pipeline.filtering import judges, negatives
 from tests.conftest import STAGES, export_table, project_params, run_stage, set_params, write_beir_sample
 from tests.filtering.test_negatives import RULES_ONLY, candidates, run
 
@@ -51,6 +51,49 @@ def test_judge_policies(policy, rejected, second_sees):
     assert second.seen == second_sees
     reasons = judged.filter(pc.equal(judged["decision"], "rejected"))["reason"].to_pylist()
     assert set(reasons) == {"judge_relevant"}
+
+
+class FlakyJudge(CountingJudge):
+    """A judge whose endpoint fails on the `failing` docs (after its retries): they are pending, not flagged."""
+
+    def __init__(self, name: str, relevant: set[str], failing: set[str]):
+        super().__init__(name, relevant)
+        self.failing = failing
+
+    def judge(self) -> judges.Judge:
+        counting = super().judge()
+
+        def flag(batch, scores):
+            flags, reasons, details = counting.flag(batch, scores)
+            waits = np.array([d in self.failing for d in batch["doc_id"].to_pylist()])
+            reasons = ["pending" if w else r for w, r in zip(waits, reasons)]
+            return flags & ~waits, reasons, ["endpoint failed" if w else d for w, d in zip(waits, details)]
+
+        return judges.Judge(self.name, counting.score, flag)
+
+
+REFILLABLE = candidates([("q1", "a", 0, "kept"), ("q1", "b", 1, "kept"), ("q1", "c", 2, "not_sampled"),
+                         ("q1", "d", 3, "not_sampled")])  # fmt: skip
+
+
+def test_a_candidate_its_judge_could_not_ask_about_is_pending_and_its_query_waits():
+    """Refilling past a pending candidate would make the output depend on which requests failed: its query takes
+    no refill, is short with reason `pending`, and the next run (the endpoint healthy) ends exactly where a run
+    without failures does."""
+    params = dataclasses.replace(RULES_ONLY, refill_depth=None)
+    first = run(REFILLABLE, params, [FlakyJudge("llm", {"a"}, failing={"b"}).judge()], num_negatives=2)
+    decided = dict(zip(first["doc_id"].to_pylist(), zip(first["decision"].to_pylist(), first["reason"].to_pylist())))
+    assert decided == {"a": ("rejected", "judge_relevant"), "b": ("pending", "pending")}
+    (short,) = negatives.short_queries(first, schema.SHORT_QUERIES.empty_table(), 2).to_pylist()
+    assert (short["reason"], short["negatives"]) == ("pending", 0) and short["detail"].startswith("1 pending")
+    assert ledger.entries("filter", "negative", first.filter(pc.equal(first["decision"], "rejected"))).num_rows == 1
+    healed = run(REFILLABLE, params, [FlakyJudge("llm", {"a"}, failing=set()).judge()], num_negatives=2)
+    assert healed.equals(run(REFILLABLE, params, [CountingJudge("llm", {"a"}).judge()], num_negatives=2))
+    assert healed["decision"].to_pylist() == ["rejected", "kept", "kept"]
+    # Another judge's rejection stands whatever the pending one would have said (policy `any` asks both).
+    both = [CountingJudge("ce", {"b"}).judge(), FlakyJudge("llm", {"a"}, failing={"b"}).judge()]
+    either = run(REFILLABLE, dataclasses.replace(params, policy="any"), both, num_negatives=2)
+    assert "pending" not in either["decision"].to_pylist()
 
 
 def judged(rows: list[tuple[str, str | None, dict]]) -> pa.Table:

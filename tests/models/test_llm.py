@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from pipeline.models import llm as llms
+from pipeline.schema import EndpointError
 from pipeline.tasks import RELEVANCE_ANSWER_PREFIX, RELEVANCE_JUDGE, judge_relevance
 from pipeline.vocabulary import UNPARSEABLE
 from tests.openai_server import OpenAIServer
@@ -119,18 +120,61 @@ def test_a_trickling_reply_ends_at_the_timeout_and_a_huge_one_at_the_size_cap():
     assert (completion.text, completion.error, completion.attempts) == (None, "response_too_large", 1)
 
 
-def test_client_errors_are_not_retried():
+def test_a_refusal_stops_the_work_at_once_with_the_fix():
+    """A 404 (a wrong base URL) or a redirect (not followed: it would carry the Authorization header wherever it
+    points) says every other item would fail the same way: nothing is retried, no item after it is sent."""
     with OpenAIServer(llm=None) as server:
         client = llms.OpenAICompatibleLLM(server.base_url.removesuffix("/v1") + "/nowhere", "m", backoff_s=0.01)
-        (completion,) = client.generate([conversation("hello")])
-    assert (completion.text, completion.error, completion.attempts) == (None, "http_404", 1)
-
-
-def test_redirects_are_refused():
-    # Following a redirect would send the Authorization header to wherever it points.
+        with pytest.raises(EndpointError, match="HTTP 404: check llm_base_url"):
+            client.generate([conversation(str(i)) for i in range(10)])
     with OpenAIServer(llm=None, fault_rate=1.0, faults=("redirect",)) as server:
-        (completion,) = llms.OpenAICompatibleLLM(server.base_url, "m", backoff_s=0.01).generate([conversation("hi")])
-    assert (completion.text, completion.error, completion.attempts, len(server.log)) == (None, "http_302", 1, 1)
+        client = llms.OpenAICompatibleLLM(server.base_url, "m", concurrency=2, backoff_s=0.01)
+        with pytest.raises(EndpointError, match="redirects .HTTP 302., which is not followed"):
+            client.generate([conversation(str(i)) for i in range(10)])
+    assert len(server.log) <= 2, "at most the requests already in flight"
+
+
+@pytest.mark.parametrize(
+    ("fault", "key", "message"),
+    [
+        ("http_401", None, f"refused the request .HTTP 401.: the variable {KEY_ENV} is not set"),
+        ("http_403", KEY, f"refused the request .HTTP 403.: the variable {KEY_ENV} holds a key it does not accept"),
+        ("slow", KEY, "did not answer .timeout, 1 retries.: is it running"),
+    ],
+)
+def test_the_preflight_request_names_what_is_wrong(monkeypatch, fault, key, message):
+    if key:
+        monkeypatch.setenv(KEY_ENV, key)
+    with OpenAIServer(llm=None, fault_rate=1.0, faults=(fault,), slow_s=1.0) as server:
+        client = llms.OpenAICompatibleLLM(
+            server.base_url, "m", api_key_env=KEY_ENV, timeout_s=0.3, max_retries=1, backoff_s=0.01
+        )
+        with pytest.raises(EndpointError, match=message) as raised:
+            client.preflight()
+    assert len(server.log) == (2 if fault == "slow" else 1), "only a passing failure is asked again"
+    assert KEY not in str(raised.value)
+    down = llms.OpenAICompatibleLLM(f"http://127.0.0.1:{closed_port()}/v1", "m", max_retries=0)
+    with pytest.raises(EndpointError, match="did not answer .connection_error, 0 retries."):
+        down.preflight()
+
+
+@pytest.mark.parametrize("fault", ["http_400", "http_500"])
+def test_the_preflight_request_passes_an_endpoint_that_answers(fault):
+    # A 400 is the server's word about the request itself, a 500 its failure on it: either way it is there, and
+    # how often it fails is for the failure budget to judge over the stage's items.
+    with OpenAIServer(llm=None, fault_rate=1.0, faults=(fault,)) as server:
+        llms.OpenAICompatibleLLM(server.base_url, "m", max_retries=0).preflight()
+    assert len(server.log) == 1
+
+
+def test_an_endpoint_that_stops_answering_stops_the_work():
+    """Each item failing after its retries is that item's bad luck; eight in a row is an outage, and the items
+    still queued are not sent (each would wait out its retries)."""
+    with OpenAIServer(llm=None, fault_rate=1.0, faults=("http_500",)) as server:
+        client = llms.OpenAICompatibleLLM(server.base_url, "m", concurrency=2, max_retries=1, backoff_s=0.01)
+        with pytest.raises(EndpointError, match="stopped answering: 8 items in a row failed after 1 retries each"):
+            client.generate([conversation(str(i)) for i in range(40)])
+    assert 16 <= len(server.log) <= 2 * (llms.ITEMS_IN_A_ROW + 2), "eight items (two requests each), and in flight"
 
 
 def test_api_key_is_sent_but_never_kept(monkeypatch):
