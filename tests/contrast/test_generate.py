@@ -29,27 +29,29 @@ KEY_ENV, KEY = "PAIRFORGE_TEST_EDIT_KEY", "sk-test-never-written-anywhere"
 
 
 def test_llm_results_reconcile_with_attempts_and_ledger():
+    """Applied, or rejected with the model's raw output (unparseable, or a request the server refused as such),
+    or pending: the endpoint failed on it, nothing was decided, no ledger row."""
     results = pa.table(
         {
-            "source_kind": ["query"] * 3,
-            "source_id": ["q1", "q1", "q2"],
-            "text": ["Aspirin reduces risk."] * 3,
-            "control": ["negate", "paraphrase", "negate"],
-            "edited": ["Aspirin does not reduce risk.", None, None],
-            "raw_output": ['{"edited": "Aspirin does not reduce risk."}', "sure! here it is", None],
-            "reason": [None, "unparseable_output", "http_500"],
-            "attempts": pa.array([1, 2, 4], pa.int32()),
+            "source_kind": ["query"] * 4,
+            "source_id": ["q1", "q1", "q2", "q2"],
+            "text": ["Aspirin reduces risk."] * 4,
+            "control": ["negate", "paraphrase", "negate", "paraphrase"],
+            "edited": ["Aspirin does not reduce risk.", None, None, None],
+            "raw_output": ['{"edited": "Aspirin does not reduce risk."}', "sure! here it is", None, None],
+            "reason": [None, "unparseable_output", "http_500", "http_400"],
+            "attempts": pa.array([1, 2, 4, 1], pa.int32()),
         }
     )
     contrast, attempts, rejections = generate.from_llm(results, "llm:test")
     assert contrast.schema.equals(schema.CONTRAST) and attempts.schema.equals(schema.ATTEMPTS)
-    assert contrast.num_rows + rejections.num_rows == attempts.num_rows == 3
+    assert contrast.num_rows + rejections.num_rows + generate.pending(attempts) == attempts.num_rows == 4
     assert contrast["op"].to_pylist() == ["llm_negate"]
     assert contrast["raw_output"].to_pylist() == ['{"edited": "Aspirin does not reduce risk."}']
-    assert attempts["outcome"].to_pylist() == ["applied", "unparseable_output", "http_500"]
-    assert rejections["key"].to_pylist() == ["query/q1/llm_paraphrase", "query/q2/llm_negate"]
+    assert attempts["outcome"].to_pylist() == ["applied", "unparseable_output", "pending", "http_400"]
+    assert rejections["key"].to_pylist() == ["query/q1/llm_paraphrase", "query/q2/llm_paraphrase"]
     assert rejections["detail"].to_pylist() == ["sure! here it is", None]  # the raw output is kept
-    assert rejections["scores"].to_pylist()[1] == [("attempts", 4.0)]
+    assert rejections["scores"].to_pylist()[1] == [("attempts", 1.0)]
 
 
 def test_sample_is_seeded_and_nested():
@@ -251,18 +253,10 @@ def test_bad_sentence_file_names_file_row_and_field_and_keeps_the_old_artifact(t
     bad.write_text('{"sentence": "A dog runs."}\n{"text": "no sentence here"}\n')
     set_params(workdir, generate={"source": "sentences", "sentences_file": str(bad), "llm_backend": "none"})
     result = run_stage(workdir, "generate", check=False)
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert f"{bad}, row 2, field 'sentence': missing field" in result.stderr
     assert artifacts.fingerprint(workdir / "data/generated") == before
     assert artifacts.read(workdir / "data/generated/contrast").schema.equals(schema.CONTRAST)
-
-
-def test_unknown_rule_op_is_a_params_error(tmp_path, pipeline_run):
-    workdir = tmp_path / "project"
-    shutil.copytree(pipeline_run, workdir)
-    set_params(workdir, generate={"rules": ["negation_insert", "make_it_funny"]})
-    result = run_stage(workdir, "generate", check=False)
-    assert result.returncode != 0 and "generate.rules" in result.stderr and "make_it_funny" in result.stderr
 
 
 def test_positive_documents_as_the_source_give_query_anchored_triplets(tmp_path, pipeline_run):
