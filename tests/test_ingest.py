@@ -468,7 +468,7 @@ def test_stage_writes_the_artifact_and_leaves_it_untouched_on_bad_input(tmp_path
 
     _write_params(project, bad)
     failed = _run_stage(project)
-    assert failed.returncode != 0
+    assert failed.returncode == 1
     last = failed.stderr.strip().splitlines()[-1]
     assert last == f"pairforge ingest: {bad / 'corpus.jsonl'}, row 2, field 'text': missing field"
     assert _snapshot(ingested) == before

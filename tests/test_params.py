@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import typing
 
 import numpy as np
 import pytest
 import yaml
 
-from pipeline import index, params
+from pipeline import artifacts, index, params
 from pipeline.schema import InputError
-from tests.conftest import REPO
+from tests.conftest import REPO, run_stage, set_params
 
 
 def test_the_repo_params_parse_for_every_stage():
@@ -103,3 +104,23 @@ def test_plain_http_reaches_only_this_machine_unless_allowed(section):
         assert params.parse(section, {"llm_backend": "openai", "llm_base_url": local}).llm_base_url == local
     with pytest.raises(InputError, match="must be an http:// or https:// URL"):
         params.parse(section, {"llm_backend": "openai", "llm_base_url": "ftp://llm.example/v1"})
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "field", "output"),
+    [
+        ("index", {"seed": 2**31}, "index.seed", "index"),
+        ("generate", {"rules": ["negation_insert", "make_it_funny"]}, "generate.rules", "generated"),
+        ("filter", {"llm_max_failure_share": 1.5}, "filter.llm_max_failure_share", "filtered"),
+    ],
+)
+def test_a_bad_param_stops_its_stage_with_status_1_naming_the_key(pipeline_run, tmp_path, section, values, field,
+                                                                  output):  # fmt: skip
+    workdir = tmp_path / "project"
+    shutil.copytree(pipeline_run, workdir)
+    before = artifacts.fingerprint(workdir / "data" / output)
+    set_params(workdir, **{section: values})
+    result = run_stage(workdir, section, check=False)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith(f"pairforge {section}: params.yaml, field '{field}': ")
+    assert artifacts.fingerprint(workdir / "data" / output) == before

@@ -172,3 +172,31 @@ def test_work_in_the_stage_process_searches_on_an_actors_threads_and_gives_its_b
     monkeypatch.setenv("PAIRFORGE_IN_PROCESS_ROWS", "0")
     in_ray = pa.concat_tables(runtime.map_batches(table, FlatSearch, args, resources, 4096))
     assert in_process["scores"].equals(in_ray["scores"])
+
+
+class DiesOnEveryBatch:
+    """An actor body whose every task kills its process, as a batch that exhausts memory would; each try is
+    written down first."""
+
+    def __init__(self, tries: str):
+        self.tries = tries
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        with open(self.tries, "a") as handle:
+            handle.write("try\n")
+        os._exit(1)
+
+
+@pytest.mark.usefixtures("ray_pools")
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_batch_that_kills_every_actor_it_reaches_fails_after_the_retries(keep, tmp_path):
+    """Ray restarts a dead actor and retries its task ACTOR_RETRIES times; then the call fails, never hangs (Ray
+    Data's default is to retry forever). Both pools: Ray Data's, and a kept one."""
+    import ray
+
+    tries = tmp_path / "tries"
+    table = pa.table({"text": ["a", "b"]})
+    with pytest.raises(ray.exceptions.RayError):
+        list(runtime.map_batches(table, DiesOnEveryBatch, {"tries": str(tries)}, runtime.Resources(actors=1),
+                                 rows_per_task=2, keep=keep))  # fmt: skip
+    assert tries.read_text().count("try") == runtime.ACTOR_RETRIES + 1

@@ -223,6 +223,13 @@ def test_cross_encoder_judge_decides_by_its_thresholds(pipeline_run, cross_encod
         expected += [teacher[row["query_id"], d] for d in row["negative_ids"]]
         assert row["score"] == pytest.approx(expected, abs=1e-6), row
     assert f"the cross-encoder `{cross_encoder_dir}`" in (workdir / "data/export/README.md").read_text()
+    # A threshold change scores nothing it scored before: only the candidates its refills newly reach.
+    set_params(workdir, filter={"ce_relative": 0.75})
+    log = run_stage(workdir, "filter").stderr
+    computed = sum(int(n) for n in re.findall(r"CrossEncoderBatch: \d+ rows, (\d+) computed now", log))
+    before = {(r["query_id"], r["doc_id"]) for r in scored}
+    now = {(r["query_id"], r["doc_id"]) for r in judged_rows(workdir) if "cross_encoder.ce" in r["scores"]}
+    assert computed == len(now - before) and now != before, "the lower threshold rejected more and refilled"
 
 
 @pytest.mark.slow

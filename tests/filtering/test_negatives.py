@@ -174,10 +174,15 @@ def test_refill_reaches_past_any_number_of_rejections_within_the_window():
         judged = negatives.run(table, known, documents, 3, params, [], ["q1"])
         return judged.filter(pc.equal(judged["decision"], "kept"))["doc_id"].to_pylist(), judged
 
-    assert kept(20)[0] == []
+    found, judged = kept(20)
+    assert found == [] and judged.num_rows == 23, "its 3 negatives and 20 refills, all copies"
+    (short,) = negatives.short_queries(judged, schema.SHORT_QUERIES.empty_table(), 3).to_pylist()
+    assert short == {"query_id": "q1", "negatives": 0, "depth": None, "reason": "refill_exhausted",
+                     "detail": "filter near_duplicate: 23"}  # fmt: skip
     found, judged = kept(None)
     assert found == ["a", "b", "c"]
     assert judged.num_rows == 33 and "d" not in judged["doc_id"].to_pylist(), "nothing past the need is judged"
+    assert negatives.short_queries(judged, schema.SHORT_QUERIES.empty_table(), 3).num_rows == 0
 
 
 def test_embedding_cosine_catches_a_near_copy_in_other_words():

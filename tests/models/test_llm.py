@@ -7,7 +7,9 @@ SmolLM2-135M is weak, so these tests check mechanics (determinism, schema checks
 from __future__ import annotations
 
 import importlib.util
+import json
 import pickle
+import re
 import socket
 from collections.abc import Iterator
 
@@ -243,6 +245,17 @@ def test_yes_probability_is_a_probability_that_depends_on_the_pair(local_llm):
     assert alone == pytest.approx(irrelevant, abs=1e-4)
 
 
+def answers(raw: str, field: str) -> bool:
+    """Whether a reply's first JSON object (a flat one, found without the task's parser) says yes or no as `field`."""
+    for found in re.finditer(r"\{[^{}]*\}", raw):
+        try:
+            value = json.loads(found.group(0))
+        except ValueError:
+            continue
+        return isinstance(value, dict) and str(value.get(field)).strip().lower() in ("yes", "no")
+    return False
+
+
 @pytest.mark.slow
 def test_judge_relevance_with_the_local_model(local_llm):
     results = judge_relevance(local_llm, [RELEVANT, IRRELEVANT, ("q", INJECTION)])
@@ -251,7 +264,7 @@ def test_judge_relevance_with_the_local_model(local_llm):
         assert isinstance(result.raw_output, str)
         assert result.reason in (None, UNPARSEABLE)
         assert 0.0 <= result.yes_probability <= 1.0  # local logits always give one
-        assert (result.reason is None) == (RELEVANCE_JUDGE.parse(result.raw_output)[0] is not None)
+        assert (result.reason is None) == answers(result.raw_output, "relevant")
 
 
 @pytest.mark.slow
@@ -296,12 +309,12 @@ def test_openai_client_survives_30_percent_faults(local_llm):
 
 @pytest.mark.slow
 def test_same_meaning_judge_and_fluency_with_the_local_model(local_llm):
-    from pipeline.tasks import SAME_MEANING_JUDGE, judge_same_meaning
+    from pipeline.tasks import judge_same_meaning
 
     pairs = [("Aspirin reduces fever.", "Aspirin lowers fever."), ("Aspirin reduces fever.", "Aspirin causes fever.")]
     for result in judge_same_meaning(local_llm, pairs):
         assert 0.0 <= result.yes_probability <= 1.0 and isinstance(result.raw_output, str)
-        assert (result.reason is None) == (SAME_MEANING_JUDGE.parse(result.raw_output)[0] is not None)
+        assert (result.reason is None) == answers(result.raw_output, "same")
     fluent, scrambled = (
         "The patients recovered quickly after the treatment.",
         "after patients The quickly the recovered",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import time
 from pathlib import Path
@@ -69,10 +70,27 @@ def test_stage_killed_at_random_points_leaves_old_or_new_output_and_reruns_to_th
 ):
     """Kill the stage at one random point, then again at another (the second run finds what the first left in
     the caches), then re-run it to the end: the bytes of the uninterrupted run."""
-    previous, _ = small_repro
+    killed_and_rerun(small_repro[0], tmp_path, name, CHANGES[name])
+
+
+@pytest.mark.slow
+def test_the_filter_killed_while_its_judge_scores_resumes_to_the_same_bytes(small_repro, cross_encoder_dir, tmp_path):
+    """The filter with a cross-encoder judge, killed while it scores (its answers checkpointed into the judge's
+    cache as they arrive), then re-run: the uninterrupted run's bytes, the judge scoring only what it lacks."""
+    change = {"filter": {"cross_encoder": str(cross_encoder_dir), "ce_relative": 0.9, "checkpoint_rows": 8}}
+    work = killed_and_rerun(small_repro[0], tmp_path, "filter", change, seeds=SEEDS[:1])
+    log = run_stage(work, "filter").stderr  # every answer is in the cache now
+    assert re.findall(r"CrossEncoderBatch: \d+ rows, (\d+) computed now", log) and all(
+        n == "0" for n in re.findall(r"CrossEncoderBatch: \d+ rows, (\d+) computed now", log)
+    )
+
+
+def killed_and_rerun(previous: Path, tmp_path: Path, name: str, change: dict, seeds: tuple = SEEDS) -> Path:
+    """Run stage `name` of `previous` with `change` uninterrupted, then killed at a random point per seed (old or
+    new output each time), then to the end (the uninterrupted bytes); returns the project killed and re-run."""
     reference = tmp_path / "uninterrupted"
     shutil.copytree(previous, reference, symlinks=True)
-    set_params(reference, **CHANGES[name])
+    set_params(reference, **change)
     started = time.monotonic()
     run_stage(reference, name)
     duration = time.monotonic() - started
@@ -81,8 +99,8 @@ def test_stage_killed_at_random_points_leaves_old_or_new_output_and_reruns_to_th
     assert old != new, "the param change must change the output, or old and new can't be told apart"
     work = tmp_path / "killed"
     shutil.copytree(previous, work, symlinks=True)
-    set_params(work, **CHANGES[name])
-    for seed in SEEDS:
+    set_params(work, **change)
+    for seed in seeds:
         # Past the first quarter (interpreter start and imports), anywhere up to the end: in the work, in the
         # writes, in the swap. A run faster than the reference is tried again with a shorter fuse.
         delay = random.Random(f"{name}-{seed}").uniform(0.25, 1.0) * duration
@@ -100,3 +118,4 @@ def test_stage_killed_at_random_points_leaves_old_or_new_output_and_reruns_to_th
             assert seen in (old[output], new[output]), f"{output} after a kill at {delay:.1f} s is neither whole"
     run_stage(work, name)
     assert {output: snapshot(work, output) for output in OUTPUTS[name]} == new
+    return work

@@ -449,6 +449,12 @@ def test_fuzzed_params_are_accepted_or_refused_naming_the_key(case):
             assert 0 <= value <= 2**31 - 1, f"{section}.{item.name} accepted {value}"
         if isinstance(value, float):
             assert abs(value) <= 1e6, f"{section}.{item.name} accepted {value}"
+    for key, written in values.items():  # accepted: every key known, every value kept as written (an int as a float)
+        assert key in {item.name for item in fields(parsed)}, f"{section}.{key} is not a param, yet accepted"
+        kept = getattr(parsed, key)
+        assert kept == written and (type(kept) is type(written) or isinstance(kept, float)), (key, written, kept)
+    unset = {item.name: item for item in fields(parsed) if item.name not in values}
+    assert all(getattr(parsed, name) == getattr(params.SECTIONS[section](), name) for name in unset), "defaults"
     event("params: accepted")
 
 
@@ -458,11 +464,18 @@ def test_fuzzed_params_files_are_read_or_refused_naming_the_file(document):
     with tempfile.TemporaryDirectory() as root:
         path = Path(root) / "params.yaml"
         path.write_text(document)
+        loaded = {}
         for section in params.SECTIONS:
             try:
-                params.load(section, path)
+                loaded[section] = params.load(section, path)
             except InputError as err:
                 assert err.source == str(path) and (err.field is None or err.field.startswith(section)), err
                 event("params file: InputError naming the file")
                 return
+    # Read: a mapping (or nothing), whose sections, each a mapping of known keys or empty, were taken as written.
+    document = yaml.safe_load(document) or {}
+    assert isinstance(document, dict)
+    for section, config in loaded.items():
+        written = document.get(section) or {}
+        assert written == {key: getattr(config, key) for key in written}, (section, written)
     event("params file: every section read")
