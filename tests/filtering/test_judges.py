@@ -149,10 +149,11 @@ def assert_one_model_load(log: str, worker: str) -> None:
 
 
 def reconcile(workdir) -> None:
+    """Every judged candidate is kept (a negative), rejected (a ledger row) or pending (neither)."""
     judged = artifacts.read(workdir / "data/filtered/judged")
-    kept = pc.sum(pc.equal(judged["decision"], "kept")).as_py()
+    kept, pending = (pc.sum(pc.equal(judged["decision"], d)).as_py() for d in ("kept", "pending"))
     rejections = artifacts.read(workdir / "data/filtered/rejections")
-    assert judged.num_rows == kept + pc.sum(pc.equal(rejections["kind"], "negative")).as_py()
+    assert judged.num_rows == kept + pending + pc.sum(pc.equal(rejections["kind"], "negative")).as_py()
     assert artifacts.read(workdir / "data/filtered/negatives").num_rows == kept
 
 
@@ -264,4 +265,53 @@ def test_llm_judge_with_the_packaged_local_model(scifact, tmp_path):
         else:
             assert 0.0 <= p_yes <= 1.0
             assert (row["decision"] == "rejected") == (p_yes > 0.9), row
+    reconcile(workdir)
+
+
+@pytest.mark.slow
+def test_an_llm_judge_behind_a_failing_endpoint_leaves_candidates_pending_until_a_run_judges_them(scifact, tmp_path):
+    """Through a real server in front of the local model, most requests failing: the candidates the endpoint
+    failed on are pending (no ledger row), their query takes no refill and is short with reason `pending`; the
+    next run, the endpoint healthy again, asks for nothing it had an answer to."""
+    from pipeline.models import llm as llms
+    from tests.openai_server import OpenAIServer
+
+    source = write_beir_sample(scifact, tmp_path / "beir", queries=1, docs=20)
+    workdir = tmp_path / "project"
+    workdir.mkdir()
+    local = llms.load("transformers", "packaged:SmolLM2-135M-Instruct", batch_size=4)
+    with OpenAIServer(local, fault_rate=0.8, faults=("http_500",), seed=1) as failing:
+        params = project_params(
+            source,
+            index={"topics": 2},
+            mine={"range_max": 6, "relative_margin": None},
+            generate={"llm_backend": "none", "rules": ["negation_insert"]},
+            filter={
+                "llm_backend": "openai",
+                "llm_model": "smollm2",
+                "llm_base_url": failing.base_url,
+                "llm_threshold": 0.9,
+                "refill_depth": 1,
+                "duplicate_cosine": None,
+                "llm_max_failure_share": 1.0,
+            },  # fmt: skip
+        )
+        (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+        for name in STAGES[:-1]:
+            first = run_stage(workdir, name)
+    pending = [row for row in judged_rows(workdir) if row["decision"] == "pending"]
+    assert pending and {row["reason"] for row in pending} == {"pending"}
+    assert f"{len(pending)} candidates of 1 queries pending" in first.stderr
+    (short,) = artifacts.read(workdir / "data/filtered/short_queries").to_pylist()
+    assert short["reason"] == "pending" and short["detail"].startswith(f"{len(pending)} pending")
+    ledger_reasons = set(artifacts.read(workdir / "data/filtered/rejections")["reason"].to_pylist())
+    assert not ledger_reasons & {"pending", "backend_error", "http_500"}
+    reconcile(workdir)
+    answered = {entry["key"] for entry in failing.log[1:] if entry["fault"] is None}  # after the preflight request
+    with OpenAIServer(local, port=failing.port) as healthy:
+        run_stage(workdir, "filter")
+    assert healthy.log and not {entry["key"] for entry in healthy.log[1:]} & answered
+    assert "pending" not in {row["decision"] for row in judged_rows(workdir)}
+    reasons = artifacts.read(workdir / "data/filtered/short_queries")["reason"].to_pylist()
+    assert "pending" not in reasons
     reconcile(workdir)
