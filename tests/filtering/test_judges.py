@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -233,9 +234,8 @@ def test_cross_encoder_judge_decides_by_its_thresholds(pipeline_run, cross_encod
     assert computed == len(now - before) and now != before, "the lower threshold rejected more and refilled"
 
 
-@pytest.mark.slow
-def test_llm_judge_with_the_packaged_local_model(scifact, tmp_path):
-    # One query, one actor: each judged pair costs the 135M model seconds of CPU, and the mechanics need no more.
+def one_query_project(scifact, tmp_path, **judge) -> Path:
+    """A project on one SciFact query and 20 documents whose filter asks an LLM judge (`judge`: its params)."""
     source = write_beir_sample(scifact, tmp_path / "beir", queries=1, docs=20)
     workdir = tmp_path / "project"
     workdir.mkdir()
@@ -244,15 +244,16 @@ def test_llm_judge_with_the_packaged_local_model(scifact, tmp_path):
         index={"topics": 2},
         mine={"range_max": 6, "relative_margin": None},
         generate={"llm_backend": "none", "rules": ["negation_insert"]},
-        filter={
-            "llm_backend": "transformers",
-            "llm_threshold": 0.9,
-            "refill_depth": 1,
-            "duplicate_cosine": None,
-            "actors": 1,
-        },
+        filter={"llm_threshold": 0.9, "refill_depth": 1, "duplicate_cosine": None, **judge},
     )
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    return workdir
+
+
+@pytest.mark.slow
+def test_llm_judge_with_the_packaged_local_model(scifact, tmp_path):
+    # One actor: each judged pair costs the 135M model seconds of CPU, and the mechanics need no more.
+    workdir = one_query_project(scifact, tmp_path, llm_backend="transformers", actors=1)
     for name in STAGES[:-1]:
         log = run_stage(workdir, name).stderr
     assert_one_model_load(log, "LLMJudgeBatch")
@@ -276,27 +277,10 @@ def test_an_llm_judge_behind_a_failing_endpoint_leaves_candidates_pending_until_
     from pipeline.models import llm as llms
     from tests.openai_server import OpenAIServer
 
-    source = write_beir_sample(scifact, tmp_path / "beir", queries=1, docs=20)
-    workdir = tmp_path / "project"
-    workdir.mkdir()
     local = llms.load("transformers", "packaged:SmolLM2-135M-Instruct", batch_size=4)
     with OpenAIServer(local, fault_rate=0.8, faults=("http_500",), seed=1) as failing:
-        params = project_params(
-            source,
-            index={"topics": 2},
-            mine={"range_max": 6, "relative_margin": None},
-            generate={"llm_backend": "none", "rules": ["negation_insert"]},
-            filter={
-                "llm_backend": "openai",
-                "llm_model": "smollm2",
-                "llm_base_url": failing.base_url,
-                "llm_threshold": 0.9,
-                "refill_depth": 1,
-                "duplicate_cosine": None,
-                "llm_max_failure_share": 1.0,
-            },  # fmt: skip
-        )
-        (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+        endpoint = {"llm_model": "smollm2", "llm_base_url": failing.base_url, "llm_max_failure_share": 1.0}
+        workdir = one_query_project(scifact, tmp_path, llm_backend="openai", **endpoint)
         for name in STAGES[:-1]:
             first = run_stage(workdir, name)
     pending = [row for row in judged_rows(workdir) if row["decision"] == "pending"]
