@@ -158,15 +158,13 @@ def judge(llm, task: Task, answer_prefix: str, items: list[dict], max_new_tokens
     """Ask a yes/no `task` (its one schema field answers yes or no) about each item (its fields' texts) with any
     backend of `pipeline.models.llm`; one result per item, never raising.
 
-    The reply (kept as raw output) and the yes-probability are two backend calls: a local model reads P(yes)
-    from its logits with the answer prefix forced, while an HTTP backend reads it from a generated reply.
+    The backend gives the reply (kept as raw output) and the yes-probability (`answer`): a local model reads
+    P(yes) from its logits with the answer prefix forced, an HTTP backend from the reply's own logprobs.
     """
     messages = [task.render(**item) for item in items]
-    completions = llm.generate(messages, max_new_tokens=max_new_tokens)
-    probabilities = llm.yes_probability(messages, answer_prefix=answer_prefix)
     (answer_field,) = task.schema
     results = []
-    for completion, probability in zip(completions, probabilities, strict=True):
+    for completion, probability in llm.answer(messages, answer_prefix, max_new_tokens):
         if completion.error:
             results.append(JudgeResult(None, completion.text, completion.error))
             continue

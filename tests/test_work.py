@@ -55,8 +55,8 @@ FILTER_KEYS = {
     },
     "openai": {
         "cross_encoder": "4ec4894ee94304b3",
-        "llm_relevance": "b12d97d09cbdffe2",
-        "llm_same_meaning": "9e2ee0a679b6c892",
+        "llm_relevance": "a90e720d9e7654e4",
+        "llm_same_meaning": "35681fba5290e6fe",
         "fluency": "956895bd3e144afe",
     },
 }
@@ -75,9 +75,9 @@ def test_filter_cache_keys(model, tmp_path, backend):
         work.open_cache(call)
     found = {p.parent.parent.name: p.parent.name for p in (tmp_path / "cache").glob("*/*/settings.json")}
     assert found == FILTER_KEYS[backend]
-    assert sorted(settings(tmp_path / "cache/llm_relevance" / found["llm_relevance"])) == [
-        "backend", "base_url", "model", "task",
-    ]  # fmt: skip
+    assert sorted(settings(tmp_path / "cache/llm_relevance" / found["llm_relevance"])) == sorted(
+        ["backend", "base_url", "model", "task", *(["p_yes"] if backend == "openai" else [])]
+    )
 
 
 URL = "http://127.0.0.1:9/v1"

@@ -125,6 +125,8 @@ def llm_answer_call(config: FilterParams, question: str) -> work.Work:
     }
     if config.llm_backend == "vllm":  # its P(yes) comes from logprobs now: not the 0/1 answers cached before
         settings["p_yes"] = "logprobs"
+    if config.llm_backend == "openai":  # reply and P(yes) from one request now, no longer two
+        settings["p_yes"] = "reply logprobs"
     return work.Work(
         worker=LLMJudgeBatch,
         args={"backend": config.llm_backend, "model": config.llm_model, "options": options},

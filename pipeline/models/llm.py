@@ -212,6 +212,12 @@ class TransformersLLM:
             scores += ((nll * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)).tolist()
         return scores
 
+    def answer(
+        self, batch: list[Messages], answer_prefix: str = "", max_new_tokens: int = 12
+    ) -> list[tuple[Completion, float]]:
+        """Each conversation's reply, and P(yes) from the logits with `answer_prefix` forced (`yes_probability`)."""
+        return list(zip(self.generate(batch, max_new_tokens), self.yes_probability(batch, answer_prefix)))
+
     @torch.inference_mode()
     def yes_probability(self, batch: list[Messages], answer_prefix: str = "") -> list[float]:
         """P(yes) / (P(yes) + P(no)) over the whole next-token distribution after the assistant prefix, plus
@@ -330,11 +336,15 @@ class OpenAICompatibleLLM:
             raise EndpointError(self.stopped)
         return completions
 
-    def yes_probability(self, batch: list[Messages], answer_prefix: str = "") -> list[float | None]:
-        """P(yes) / (P(yes) + P(no)) from the server's top-5 logprobs; None where it gives none. The chat API cannot
-        continue a partial assistant turn, so the answer slot is the first word after the reply says `answer_prefix`."""
-        completions = self.generate(batch, max_new_tokens=len(answer_prefix) + 4, logprobs=5)
-        return [yes_probability_from_logprobs(c.logprobs, after=answer_prefix) for c in completions]
+    def answer(
+        self, batch: list[Messages], answer_prefix: str = "", max_new_tokens: int = 12
+    ) -> list[tuple[Completion, float | None]]:
+        """Each conversation's reply and P(yes) / (P(yes) + P(no)) from the server's top-5 logprobs (None where it
+        gives none), both from one request: a probability never comes from another request than its reply, which
+        might have failed where this one did not. The chat API cannot continue a partial assistant turn, so the
+        answer slot is the first word after the reply says `answer_prefix`."""
+        completions = self.generate(batch, max_new_tokens=max(max_new_tokens, len(answer_prefix) + 4), logprobs=5)
+        return [(c, yes_probability_from_logprobs(c.logprobs, after=answer_prefix)) for c in completions]
 
     def _headers(self) -> dict[str, str]:
         key = os.environ.get(self.api_key_env)
@@ -483,6 +493,12 @@ class VLLMLLM:
             reply = output.outputs[0]
             completions.append(Completion(text=reply.text, logprobs=_vllm_steps(reply) if logprobs else None))
         return completions
+
+    def answer(
+        self, batch: list[Messages], answer_prefix: str = "", max_new_tokens: int = 12
+    ) -> list[tuple[Completion, float | None]]:
+        """Each conversation's reply, and P(yes) from the engine's logprobs with `answer_prefix` forced."""
+        return list(zip(self.generate(batch, max_new_tokens), self.yes_probability(batch, answer_prefix)))
 
     def yes_probability(self, batch: list[Messages], answer_prefix: str = "") -> list[float | None]:
         """P(yes) / (P(yes) + P(no)) among the top 20 next tokens after the assistant prefix plus `answer_prefix`,

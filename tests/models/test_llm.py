@@ -275,14 +275,15 @@ def test_openai_client_against_local_server_equals_local_backend(local_llm, monk
     with OpenAIServer(local_llm) as server:
         client = llms.OpenAICompatibleLLM(server.base_url, "smollm2", api_key_env=KEY_ENV, timeout_s=60)
         remote = client.generate(batch, max_new_tokens=8)
-        remote_yes = client.yes_probability(judge, answer_prefix=RELEVANCE_ANSWER_PREFIX)
+        remote_yes = [p for _, p in client.answer(judge, answer_prefix=RELEVANCE_ANSWER_PREFIX)]
     assert [c.text for c in remote] == [c.text for c in local_llm.generate(batch, max_new_tokens=8)]
     assert all(c.error is None and c.attempts == 1 for c in remote)
     assert all(p is None or 0.0 <= p <= 1.0 for p in remote_yes)
     assert {entry["authorization"] for entry in server.log} == {f"Bearer {KEY}"}
     with OpenAIServer(local_llm, logprobs=False) as server:  # a server without logprobs: caller falls back
         client = llms.OpenAICompatibleLLM(server.base_url, "smollm2", timeout_s=60)
-        assert client.yes_probability(judge[:1], answer_prefix=RELEVANCE_ANSWER_PREFIX) == [None]
+        ((reply, probability),) = client.answer(judge[:1], answer_prefix=RELEVANCE_ANSWER_PREFIX)
+        assert reply.error is None and probability is None
 
 
 @pytest.mark.slow
