@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--timeout-s", type=float, help="the client's timeout (default: room for all in flight)")
+    parser.add_argument("--retry-after-s", type=int, default=1, help="what the server's 429 replies ask to wait")
     args = parser.parse_args()
     os.environ[KEY_ENV] = "sk-benchmark-secret"
     texts = [f"Case {i}: {TEXTS[i % len(TEXTS)]}" for i in range(args.items)]
@@ -77,7 +78,9 @@ def main() -> None:
                 cache=str(Path(scratch) / cache), checkpoint_rows=8,
             )  # fmt: skip
 
-        server = OpenAIServer(local, fault_rate=args.fault_rate, seed=7, retry_after_s=1, slow_s=timeout_s + 1)
+        server = OpenAIServer(
+            local, fault_rate=args.fault_rate, seed=7, retry_after_s=args.retry_after_s, slow_s=timeout_s + 1
+        )
         with server:
             faulty, started = config(server.base_url, "faulty"), time.perf_counter()
             print(f"{args.items} items, fault rate {args.fault_rate}, client timeout {timeout_s:.1f} s, 3 retries")

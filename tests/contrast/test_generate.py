@@ -142,7 +142,7 @@ def test_openai_backend_with_injected_faults_ends_every_item(pipeline_run, tmp_p
                 "llm_backend": "openai",
                 "llm_base_url": server.base_url,
                 "llm_api_key_env": KEY_ENV,
-                "llm_max_items": 3,
+                "llm_max_items": 2,
                 "llm_controls": ["negate", "change_quantity"],
                 "llm_max_new_tokens": 40,
                 "llm_timeout_s": 1.5,
@@ -153,7 +153,7 @@ def test_openai_backend_with_injected_faults_ends_every_item(pipeline_run, tmp_p
         )
         first = run_stage(workdir, "generate")
     _, attempts, rejections = reconcile(workdir)
-    assert attempts.num_rows == 6
+    assert attempts.num_rows == 4
     assert {entry["authorization"] for entry in server.log} == {f"Bearer {KEY}"}
     assert any(entry["fault"] for entry in server.log)  # faults were really injected
     # An item the endpoint failed on is pending: no ledger row, nothing decided about it.
@@ -166,7 +166,7 @@ def test_openai_backend_with_injected_faults_ends_every_item(pipeline_run, tmp_p
     set_params(workdir, generate={"llm_timeout_s": 120.0})
     with OpenAIServer(local, fault_rate=0.0, port=server.port) as healthy:
         rerun = run_stage(workdir, "generate")
-    assert f"LLM edits: {pending} made now, {6 - pending} from the cache" in rerun.stderr
+    assert f"LLM edits: {pending} made now, {4 - pending} from the cache" in rerun.stderr
     assert len(healthy.log) >= pending + 1, "one preflight request, then the pending items"
     _, attempts, rejections = reconcile(workdir)
     assert "pending" not in attempts["outcome"].to_pylist()

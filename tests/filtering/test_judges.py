@@ -225,38 +225,42 @@ def test_cross_encoder_judge_decides_by_its_thresholds(pipeline_run, cross_encod
         expected += [teacher[row["query_id"], d] for d in row["negative_ids"]]
         assert row["score"] == pytest.approx(expected, abs=1e-6), row
     assert f"the cross-encoder `{cross_encoder_dir}`" in (workdir / "data/export/README.md").read_text()
-    # A threshold change scores nothing it scored before: only the candidates its refills newly reach.
-    set_params(workdir, filter={"ce_relative": 0.75})
-    log = run_stage(workdir, "filter").stderr
-    computed = sum(int(n) for n in re.findall(r"CrossEncoderBatch: \d+ rows, (\d+) computed now", log))
-    before = {(r["query_id"], r["doc_id"]) for r in scored}
-    now = {(r["query_id"], r["doc_id"]) for r in judged_rows(workdir) if "cross_encoder.ce" in r["scores"]}
-    assert computed == len(now - before) and now != before, "the lower threshold rejected more and refilled"
 
 
-def one_query_project(scifact, tmp_path, **judge) -> Path:
-    """A project on one SciFact query and 20 documents whose filter asks an LLM judge (`judge`: its params)."""
-    source = write_beir_sample(scifact, tmp_path / "beir", queries=1, docs=20)
-    workdir = tmp_path / "project"
+@pytest.fixture(scope="module")
+def one_query_generated(scifact, tmp_path_factory) -> Path:
+    """A project on one SciFact query and 20 documents, run up to its filter (the tests below each ask an LLM
+    judge there, in a copy)."""
+    root = tmp_path_factory.mktemp("one-query")
+    source = write_beir_sample(scifact, root / "beir", queries=1, docs=20)
+    workdir = root / "project"
     workdir.mkdir()
     params = project_params(
         source,
         index={"topics": 2},
         mine={"range_max": 6, "relative_margin": None},
         generate={"llm_backend": "none", "rules": ["negation_insert"]},
-        filter={"llm_threshold": 0.9, "refill_depth": 1, "duplicate_cosine": None, **judge},
+        filter={"llm_threshold": 0.9, "refill_depth": 1, "duplicate_cosine": None},
     )
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    for name in STAGES[: STAGES.index("filter")]:
+        run_stage(workdir, name)
+    return workdir
+
+
+def one_query_project(generated: Path, tmp_path: Path, **judge) -> Path:
+    """A copy of `one_query_generated` whose filter asks the LLM judge `judge` (its params)."""
+    workdir = tmp_path / "project"
+    shutil.copytree(generated, workdir)
+    set_params(workdir, filter=judge)
     return workdir
 
 
 @pytest.mark.slow
-def test_llm_judge_with_the_packaged_local_model(scifact, tmp_path):
+def test_llm_judge_with_the_packaged_local_model(one_query_generated, tmp_path):
     # One actor: each judged pair costs the 135M model seconds of CPU, and the mechanics need no more.
-    workdir = one_query_project(scifact, tmp_path, llm_backend="transformers", actors=1)
-    for name in STAGES[:-1]:
-        log = run_stage(workdir, name).stderr
-    assert_one_model_load(log, "LLMJudgeBatch")
+    workdir = one_query_project(one_query_generated, tmp_path, llm_backend="transformers", actors=1)
+    assert_one_model_load(run_stage(workdir, "filter").stderr, "LLMJudgeBatch")
     rows = judged_rows(workdir)
     assert rows
     for row in rows:
@@ -270,7 +274,9 @@ def test_llm_judge_with_the_packaged_local_model(scifact, tmp_path):
 
 
 @pytest.mark.slow
-def test_an_llm_judge_behind_a_failing_endpoint_leaves_candidates_pending_until_a_run_judges_them(scifact, tmp_path):
+def test_an_llm_judge_behind_a_failing_endpoint_leaves_candidates_pending_until_a_run_judges_them(
+    one_query_generated, tmp_path
+):
     """Through a real server in front of the local model, most requests failing: the candidates the endpoint
     failed on are pending (no ledger row), their query takes no refill and is short with reason `pending`; the
     next run, the endpoint healthy again, asks for nothing it had an answer to."""
@@ -280,9 +286,8 @@ def test_an_llm_judge_behind_a_failing_endpoint_leaves_candidates_pending_until_
     local = llms.load("transformers", "packaged:SmolLM2-135M-Instruct", batch_size=4)
     with OpenAIServer(local, fault_rate=0.8, faults=("http_500",), seed=1) as failing:
         endpoint = {"llm_model": "smollm2", "llm_base_url": failing.base_url, "llm_max_failure_share": 1.0}
-        workdir = one_query_project(scifact, tmp_path, llm_backend="openai", **endpoint)
-        for name in STAGES[:-1]:
-            first = run_stage(workdir, name)
+        workdir = one_query_project(one_query_generated, tmp_path, llm_backend="openai", **endpoint)
+        first = run_stage(workdir, "filter")
     pending = [row for row in judged_rows(workdir) if row["decision"] == "pending"]
     assert pending and {row["reason"] for row in pending} == {"pending"}
     assert f"{len(pending)} candidates of 1 queries pending" in first.stderr
