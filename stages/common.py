@@ -41,7 +41,7 @@ def stage(name: str, output: Path) -> Iterator[logging.Logger]:
     except ownership.Busy as err:
         sys.exit(f"pairforge {name}: {err}")
     except Exception as err:
-        found = _told(err)
+        found = reportable(err)
         if found is None:
             raise
         log.error("%s: %s", "bad input" if isinstance(found, InputError) else "endpoint", found)
@@ -49,7 +49,7 @@ def stage(name: str, output: Path) -> Iterator[logging.Logger]:
     log.info("%s finished in %.1f s", name, time.perf_counter() - started)
 
 
-def _told(err: BaseException) -> InputError | EndpointError | None:
+def reportable(err: BaseException) -> InputError | EndpointError | None:
     """The bad input or failed endpoint behind `err`: raised here, or in a worker and wrapped by Ray on its way
     back (as the error's cause or context, or its `cause`). The innermost one: Ray's wrapper of an error is an
     instance of its class too, with a traceback for a message."""

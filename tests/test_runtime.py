@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline import embed, runtime, schema
+from pipeline.schema import EndpointError
 from tests.conftest import MODEL, REPO
 
 
@@ -200,3 +201,24 @@ def test_a_batch_that_kills_every_actor_it_reaches_fails_after_the_retries(keep,
         list(runtime.map_batches(table, DiesOnEveryBatch, {"tries": str(tries)}, runtime.Resources(actors=1),
                                  rows_per_task=2, keep=keep))  # fmt: skip
     assert tries.read_text().count("try") == runtime.ACTOR_RETRIES + 1
+
+
+class RefusedEndpoint:
+    """An actor body whose endpoint refuses the work."""
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        raise EndpointError("the endpoint http://127.0.0.1:9/v1 (model 'm') refused the request (HTTP 401)")
+
+
+@pytest.mark.usefixtures("ray_pools")
+def test_an_error_a_worker_raises_reaches_the_stage_as_its_own_line():
+    """Ray wraps a kept pool's exception (a traceback for a message); the stage finds the error inside and prints
+    that alone. (Ray Data's pool does not hand the error back: every endpoint call runs in a kept pool.)"""
+    from stages.common import reportable
+
+    table = pa.table({"text": ["a"]})
+    with pytest.raises(Exception) as raised:
+        list(runtime.map_batches(table, RefusedEndpoint, {}, runtime.Resources(actors=1), rows_per_task=1, keep=True))
+    found = reportable(raised.value)
+    assert type(found) is EndpointError
+    assert str(found) == "the endpoint http://127.0.0.1:9/v1 (model 'm') refused the request (HTTP 401)"

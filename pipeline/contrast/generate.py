@@ -168,6 +168,9 @@ def llm_edit_call(config: GenerateParams) -> work.Work:
         cache=work.Cache(config.cache, settings, config.checkpoint_rows),
         cacheable=worth_keeping,
         endpoint=work.llm_endpoint(config, failed),
+        # A kept pool's actors hand an endpoint's refusal back as itself (EndpointError, one line for the user);
+        # Ray Data's pool loses it inside a UserCodeException with a traceback for a message.
+        keep_pool=True,
     )
 
 
