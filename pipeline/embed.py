@@ -3,7 +3,8 @@
 The embed stage streams: it reads the ingested texts in chunks, embeds only those missing from the cache (in the
 encoder's actor pool), checkpoints finished vectors as they arrive, and hands back each chunk's vectors in ingest
 order. No step holds more than a chunk of texts or vectors, so a re-run after a crash, or after new documents were
-added, embeds only what is missing.
+added, embeds only what is missing. Queries and documents each get their side's prompt (`prompts`), so where the two
+differ, the same text has a vector per side, each in its own cache folder.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import artifacts, models, schema, work
+from pipeline.models import st_config
 from pipeline.params import EmbedParams
 from pipeline.runtime import Resources
+from pipeline.schema import InputError
 from pipeline.shard_cache import EmbeddingCache
 
 # Texts read, length-sorted and embedded together: bounds the stage's memory. Chunks are cut by position in the
@@ -26,6 +29,7 @@ from pipeline.shard_cache import EmbeddingCache
 # exactly as the interrupted run would have, and writes the same bytes.
 CHUNK_ROWS = 65_536
 SOURCES = (("corpus", "doc_id"), ("queries", "query_id"))
+SIDES = {"corpus": "document", "queries": "query"}  # whose prompt each source's texts get
 
 
 def length_sorted(table: pa.Table) -> pa.Table:
@@ -48,16 +52,24 @@ class EmbedBatch:
     """
 
     def __init__(
-        self, model: str, max_length: int, batch_size: int, device: str, precision: str = "fp32", runtime: str = "torch"
+        self,
+        model: str,
+        max_length: int,
+        batch_size: int,
+        device: str,
+        precision: str = "fp32",
+        runtime: str = "torch",
+        prompt: str = "",
     ):
         # Imported here, in the actor: stage drivers that only read vectors (index, mine, filter) and the embed
         # driver itself would otherwise pay torch's and transformers' ~1.7 s import before Ray even starts.
         from pipeline.models.encoder import Encoder
 
         self.encoder = Encoder(model, max_length, batch_size, device, precision, runtime)
+        self.prompt = prompt
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        vectors, truncated = self.encoder.encode(batch.column("text").to_pylist())
+        vectors, truncated = self.encoder.encode(batch.column("text").to_pylist(), self.prompt)
         return (
             batch.drop_columns(["text"])
             .append_column("vector", schema.vectors_column(vectors))
@@ -65,15 +77,32 @@ class EmbedBatch:
         )
 
 
-def embedding(config: EmbedParams) -> work.Work:
-    """The encoder `config` names, as a declared model call: vectors cached by the model's fingerprint, its length
-    limit, precision and runtime, and the text."""
+def prompts(config: EmbedParams) -> dict[str, str]:
+    """The prompt put before each "query" and "document" text: `prompt_name`'s for both, else `query_prompt` /
+    `document_prompt`, else the model's own for that side (sentence-transformers' encode_query / encode_document)."""
+    declared, _ = st_config.prompts(models.resolve(config.model))
+    if config.prompt_name is not None:
+        if config.prompt_name not in declared:
+            raise InputError(
+                "params.yaml", None, "embed.prompt_name",
+                f"{config.model} has no prompt {config.prompt_name!r}; its prompts: {sorted(declared) or 'none'}",
+            )  # fmt: skip
+        return dict.fromkeys(st_config.SIDE_NAMES, declared[config.prompt_name])
+    given = {"query": config.query_prompt, "document": config.document_prompt}
+    return {side: text or st_config.side_prompt(declared, side) for side, text in given.items()}
+
+
+def embedding(config: EmbedParams, prompt: str = "") -> work.Work:
+    """The encoder `config` names, putting `prompt` before each text, as a declared model call: vectors cached by the
+    model's fingerprint, its length limit, precision and runtime, the prompt, and the text."""
     folder = models.resolve(config.model)
     settings = {
         "model": models.fingerprint(folder),
         "max_length": config.max_length,
         "precision": config.precision,
         "runtime": config.runtime,
+        # Only where there is one: the caches written before prompts existed keep their folders.
+        **({"prompt": prompt} if prompt else {}),
     }
     args = {
         "model": str(folder),
@@ -82,6 +111,7 @@ def embedding(config: EmbedParams) -> work.Work:
         "device": config.device,
         "precision": config.precision,
         "runtime": config.runtime,
+        "prompt": prompt,
     }
     return work.Work(
         worker=EmbedBatch,
@@ -96,10 +126,28 @@ def embedding(config: EmbedParams) -> work.Work:
     )
 
 
-def vectors(config: EmbedParams, texts: list[str]) -> np.ndarray:
-    """The embed stage's vectors for these texts (rows in order), from its cache, computing the missing ones."""
+def _embedded(config: EmbedParams, by_side: dict[str, str], table: pa.Table, sides: list[str]) -> tuple[pa.Table, int]:
+    """`table` (id, text, and columns passed through) with `vector` and `truncated` appended, in its order, each
+    text embedded after its side's prompt (`by_side`), and how many were computed now. Sides with the same prompt
+    (a model with none) share one call: one actor pool and one cache, as before prompts existed."""
+    wanted = [by_side[side] for side in sides]
+    distinct = list(dict.fromkeys(wanted)) or [""]
+    if len(distinct) == 1:
+        return work.compute(embedding(config, distinct[0]), table)
+    rows = table.append_column("_row", pa.array(np.arange(table.num_rows)))
+    parts, computed = [], 0
+    for prompt in distinct:
+        part, count = work.compute(embedding(config, prompt), rows.filter(pa.array([p == prompt for p in wanted])))
+        parts.append(part)
+        computed += count
+    return pa.concat_tables(parts).sort_by("_row").drop(["_row"]), computed
+
+
+def vectors(config: EmbedParams, texts: list[str], sides: list[str]) -> np.ndarray:
+    """The embed stage's vectors for these texts (rows in order), each embedded as a "query" or a "document" (its
+    side in `sides`: their prompts may differ), from its cache, computing the missing ones."""
     table = pa.table({"id": [str(i) for i in range(len(texts))], "text": pa.array(texts, pa.string())})
-    return schema.vectors_matrix(work.compute(embedding(config), table)[0]["vector"])
+    return schema.vectors_matrix(_embedded(config, prompts(config), table, sides)[0]["vector"])
 
 
 def chunks(ingested: Path) -> Iterator[pa.Table]:
@@ -135,10 +183,10 @@ class EmbeddedChunk:
 
 def embed_ingested(config: EmbedParams, ingested: Path) -> Iterator[EmbeddedChunk]:
     """Every ingested text's vector, chunk by chunk in ingest order (corpus, then queries)."""
-    call = embedding(config)
+    by_side, fingerprint = prompts(config), models.fingerprint(models.resolve(config.model))
     for chunk in chunks(ingested):
-        out, computed = work.compute(call, chunk)
-        contract = schema.embeddings(out["vector"].type.list_size, config.model, call.cache.settings["model"])
+        out, computed = _embedded(config, by_side, chunk, [SIDES[name] for name in chunk["source"].to_pylist()])
+        contract = schema.embeddings(out["vector"].type.list_size, config.model, fingerprint)
         parts = {name: out.filter(pc.equal(out["source"], name)) for name, _ in SOURCES}
         yield EmbeddedChunk(
             {name: part.select(["id", "vector"]).cast(contract) for name, part in parts.items() if part.num_rows},

@@ -21,6 +21,12 @@ from pipeline.vocabulary import EDIT_NOT_FLUENT, EDIT_STILL_SUPPORTED, KEPT, MEA
 # can catch a drifted edit but cannot confirm that an LLM's edit changed (or kept) the meaning it was asked to.
 MEANING_JUDGES = ("cross_encoder", "llm")
 
+# The encoder side (its prompt) of an edit of each source kind, and of its contexts (`contexts`): a query is embedded
+# as a query and a document as a document, whichever end of the exported row it is. Sentence pairs are symmetric:
+# both sentences take the query side, as E5's and MTEB's convention has symmetric tasks.
+SIDE = {"query": "query", "positive": "document", "sentence": "query"}
+CONTEXT_SIDE = {"query": "document", "positive": "query", "sentence": "query"}
+
 MEASURES = (
     "token_edits",
     "edit_ratio",
@@ -73,11 +79,12 @@ def _llm_scores(config: FilterParams, question: str, first: list[str], second: l
     return p_yes, [None if p == p else judges.LLM_FAILURES[code] for p, code in zip(p_yes, failures)]
 
 
-def sameness(config: FilterParams, embed_config: EmbedParams, original: list[str], edited: list[str]):
-    """How much each edit kept its original's meaning, by `edit_judge`: cosine, cross-encoder score or P(same);
-    and per edit why there is no score (only an LLM can fail to give one: `_llm_scores`)."""
+def sameness(config: FilterParams, embed_config: EmbedParams, original: list[str], edited: list[str], sides: list[str]):
+    """How much each edit kept its original's meaning, by `edit_judge`: cosine (both texts on the edit's encoder
+    side, `sides`), cross-encoder score or P(same); and per edit why there is no score (only an LLM can fail to give
+    one: `_llm_scores`)."""
     if config.edit_judge == "encoder":
-        vectors = embed.vectors(embed_config, original + edited)
+        vectors = embed.vectors(embed_config, original + edited, sides + sides)
         return np.sum(vectors[: len(original)] * vectors[len(original) :], axis=1), [None] * len(original)
     if config.edit_judge == "cross_encoder":
         return judges.cross_encoder_scores(config, original, edited), [None] * len(original)
@@ -100,7 +107,10 @@ def validate_edits(config: FilterParams, embed_config: EmbedParams, contrast: pa
                 details[i] = f"mean token NLL +{value:.2f} nats (max {config.edit_max_nll_increase})"
         live = [i for i in live if reasons[i] is None]
     if config.edit_judge != "none" and live:
-        scores, unanswered = sameness(config, embed_config, [original[i] for i in live], [edited[i] for i in live])
+        kinds = checked["source_kind"].to_pylist()
+        scores, unanswered = sameness(
+            config, embed_config, [original[i] for i in live], [edited[i] for i in live], [SIDE[kinds[i]] for i in live]
+        )
         preserves = np.array(checked["preserves_meaning"].to_pylist(), bool)[live]
         verdicts = validate.meaning_reasons(
             preserves, scores, config.edit_unchanged_above, config.edit_drifted_below, config.edit_paraphrase_min
@@ -164,7 +174,8 @@ def _pair_scores(config: FilterParams, embed_config: EmbedParams, queries: list[
     """`edit_judge`'s score of each (query side, document side) pair: the encoder's cosine, the cross-encoder's
     score, or the LLM's P(relevant); and per pair why there is none (`_llm_scores`)."""
     if config.edit_judge == "encoder":
-        vectors = embed.vectors(embed_config, queries + documents)
+        sides = ["query"] * len(queries) + ["document"] * len(documents)
+        vectors = embed.vectors(embed_config, queries + documents, sides)
         return np.sum(vectors[: len(queries)] * vectors[len(queries) :], axis=1), [None] * len(queries)
     if config.edit_judge == "cross_encoder":
         return judges.cross_encoder_scores(config, queries, documents), [None] * len(queries)
@@ -218,11 +229,13 @@ def context_scores(edits: pa.Table, found: dict[int, list[str]], embed_config: E
     negative gets on the axis of the positives' and the mined negatives' (`dvc plots`); empty for every other
     edit."""
     decisions, edited = edits["decision"].to_pylist(), edits["edited"].to_pylist()
+    kinds = edits["source_kind"].to_pylist()
     negatives = [i for i in found if decisions[i] == KEPT]
     scores = [[] for _ in decisions]
     if negatives:
         flat = [text for i in negatives for text in found[i]]
-        vectors = embed.vectors(embed_config, [edited[i] for i in negatives] + flat)
+        sides = [SIDE[kinds[i]] for i in negatives] + [CONTEXT_SIDE[kinds[i]] for i in negatives for _ in found[i]]
+        vectors = embed.vectors(embed_config, [edited[i] for i in negatives] + flat, sides)
         at = len(negatives)
         for row, i in enumerate(negatives):
             scores[i] = (vectors[at : at + len(found[i])] @ vectors[row]).tolist()

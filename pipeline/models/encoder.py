@@ -1,14 +1,15 @@
 """Transformers text encoder: the one place that loads and runs embedding models.
 
-Pooling and length limits follow the model's sentence-transformers config when it has one (so vectors match
-`SentenceTransformer.encode`), and fall back to mean pooling and the tokenizer's limit otherwise. The forward
-pass runs in torch, or in ONNX Runtime on a graph exported from the same transformers model when the encoder
-starts (about 1 s for MiniLM; 2 s more for int8), so there is no second set of weights to keep in step.
+Prompts, pooling, the modules after pooling (Dense, Normalize) and length limits follow the model's
+sentence-transformers config when it has one (`st_config`; so vectors match `SentenceTransformer.encode`), and fall
+back to mean pooling, no prompt and the tokenizer's limit otherwise. The forward pass runs in torch, or in ONNX
+Runtime on a graph exported from the same transformers model when the encoder starts (about 1 s for MiniLM; 2 s
+more for int8), so there is no second set of weights to keep in step.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import tempfile
 import warnings
 from pathlib import Path
@@ -18,30 +19,34 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from pipeline import models
+from pipeline.models import st_config
 
 
-def _pooling_mode(folder: Path) -> str:
-    modules = folder / "modules.json"
-    if modules.exists():
-        for module in json.loads(modules.read_text()):
-            if module["type"].endswith("Pooling"):
-                config = json.loads((folder / module["path"] / "config.json").read_text())
-                if config.get("pooling_mode_cls_token"):
-                    return "cls"
-                if config.get("pooling_mode_lasttoken"):
-                    return "last"
-                return "mean"
-    return "mean"
-
-
-def _max_length(folder: Path, tokenizer, model_config) -> int:
-    st_config = folder / "sentence_bert_config.json"
-    if st_config.exists():
-        limit = json.loads(st_config.read_text()).get("max_seq_length")
-        if limit:
-            return int(limit)
+def _max_length(transformer: Path, tokenizer, model_config) -> int:
+    limit = st_config.max_seq_length(transformer)
+    if limit:
+        return int(limit)
     limits = [tokenizer.model_max_length, getattr(model_config, "max_position_embeddings", None)]
     return int(min(x for x in limits if x and x < 1_000_000))
+
+
+def _head(stack: st_config.Stack, device: torch.device, dim: int) -> tuple[list, int]:
+    """The modules after pooling, as functions of the pooled vectors in the model's order, and the dim they give."""
+    steps = []
+    for kind, path in stack.head:
+        if kind == "Normalize":
+            steps.append(functools.partial(torch.nn.functional.normalize, p=2, dim=1))
+            continue
+        # sentence-transformers' own Dense: its config names the activation, its weights' file and any residual,
+        # all of which changed between releases. Imported only here: the package takes ~3 s to import.
+        try:
+            from sentence_transformers.sentence_transformer.modules import Dense
+        except ImportError:  # older releases keep it in `models` (pyproject admits 3.3 on)
+            from sentence_transformers.models import Dense
+        dense = Dense.load(str(path)).to(device).eval()
+        steps.append(lambda vectors, dense=dense: dense({"sentence_embedding": vectors})["sentence_embedding"])
+        dim = dense.out_features
+    return steps, dim
 
 
 # Reduced precision runs the matrix multiplies under autocast (weights stay float32; layer norms, softmax and the
@@ -112,7 +117,7 @@ def _onnx_session(model: torch.nn.Module, input_names: list[str], precision: str
 
 
 class Encoder:
-    """Loads a model once; `encode(texts)` returns L2-normalised float32 vectors, one row per text."""
+    """Loads a model once; `encode(texts, prompt)` returns L2-normalised float32 vectors, one row per text."""
 
     def __init__(
         self,
@@ -124,19 +129,21 @@ class Encoder:
         runtime: str = "torch",
     ):
         folder = models.resolve(name)
+        self.stack = st_config.stack(folder)  # first: a model it cannot run fails before its weights load
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() and runtime == "torch" else "cpu"
         self.device = torch.device(device)
         _check(runtime, precision, self.device)
         self.autocast = PRECISIONS.get(precision) if runtime == "torch" else None
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.stack.transformer)
         # float32 whatever the checkpoint's storage dtype: vectors are float32 by contract, and half precision is a
         # speed choice to make explicitly, not one inherited from how the weights were saved.
-        self.model = AutoModel.from_pretrained(folder, dtype=torch.float32).to(self.device).eval()
-        self.pooling = _pooling_mode(folder)
-        self.max_length = max_length or _max_length(folder, self.tokenizer, self.model.config)
+        self.model = AutoModel.from_pretrained(self.stack.transformer, dtype=torch.float32).to(self.device).eval()
+        self.max_length = max_length or _max_length(self.stack.transformer, self.tokenizer, self.model.config)
         self.batch_size = batch_size
-        self.dim = int(self.model.config.hidden_size)
+        self.head, self.dim = _head(self.stack, self.device, int(self.model.config.hidden_size))
+        declared, default = st_config.prompts(folder)
+        self.default_prompt = declared.get(default, "")
         self.onnx = None
         if runtime == "onnx":
             returned = self.tokenizer("a")  # the graph's inputs: what this tokenizer gives, in the model's order
@@ -145,22 +152,25 @@ class Encoder:
             del self.model  # the session holds its own copy of the weights
 
     @torch.inference_mode()
-    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Encode in length-sorted batches (little padding), tokenising each text once.
+    def encode(self, texts: list[str], prompt: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Encode `prompt + text` for each text, as `SentenceTransformer.encode(texts, prompt=prompt)` does (None:
+        the model's default prompt, if it names one), in length-sorted batches, tokenising each text once.
 
         Returns the vectors in the input order and a mask of the texts cut at `max_length` tokens.
         """
+        prompt = self.default_prompt if prompt is None else prompt
         # Only a text's opening can reach `max_length` tokens: tokenizing all of a 10 MB document to keep 256 tokens
         # took 1.5 GB. A token spans 64 characters only when it is a word the tokenizer could not split, so the cut
         # changes what is kept only for a text whose opening is mostly such words.
         cut = [len(text) > self.max_length * 64 for text in texts]
-        texts = [text[: self.max_length * 64] for text in texts]
+        texts = [prompt + text[: self.max_length * 64] for text in texts]
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
         if encoded.encodings:  # fast tokenizers say what truncation cut off
             truncated = np.array([bool(e.overflowing) for e in encoded.encodings], dtype=bool)
         else:
             truncated = np.array([len(ids) >= self.max_length for ids in encoded["input_ids"]], dtype=bool)
         truncated |= np.array(cut, dtype=bool)
+        skip = self._prompt_tokens(prompt)
         lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(texts))
         order = np.argsort(-lengths, kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
@@ -169,8 +179,16 @@ class Encoder:
             rows = order[start : start + self.batch_size]
             batch = self.tokenizer.pad([{k: encoded[k][i] for k in keys} for i in rows], return_tensors="pt")
             batch = batch.to(self.device)
-            out[rows] = self._pool(self._hidden(batch), batch["attention_mask"]).cpu().numpy()
+            out[rows] = self._embed(self._hidden(batch), batch["attention_mask"], skip).cpu().numpy()
         return out, truncated
+
+    def _prompt_tokens(self, prompt: str) -> int:
+        """How many leading tokens pooling leaves out: the prompt's, with the tokenizer's opening special token,
+        where the model's Pooling says `include_prompt: false` (as sentence-transformers counts them)."""
+        if self.stack.include_prompt or not prompt:
+            return 0
+        ids = self.tokenizer(prompt)["input_ids"]
+        return len(ids) - int(ids[-1] in self.tokenizer.all_special_ids)
 
     def _hidden(self, batch) -> torch.Tensor:
         if self.onnx is not None:
@@ -179,13 +197,19 @@ class Encoder:
         with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
             return self.model(**batch).last_hidden_state.float()
 
-    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        elif self.pooling == "last":
-            last = mask.sum(dim=1) - 1
-            pooled = hidden[torch.arange(hidden.size(0), device=hidden.device), last]
+    def _embed(self, hidden: torch.Tensor, mask: torch.Tensor, skip: int) -> torch.Tensor:
+        """Pool the tokens, run the modules after pooling, and L2-normalise (the contract, whatever they end in)."""
+        if skip:  # from each row's first token (after any left padding), as sentence-transformers does
+            positions = torch.arange(mask.size(1), device=mask.device)
+            mask = mask * (positions >= mask.argmax(dim=1, keepdim=True) + skip)
+        rows = torch.arange(hidden.size(0), device=hidden.device)
+        if self.stack.pooling == "cls":
+            pooled = hidden[rows, mask.argmax(dim=1)]
+        elif self.stack.pooling == "lasttoken":
+            pooled = hidden[rows, mask.size(1) - 1 - mask.flip(1).argmax(dim=1)]
         else:
             weights = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+        for step in self.head:
+            pooled = step(pooled)
         return torch.nn.functional.normalize(pooled, p=2, dim=1)
