@@ -1,12 +1,33 @@
-"""The dataset card: Hugging Face YAML front matter (configs, splits, features, sizes) and a readable summary."""
+"""The dataset card: Hugging Face YAML front matter (license, language, tasks, configs, splits, features, sizes) and
+a readable summary: source, models, thresholds, a glossary of every column, example rows, measured quality."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow as pa
 
 from pipeline.formats import text_columns
+from pipeline.preview import glossary, markdown
+
+# Hugging Face task categories a format serves: embedding formats train similarity and retrieval; labelled and
+# scored ones also train rerankers.
+EMBEDDING = ("sentence-similarity", "text-retrieval")
+TASKS = {
+    "triplet": EMBEDDING, "n-tuple": EMBEDDING, "mixed": EMBEDDING, "contrast-triplet": ("sentence-similarity",),
+    "n-tuple-scores": ("text-retrieval", "text-ranking"), "labeled-pair": ("sentence-similarity", "text-ranking"),
+    "labeled-list": ("text-ranking",),
+}  # fmt: skip
+# The Hub's size_categories, one per decade of rows from 1K on.
+SIZES = ["n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B", "1B<n<10B"]
+# Params that say how the work ran (where, how fast, with what resources), not what it decided: the card's table
+# of thresholds leaves them out; the provenance below keeps every param.
+RUNNING = {
+    "actors", "cpus_per_actor", "gpus_per_actor", "batch_size", "query_batch_size", "query_shard", "cache",
+    "checkpoint_rows", "llm_base_url", "llm_api_key_env", "llm_allow_http", "llm_concurrency", "llm_timeout_s",
+    "llm_max_failure_share", "llm_tensor_parallel_size", "llm_engine_options",
+}  # fmt: skip
 
 
 def _feature(dtype: pa.DataType) -> object:
@@ -123,34 +144,128 @@ def _teacher(manifest: dict, formats: dict) -> list[str]:
     return [f"`score` in n-tuple-scores (positive first, then each negative) is {whose}.", ""]
 
 
-def card(name: str, version: str, tables: dict[str, dict[str, pa.Table]], manifest: dict) -> str:
-    """`tables`: per format, per split (train, and dev when held out), the exported table."""
-    import yaml
+def _path(fmt: str, split: str) -> str:
+    return f"{fmt}/part-*.parquet" if split == "train" else f"{fmt}/{split}/part-*.parquet"
 
-    def path(fmt: str, split: str) -> str:
-        return f"{fmt}/part-*.parquet" if split == "train" else f"{fmt}/{split}/part-*.parquet"
 
-    front = {
+def _front(name: str, tables: dict[str, dict[str, pa.Table]], export: dict, folder: Path) -> dict:
+    """The YAML front matter. Sizes as `datasets` and the Hub count them: a split's `num_bytes` is its Arrow size
+    in memory, `dataset_size` their sum, `download_size` the Parquet files' bytes."""
+    rows = max(sum(t.num_rows for t in splits.values()) for splits in tables.values())
+    language = export["language"]
+    return {
         "pretty_name": name,
-        "tags": ["sentence-transformers", "hard-negatives", "pairforge"],
+        "license": export["license"],
+        "language": [language] if isinstance(language, str) else language,
+        "task_categories": sorted({task for fmt in tables for task in TASKS[fmt]}),
+        "tags": ["sentence-transformers", "hard-negatives", "contrastive-learning", "pairforge"]
+        + (["counterfactuals"] if {"contrast-triplet", "mixed"} & set(tables) else []),
+        "size_categories": [SIZES[min(len(SIZES) - 1, max(0, len(str(rows)) - 3))]],  # 999: n<1K, 1000: 1K<n<10K
         "configs": [
-            {"config_name": fmt, "data_files": [{"split": split, "path": path(fmt, split)} for split in splits]}
+            {"config_name": fmt, "data_files": [{"split": split, "path": _path(fmt, split)} for split in splits]}
             for fmt, splits in tables.items()
         ],
         "dataset_info": [
             {
                 "config_name": fmt,
                 "features": [{"name": f.name, **_feature(f.type)} for f in splits["train"].schema],
-                "splits": [{"name": split, "num_examples": t.num_rows} for split, t in splits.items()],
+                "splits": [
+                    {"name": split, "num_bytes": t.nbytes, "num_examples": t.num_rows} for split, t in splits.items()
+                ],
+                "download_size": sum(f.stat().st_size for split in splits for f in folder.glob(_path(fmt, split))),
+                "dataset_size": sum(t.nbytes for t in splits.values()),
             }
             for fmt, splits in tables.items()
         ],
     }
+
+
+def _source(params: dict) -> list[str]:
+    """Where the texts came from, how the counterfactuals were made, and the license they carry."""
+    ingest, generate = params["ingest"], params["generate"]
+    sampled = f"; {ingest['max_queries']} queries sampled (seed {ingest['seed']})" if ingest["max_queries"] else ""
+    subset = f", subset `{ingest['subset']}`" if ingest.get("subset") else ""
+    extra = f", with unlabelled documents from `{ingest['corpus']}`" if ingest.get("corpus") else ""
+    rules = ", ".join(generate["rules"]) or "none"
+    llm = (
+        f"LLM `{generate['llm_model']}` ({generate['llm_backend']}) on up to {generate['llm_max_items']} of them, "
+        f"controls {', '.join(generate['llm_controls'])}"
+        if generate["llm_backend"] != "none"
+        else "no LLM"
+    )
+    return [
+        "## Source",
+        "",
+        f"Built from `{ingest['source']}` (format `{ingest['format']}`, split `{ingest['split']}`{subset}{extra}"
+        f"{sampled}). Its texts are the source's, so this dataset carries the source's terms: license "
+        f"`{params['export']['license']}` (`export.license`).",
+        f"Counterfactuals are minimal edits of the {generate['source']}: rules {rules}; {llm}.",
+        "",
+    ]
+
+
+def _models(params: dict) -> list[str]:
+    """Which models embedded the texts and judged the negatives and the edits."""
+    embed, judge = params["embed"], params["filter"]
+    limit = f"{embed['max_length']} tokens" if embed["max_length"] else "the model's own token limit"
+    judges = [f"cross-encoder `{judge['cross_encoder']}`"] if judge["cross_encoder"] else []
+    judges += [f"LLM `{judge['llm_model']}` ({judge['llm_backend']})"] if judge["llm_backend"] != "none" else []
+    return [
+        "## Models",
+        "",
+        f"- Encoder: `{embed['model']}` ({embed['runtime']}, {embed['precision']}, max length {limit}). It "
+        "embedded queries and documents for mining and the near-duplicate checks, and gives every `*_score` column. "
+        f"{_prompts(embed)}",
+        f"- Judges of negatives: {', '.join(judges) or 'none beyond the encoder'}; of edits' meaning: "
+        f"`{judge['edit_judge']}`; of their fluency: "
+        + (f"`{judge['edit_lm']}`." if judge["edit_max_nll_increase"] is not None else "none."),
+        "",
+    ]
+
+
+def _prompts(embed: dict) -> str:
+    """The prompts put before the texts it embedded, as `embed` names them (README, Parameters: embed)."""
+    if embed["prompt_name"] is not None:
+        return f"Queries and documents alike were prefixed with the model's prompt `{embed['prompt_name']}`."
+    sides = []
+    for side in ("query", "document"):
+        given = embed[f"{side}_prompt"]
+        sides.append(f"{side} {json.dumps(given)}" if given else f"{side}: the model's own {side} prompt, if any")
+    return f"Prompts before the texts: {'; '.join(sides)}."
+
+
+def _thresholds(params: dict) -> list[str]:
+    """What decided which candidates became negatives and which edits were kept."""
+    rows = [
+        f"| `{section}.{key}` | {json.dumps(value)} |"
+        for section in ("mine", "filter")
+        for key, value in params[section].items()
+        if key not in RUNNING
+    ]
+    return ["## Thresholds", "", "`params.yaml` as it was (README, Parameters):", "", "| param | value |",
+            "| --- | --- |", *rows, ""]  # fmt: skip
+
+
+def _examples(tables: dict[str, dict[str, pa.Table]]) -> list[str]:
+    """The first three rows of each format's train split, in its trainer columns."""
+    lines = ["## Examples", "", "`pairforge preview --format FORMAT` prints more rows, whole.", ""]
+    for fmt, splits in tables.items():
+        rows = splits["train"].select(text_columns(fmt, splits["train"])).slice(0, 3)
+        lines += [f"**{fmt}**", "", *markdown(rows, chars=120), ""]
+    return lines
+
+
+def card(name: str, version: str, tables: dict[str, dict[str, pa.Table]], manifest: dict, folder: Path) -> str:
+    """`tables`: per format, per split (train, and dev when held out), the exported table; `folder`: where their
+    Parquet parts were written."""
+    import yaml
+
+    params = manifest["params"]
     first = next(iter(tables), "triplet")
     batched = [fmt for fmt, splits in tables.items() if "batch_id" in splits["train"].column_names]
     lines = [
         "---",
-        yaml.safe_dump(front, sort_keys=False).rstrip(),
+        yaml.safe_dump(_front(name, tables, params["export"], folder), sort_keys=False).rstrip(),
         "---",
         f"# {name}",
         "",
@@ -164,18 +279,19 @@ def card(name: str, version: str, tables: dict[str, dict[str, pa.Table]], manife
             for split, t in splits.items()
         ],
         "",
-        "Load one format and keep the columns a sentence-transformers trainer reads:",
+        "Load one format (a config) from this folder or its Hub repository, and keep the columns a "
+        "sentence-transformers trainer reads:",
         "",
         "```python",
         "from datasets import load_dataset",
-        f'ds = load_dataset("parquet", data_files="{path(first, "train")}", split="train")',
+        f'ds = load_dataset("path/to/this/folder", "{first}", split="train")',
         f"ds = ds.select_columns({text_columns(first, tables[first]['train'])!r})" if tables else "",
         "```",
         "",
         *(
             [
                 f"Rows of {', '.join(batched)} are written batch by batch (`batch_id`, method "
-                f"`{manifest['params']['export']['batching']}`, {manifest['params']['export']['batch_size']} rows):",
+                f"`{params['export']['batching']}`, {params['export']['batch_size']} rows):",
                 "read them in order, with that batch size and no shuffling, to train on these batches.",
                 "",
             ]
@@ -183,9 +299,17 @@ def card(name: str, version: str, tables: dict[str, dict[str, pa.Table]], manife
             else []
         ),
         *_teacher(manifest, tables),
+        *_source(params),
+        *_models(params),
+        *_thresholds(params),
+        "## Columns",
+        "",
+        *glossary(tables),
+        "",
+        *_examples(tables),
         *_false_negatives(manifest.get("false_negatives")),
         *_promoted(manifest.get("promoted")),
-        *_short_queries(manifest.get("short_queries"), manifest["params"]["mine"]["num_negatives"]),
+        *_short_queries(manifest.get("short_queries"), params["mine"]["num_negatives"]),
         "## Provenance",
         "",
         "```json",

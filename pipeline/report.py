@@ -1,5 +1,5 @@
 """Reports on a built dataset: the figures `dvc metrics show` lists, the tables `dvc plots` draws, and a static
-HTML page with the same plots as inline SVG (no script, no network: it opens anywhere)."""
+HTML page with the same plots as Vega-Lite charts drawn into inline SVG (no script, no network: it opens anywhere)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,21 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import vl_convert
 
 from pipeline import artifacts, ledger
 
 BINS = np.linspace(-0.2, 1.0, 25)  # cosine similarities of unit vectors: 0.05 wide
 COLOURS = {"positive": "#2b8a3e", "mined": "#1c7ed6", "counterfactual": "#e8590c"}
+VEGA_LITE = "https://vega.github.io/schema/vega-lite/v5.json"  # a name for the spec's version: never fetched
+LOG_SPAN = 100  # counts whose largest is more than this many times the smallest are drawn on a log scale
+STYLE = {  # Vega-Lite's defaults (10 px labels) are small on a page of 16 px text
+    "font": "sans-serif",
+    "title": {"fontSize": 16},
+    "axis": {"labelFontSize": 12, "titleFontSize": 13},
+    "legend": {"labelFontSize": 12, "titleFontSize": 13},
+    "text": {"fontSize": 12},
+}
 
 
 def scores(data: Path) -> dict[str, np.ndarray]:
@@ -59,59 +69,96 @@ def metrics(data: Path, found: dict[str, np.ndarray]) -> dict:
     return {"rejections": rejected, "rejection_shares": shares, "scores": stats}
 
 
-def _bars(title: str, labels: list[str], series: dict[str, list[float]], width: int = 720) -> str:
-    """A grouped vertical bar chart as SVG: one group per label, one bar per series."""
-    height, left, bottom, top = 300, 50, 60, 30
-    peak = max([v for values in series.values() for v in values] + [1e-9])
-    group = (width - left - 10) / max(1, len(labels))
-    bar = group / (len(series) + 1)
-    parts = [f'<svg class="plot" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}">']
-    parts.append(f'<text x="{left}" y="18" font-size="14" font-weight="bold">{html.escape(title)}</text>')
-    parts.append(f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" stroke="#333"/>')
-    for i, label in enumerate(labels):
-        x0 = left + i * group
-        for j, (name, values) in enumerate(series.items()):
-            h = (height - bottom - top) * values[i] / peak
-            colour = COLOURS.get(name, "#868e96")
-            parts.append(
-                f'<rect class="bar" data-series="{html.escape(name)}" x="{x0 + j * bar:.1f}" '
-                f'y="{height - bottom - h:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{colour}">'
-                f"<title>{html.escape(name)} {html.escape(label)}: {values[i]}</title></rect>"
-            )
-        if len(labels) <= 12 or i % 4 == 0:
-            parts.append(
-                f'<text x="{x0 + group / 2:.1f}" y="{height - bottom + 14}" font-size="10" text-anchor="end" '
-                f'transform="rotate(-30 {x0 + group / 2:.1f} {height - bottom + 14})">{html.escape(label)}</text>'
-            )
-    for j, name in enumerate(series):
-        parts.append(
-            f'<rect x="{width - 160}" y="{top + 16 * j}" width="10" height="10" fill="{COLOURS.get(name, "#868e96")}"/>'
-        )
-        parts.append(f'<text x="{width - 145}" y="{top + 9 + 16 * j}" font-size="11">{html.escape(name)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+def _chart(title: str, **spec: object) -> dict:
+    return {"$schema": VEGA_LITE, "title": title, "config": STYLE, **spec}
+
+
+def score_chart(hist: pl.DataFrame) -> dict:
+    """Each kind's share of its scores per bin, a line per kind (Vega-Lite)."""
+    shares = hist.unpivot(index="score", variable_name="kind", value_name="share")
+    kinds = [c for c in hist.columns if c != "score"]
+    x = {"field": "score", "type": "quantitative", "scale": {"domain": [float(BINS[0]), float(BINS[-1])]}}
+    x["title"] = f"cosine similarity (bin centre; bins {BINS[1] - BINS[0]:.2f} wide)"
+    colour = {"domain": kinds, "range": [COLOURS.get(k, "#868e96") for k in kinds]}
+    return _chart(
+        "Score distributions",
+        width=640,
+        height=260,
+        data={"values": shares.to_dicts()},
+        mark={"type": "line", "point": True, "strokeWidth": 2},
+        encoding={
+            "x": x,
+            "y": {
+                "field": "share",
+                "type": "quantitative",
+                "title": "share of the kind's scores",
+                "axis": {"format": "%"},
+            },
+            "color": {"field": "kind", "type": "nominal", "title": "kind", "scale": colour},
+        },
+    )
+
+
+def rejection_chart(rejections: pl.DataFrame) -> dict:
+    """A bar per (stage, reason) in pipeline order, its count at its end; a log scale when the counts span more
+    than two decades, so that one large reason does not flatten the others (Vega-Lite)."""
+    counts = rejections["rows"]
+    log = counts.max() > LOG_SPAN * counts.min()
+    order = pl.col("stage").replace_strict({stage: i for i, stage in enumerate(ledger.LEDGERS)})
+    rows = rejections.sort(order, "rows", descending=[False, True])
+    rows = rows.select(pl.format("{}: {}", "stage", "reason").alias("reason"), "stage", "rows")
+    x = {"field": "rows", "type": "quantitative", "title": "rows rejected" + (" (log scale)" if log else "")}
+    # Bars start at zero, which a log scale has not: there they start at 0.5, so that a count of 1 still shows.
+    # The axis runs past the largest count, so that its label fits inside the plot.
+    x["scale"] = (
+        {"type": "log", "domain": [0.5, counts.max() * 4]}
+        if log
+        else {"type": "linear", "domain": [0, counts.max() * 1.15]}
+    )
+    stage = {"field": "stage", "type": "nominal", "title": "stage", "scale": {"domain": list(ledger.LEDGERS)}}
+    return _chart(
+        "Rejections by stage and reason",
+        width=560,
+        height={"step": 24},
+        data={"values": rows.to_dicts()},
+        encoding={
+            "y": {
+                "field": "reason",
+                "type": "nominal",
+                "sort": None,
+                "title": "stage: reason",
+                "axis": {"labelLimit": 0},
+            },
+            "x": x,
+        },
+        layer=[
+            {"mark": "bar", "encoding": {"x2": {"datum": 0.5 if log else 0}, "color": stage}},
+            {"mark": {"type": "text", "align": "left", "dx": 3}, "encoding": {"text": {"field": "rows"}}},
+        ],
+    )
+
+
+def svg(chart: dict) -> str:
+    """The chart drawn as SVG by vl-convert (Vega and Vega-Lite compiled into the package): no browser, no script
+    and no network, here or where the page is opened."""
+    return vl_convert.vegalite_to_svg(chart)
 
 
 def page(name: str, figures: dict, hist: pl.DataFrame, rejections: pl.DataFrame) -> str:
     """The static report: score distributions, rejections by reason, and the figures as tables."""
-    kinds = [c for c in hist.columns if c != "score"]
-    score_plot = _bars(
-        "Score distributions (share of each kind per bin)",
-        [f"{s:.2f}" for s in hist["score"]],
-        {k: hist[k].to_list() for k in kinds},
-    )
-    labels = [f"{s}: {r}" for s, r in zip(rejections["stage"], rejections["reason"])]
-    rejection_plot = _bars("Rejections by stage and reason", labels, {"rows": rejections["rows"].to_list()})
     rows = "".join(
         f"<tr><td>{html.escape(kind)}</td>" + "".join(f"<td>{v}</td>" for v in stats.values()) + "</tr>"
         for kind, stats in figures["scores"].items()
     )
+    rejected = (
+        f"<figure class='plot'>{svg(rejection_chart(rejections))}</figure>" if rejections.height else "<p>None.</p>"
+    )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(name)}: pairforge report</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}figure{margin:1em 0}"
         "td,th{border:1px solid #ccc;padding:2px 8px}</style></head><body>"
-        f"<h1>{html.escape(name)}</h1><h2>Scores</h2>{score_plot}"
+        f"<h1>{html.escape(name)}</h1><h2>Scores</h2><figure class='plot'>{svg(score_chart(hist))}</figure>"
         "<p>positive: query · positive; mined: query · kept negative; counterfactual: anchor · edited negative.</p>"
         "<table><tr><th>kind</th><th>count</th><th>p10</th><th>p50</th><th>p90</th><th>mean</th></tr>"
-        f"{rows}</table><h2>Rejections</h2>{rejection_plot}</body></html>"
+        f"{rows}</table><h2>Rejections</h2>{rejected}</body></html>"
     )
