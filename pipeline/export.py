@@ -125,6 +125,28 @@ def tally(written: list[Part]) -> tuple[dict, dict]:
     return rows, plans
 
 
+def headline(stats: dict) -> dict:
+    """`metrics/headline.json`: the dozen figures `dvc exp show` and `dvc metrics diff` put side by side, out of
+    `metrics` (`metrics/export.json` keeps them all: ~100 columns are a table nobody reads)."""
+    measured = stats["false_negatives"] or {}
+    rejected: dict[str, int] = {}
+    for key, rows in stats["rejections"].items():
+        stage = key.split("/")[0]
+        rejected[stage] = rejected.get(stage, 0) + rows
+    first = next(iter(stats["rows"]), None)  # the first format of `export.formats`: its rows, per split
+    return {
+        "version": stats["version"],
+        "rows": {split: stats["rows"].get(first, {}).get(split, 0) for split in ("train", "dev")},
+        "queries": stats.get("queries", 0),
+        "negatives": stats["scores"]["mined"]["count"],
+        "counterfactuals": stats["counterfactuals"],
+        "short_queries": sum(stats["short_queries"].values()),
+        "fn_rate": measured.get("rate"),
+        "rejected": rejected,
+        "score_p50": {kind: found.get("p50") for kind, found in stats["scores"].items()},
+    }
+
+
 def short_queries(filtered: Path) -> dict[str, int]:
     """How many queries the filter left short of negatives, by reason (`data/filtered/short_queries`)."""
     found = artifacts.read(filtered / "short_queries", ["reason"])["reason"].to_pylist()

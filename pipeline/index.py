@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import faiss
@@ -11,6 +12,8 @@ import pyarrow as pa
 from pipeline import schema
 from pipeline.params import IndexParams
 from pipeline.schema import InputError
+
+log = logging.getLogger("pairforge.index")
 
 
 def _needs_points(factory: str) -> int:
@@ -135,12 +138,22 @@ def load(source: str | np.ndarray, params: IndexParams, gpu: bool = False) -> fa
     return index
 
 
+# FAISS's own floor for a centroid it can place (below it, k-means warns and topics hold a document or two).
+MIN_DOCS_PER_TOPIC = 39
+
+
 def topics(doc_vectors: np.ndarray, params: IndexParams) -> faiss.Kmeans:
-    """Spherical k-means over the corpus (centroids on the unit sphere, like the vectors)."""
-    k = min(params.topics, len(doc_vectors))
+    """Spherical k-means over the corpus (centroids on the unit sphere, like the vectors); a small corpus gets as
+    many topics as it has documents for, and a warning saying so."""
+    k = min(params.topics, max(1, len(doc_vectors) // MIN_DOCS_PER_TOPIC))
+    if k < params.topics:
+        log.warning(
+            "index.topics is %d, but %d documents make only %d topic(s) of at least %d documents: using %d",
+            params.topics, len(doc_vectors), k, MIN_DOCS_PER_TOPIC, k,
+        )  # fmt: skip
     kmeans = faiss.Kmeans(
         doc_vectors.shape[1], k, niter=params.kmeans_iterations, seed=params.seed, spherical=True, verbose=False,
-        gpu=gpus() > 0,
+        gpu=gpus() > 0, min_points_per_centroid=MIN_DOCS_PER_TOPIC,
     )  # fmt: skip
     kmeans.train(doc_vectors)
     return kmeans

@@ -1,183 +1,25 @@
-"""Ingest: the user's corpora (BEIR folders, pair files; JSONL, CSV/TSV, Parquet) into corpus / queries / positives.
+"""Ingest: the user's corpora (BEIR folders, pair files, Hugging Face datasets) into corpus / queries / positives.
 
-Every record is checked as it is read, so an error names the file, the line (JSONL, CSV: the physical line;
-Parquet: the 1-based row) and the field. Under `on_bad_row: skip` a bad row is left out instead and kept, with its
-error, in the rejections ledger (reason `bad_row`); a file that can't be read at all still stops the stage.
+Records are read and checked by `pipeline.records`; this module turns them into the three tables, collapsing
+duplicate texts and resolving the qrels' ids.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import hashlib
-import io
-import json
 import math
 import random
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from pipeline import schema, vocabulary
+from pipeline import artifacts, hf_datasets, schema, vocabulary
 from pipeline.params import IngestParams
+from pipeline.records import FORMATS, BadRows, each_row, field, read_records, rows
 from pipeline.schema import InputError
 
 FLOAT32_MAX = 3.4028234663852886e38
-FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # the default (128 KiB) rejects long documents
-
-
-class BadRows(list):
-    """Where rows that can't be used go under `on_bad_row: skip`; `None` in its place raises them."""
-
-    def rejections(self) -> pa.Table:
-        return pa.table(
-            {
-                "stage": ["ingest"] * len(self),
-                "kind": ["row"] * len(self),
-                "key": [f"{Path(err.source).name}:{err.row}" for err in self],
-                "reason": [vocabulary.BAD_ROW] * len(self),
-                "detail": [str(err) for err in self],
-                "scores": [[] for _ in self],
-            },
-            schema=schema.REJECTIONS,
-        )
-
-
-def _bad(err: InputError, bad_rows: BadRows | None) -> None:
-    if bad_rows is None:
-        raise err
-    bad_rows.append(err)
-
-
-@contextlib.contextmanager
-def _each_row(bad_rows: BadRows | None) -> Iterator[None]:
-    """Wraps one row's checks: under `skip` a bad row is recorded and the loop goes on to the next."""
-    try:
-        yield
-    except InputError as err:
-        _bad(err, bad_rows)
-
-
-def read_records(path: Path, bad_rows: BadRows | None = None) -> Iterator[tuple[int, dict]]:
-    """(row number, record) pairs from a JSONL, CSV, TSV or Parquet file; unreadable rows go to `bad_rows`."""
-    path = Path(path)
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise InputError(path, None, None, f"unknown format {path.suffix!r}; expected one of {sorted(FORMATS)}")
-    if not path.exists():
-        raise InputError(path, None, None, "file not found")
-    if path.stat().st_size == 0:
-        raise InputError(path, None, None, "file is empty")
-    if fmt == "parquet":
-        yield from _parquet_records(path, bad_rows)
-        return
-    with open(path, "rb") as handle:
-        raw_lines = handle.read().splitlines()
-    lines = []
-    for number, raw in enumerate(raw_lines, start=1):
-        try:
-            lines.append(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
-        except UnicodeDecodeError as err:
-            _bad(InputError(path, number, None, f"not valid UTF-8 ({err.reason} at byte {err.start})"), bad_rows)
-            lines.append("")  # a blank in its place keeps the physical line numbers of the rows after it
-    if fmt == "jsonl":
-        records = _jsonl_records(path, lines, bad_rows)
-    else:
-        records = _delimited_records(path, lines, "\t" if fmt == "tsv" else ",", bad_rows)
-    empty = True
-    for item in records:
-        empty = False
-        yield item
-    if empty:  # blank lines only, or a CSV / TSV header without rows
-        raise InputError(path, None, None, "file holds no records")
-
-
-def _jsonl_records(path: Path, lines: list[str], bad_rows: BadRows | None) -> Iterator[tuple[int, dict]]:
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            _bad(InputError(path, number, None, f"malformed JSON: {err.msg} at column {err.colno}"), bad_rows)
-            continue
-        except ValueError as err:  # an integer of more digits than Python converts (4,300)
-            _bad(InputError(path, number, None, f"malformed JSON: {err}"), bad_rows)
-            continue
-        except RecursionError:
-            _bad(InputError(path, number, None, "malformed JSON: nested too deeply"), bad_rows)
-            continue
-        if not isinstance(record, dict):
-            _bad(InputError(path, number, None, f"expected a JSON object, found {type(record).__name__}"), bad_rows)
-            continue
-        yield number, record
-
-
-def _delimited_records(
-    path: Path, lines: list[str], delimiter: str, bad_rows: BadRows | None
-) -> Iterator[tuple[int, dict]]:
-    # strict: a quote never closed is an error where its field opened, not the rest of the file merged into it
-    reader = csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter, strict=True)
-    header = next(reader, None)
-    if not header:
-        raise InputError(path, 1, None, "missing header row")
-    while True:
-        started = reader.line_num + 1
-        try:
-            values = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as err:
-            raise InputError(path, started, None, f"a quoted field opened here is never closed ({err})") from err
-        number = reader.line_num
-        if not values:
-            continue
-        if len(values) != len(header):
-            problem = f"expected {len(header)} fields ({header}), found {len(values)}"
-            _bad(InputError(path, number, None, problem), bad_rows)
-            continue
-        yield number, dict(zip(header, values))
-
-
-def _parquet_records(path: Path, bad_rows: BadRows | None) -> Iterator[tuple[int, dict]]:
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise InputError(path, None, None, f"not a readable Parquet file: {err}") from err
-    if table.num_rows == 0:
-        raise InputError(path, None, None, "file holds no records")
-    broken = set()
-    for name in table.column_names:  # Arrow trusts a file's strings; Python does not
-        column = table[name]
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            for row, value in enumerate(column.cast(pa.binary()).to_pylist(), start=1):
-                try:
-                    value is None or value.decode("utf-8")
-                except UnicodeDecodeError as err:
-                    _bad(InputError(path, row, name, f"not valid UTF-8 ({err.reason} at byte {err.start})"), bad_rows)
-                    broken.add(row)
-    rows = [row for row in range(1, table.num_rows + 1) if row not in broken]
-    yield from zip(rows, table.take([row - 1 for row in rows]).to_pylist())
-
-
-def field(record: dict, name: str, source: Path, row: int, required: bool = True) -> str | None:
-    """A text or id field: ids may be numbers in the file (BEIR does this), and become strings."""
-    if name not in record or record[name] is None:
-        if required:
-            raise InputError(source, row, name, "missing field")
-        return None
-    value = record[name]
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise InputError(source, row, name, f"expected a string, found {type(value).__name__}")
-    value = str(value)
-    if required and not value.strip():
-        raise InputError(source, row, name, "text is empty")
-    return value
 
 
 def stable_id(prefix: str, text: str) -> str:
@@ -228,16 +70,37 @@ class Collection:
         )
 
 
+# A title that already ends a clause ("Title.", "Why?") drops the separator's own leading punctuation:
+# "Title. Text", never "Title.. Text" (3,012 of SciFact's 5,183 titles end in a period).
+CLAUSE_END = ".!?:;,…。！？"
+
+
 def _joined(text: str, title: str | None, separator: str | None) -> str:
-    return f"{title}{separator}{text}" if title and separator is not None else text
+    if not title or separator is None:
+        return text
+    if title.rstrip().endswith(tuple(CLAUSE_END)):
+        return f"{title.rstrip()}{separator.lstrip(CLAUSE_END) or ' '}{text}"
+    return f"{title}{separator}{text}"
 
 
 def _find(folder: Path, stem: str) -> Path:
+    if not folder.is_dir():
+        problem = "not found" if not folder.exists() else "is a file, and format beir reads a folder"
+        raise InputError(
+            folder, None, None,
+            f"{problem} (corpus.*, queries.* and qrels/<split>.*); for a file of pairs set ingest.format: pairs "
+            "and ingest.anchor_column / ingest.positive_column",
+        )  # fmt: skip
     for suffix in FORMATS:
         candidate = folder / f"{stem}{suffix}"
         if candidate.exists():
             return candidate
-    raise InputError(folder / f"{stem}.jsonl", None, None, f"file not found (looked for {stem}.* in {folder})")
+    found = sorted(child.name + ("/" if child.is_dir() else "") for child in folder.iterdir())
+    raise InputError(
+        folder / f"{stem}.jsonl", None, None,
+        f"file not found: format beir looks for {stem}.* ({', '.join(FORMATS)}) in {folder}, which holds "
+        f"{', '.join(found[:20]) or 'nothing'}",
+    )  # fmt: skip
 
 
 Source = tuple[Collection, Collection, list[tuple[str, str, float]]]
@@ -258,7 +121,7 @@ def read_beir(params: IngestParams, bad_rows: BadRows | None) -> Source:
     corpus = Collection.empty("doc")
     corpus_path = _find(folder, "corpus")
     for row, record in read_records(corpus_path, bad_rows):
-        with _each_row(bad_rows):
+        with each_row(bad_rows):
             id_ = field(record, "_id", corpus_path, row)
             text = field(record, "text", corpus_path, row)
             title = field(record, "title", corpus_path, row, required=False) or None
@@ -266,13 +129,13 @@ def read_beir(params: IngestParams, bad_rows: BadRows | None) -> Source:
     queries = Collection.empty("query")
     queries_path = _find(folder, "queries")
     for row, record in read_records(queries_path, bad_rows):
-        with _each_row(bad_rows):
+        with each_row(bad_rows):
             id_, text = field(record, "_id", queries_path, row), field(record, "text", queries_path, row)
             queries.add(id_, text, None, queries_path, row, "_id")
     qrels_path = _find(folder / "qrels", params.split)
     positives = []
     for row, record in read_records(qrels_path, bad_rows):
-        with _each_row(bad_rows):
+        with each_row(bad_rows):
             query_id = queries.canonical(field(record, "query-id", qrels_path, row))
             if query_id is None:
                 raise InputError(qrels_path, row, "query-id", f"unknown query {record['query-id']!r}")
@@ -289,11 +152,14 @@ def read_pairs(params: IngestParams, bad_rows: BadRows | None) -> Source:
     path = Path(params.source)
     corpus, queries = Collection.empty("doc"), Collection.empty("query")
     positives = []
-    for row, record in read_records(path, bad_rows):
-        with _each_row(bad_rows):  # every field is checked before anything is added: a skipped row leaves no trace
-            anchor = field(record, params.anchor_column, path, row)
-            positive = field(record, params.positive_column, path, row)
-            negative = field(record, params.negative_column, path, row) if params.negative_column else None
+    columns = {name: f"ingest.{name}_column" for name in ("anchor", "positive", "negative")}
+    for row, record in rows(params.source, params.split, params.subset, bad_rows):
+        with each_row(bad_rows):  # every field is checked before anything is added: a skipped row leaves no trace
+            anchor = field(record, params.anchor_column, path, row, param=columns["anchor"])
+            positive = field(record, params.positive_column, path, row, param=columns["positive"])
+            negative = None
+            if params.negative_column:
+                negative = field(record, params.negative_column, path, row, param=columns["negative"])
             query_id = queries.add(stable_id("q", anchor), anchor, None, path, row, params.anchor_column)
             doc_id = corpus.add(stable_id("d", positive), positive, None, path, row, params.positive_column)
             positives.append((query_id, doc_id, 1.0))
@@ -302,10 +168,34 @@ def read_pairs(params: IngestParams, bad_rows: BadRows | None) -> Source:
     return corpus, queries, positives
 
 
+def add_unlabelled(corpus: Collection, params: IngestParams, bad_rows: BadRows | None) -> None:
+    """Documents no query is judged against (`ingest.corpus`): more to mine negatives from."""
+    path = Path(params.corpus)
+    for row, record in rows(params.corpus, params.split, params.subset, bad_rows):
+        with each_row(bad_rows):
+            text = field(record, params.corpus_column, path, row, param="ingest.corpus_column")
+            corpus.add(stable_id("d", text), text, None, path, row, params.corpus_column)
+
+
+def fingerprints(params: IngestParams) -> dict[str, str]:
+    """What the ingested artifact was built from: each source's content hash (a dataset's own fingerprint)."""
+    found = {}
+    for name in ("source", "corpus"):
+        source = getattr(params, name)
+        if source is not None:
+            hub = str(source).startswith(hf_datasets.HUB)
+            found[name] = (
+                hf_datasets.fingerprint(source, params.split, params.subset) if hub else artifacts.fingerprint(source)
+            )
+    return found
+
+
 def ingest(params: IngestParams) -> dict[str, pa.Table]:
     """Read the configured source; returns the corpus, queries, positives and rejections tables."""
     bad_rows = BadRows() if params.on_bad_row == "skip" else None
     corpus, queries, positives = (read_beir if params.format == "beir" else read_pairs)(params, bad_rows)
+    if params.corpus is not None:
+        add_unlabelled(corpus, params, bad_rows)
     best: dict[tuple[str, str], float] = {}  # the same judgement twice (e.g. via merged ids) counts once, best score
     for query_id, doc_id, score in positives:
         best[query_id, doc_id] = max(score, best.get((query_id, doc_id), score))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
+import re
 import types
 import typing
 import urllib.parse
@@ -20,9 +21,17 @@ from pipeline.vocabulary import LLM_CONTROLS, RULE_OPS
 
 @dataclass(frozen=True)
 class IngestParams:
+    # A BEIR folder, a pair file, or for `pairs` a Hugging Face dataset: `hf:<id>`, or a folder that
+    # `datasets.load_from_disk` / `load_dataset` reads.
     source: str = "../shared/datasets/scifact"
     format: Literal["beir", "pairs"] = "beir"
+    # BEIR: the qrels file (qrels/<split>.*); a Hugging Face dataset: the split read.
     split: str = "train"
+    # A Hugging Face dataset's configuration (its subset, e.g. "triplet"); null for its default.
+    subset: str | None = None
+    # Unlabelled documents added to the corpus to mine negatives from: a file, or a dataset as `source` may be.
+    corpus: str | None = None
+    corpus_column: str = "text"
     # Title and text are joined with this separator for embedding; null keeps the title in its own column only.
     title_separator: str | None = ". "
     # Column names of a pair file: anchor -> query text, positive -> document text, optional negative.
@@ -57,6 +66,12 @@ class EmbedParams:
     # torch: fp32, or bf16 / fp16 (GPU only) autocast for speed (bf16: cosine >= 0.9999 to fp32 on SciFact, about
     # 1.9x on CPU). onnx: fp32, or int8 weights (faster, but vectors move: see the README for its retrieval cost).
     precision: Literal["fp32", "bf16", "fp16", "int8"] = "fp32"
+    # Text put before each query / corpus document, as sentence-transformers' prompts (e.g. "query: ", "passage: ").
+    # "": the model's own for that side (its config's "query"; "document", "passage" or "corpus" prompt), else none.
+    query_prompt: str = ""
+    document_prompt: str = ""
+    # One of the model's named prompts, for queries and documents alike, in place of the two above (null: unused).
+    prompt_name: str | None = None
     # Vectors already computed, keyed by model fingerprint + settings + text hash: re-runs embed only new texts.
     cache: str = "cache/embeddings"
     # Vectors per cache shard, written as they arrive: a killed run loses at most about this much work.
@@ -76,6 +91,10 @@ class EmbedParams:
             )
         if self.runtime == "onnx" and (self.device == "cuda" or self.gpus_per_actor):
             raise InputError("params.yaml", None, "embed.runtime", "onnx runs on CPU; use torch with a GPU")
+        if self.prompt_name is not None and (self.query_prompt or self.document_prompt):
+            raise InputError(
+                "params.yaml", None, "embed.prompt_name", "set it or query_prompt / document_prompt, not both"
+            )
 
 
 @dataclass(frozen=True)
@@ -364,6 +383,11 @@ class ExportParams:
     # The filter's proposed extra positives (data/filtered/promoted: candidates its judges found relevant with
     # high confidence) join the positives; the card counts them either way.
     promote_false_negatives: bool = False
+    # The card's `license` (a Hugging Face license id: cc-by-4.0, apache-2.0, other, ...) and `language` (ISO 639
+    # codes, one or a list). The export derives from the source's texts, so it carries the source's license: set it
+    # from the source's terms; unknown says nobody stated them.
+    license: str = "unknown"
+    language: str | list[str] = "en"
 
     def check(self) -> None:
         _at_least(self, "rows_per_part", 1)
@@ -379,6 +403,15 @@ class ExportParams:
             if fmt not in known:
                 raise InputError(
                     "params.yaml", None, "export.formats", f"unknown format {fmt!r}; known: {sorted(known)}"
+                )
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", self.license):
+            raise InputError(
+                "params.yaml", None, "export.license", f"expected a license id (cc-by-4.0), got {self.license!r}"
+            )
+        for code in [self.language] if isinstance(self.language, str) else self.language:
+            if not re.fullmatch(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*", code):
+                raise InputError(
+                    "params.yaml", None, "export.language", f"expected ISO 639 codes (en, pt-BR), got {code!r}"
                 )
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from pipeline import progress
+
 log = logging.getLogger("pairforge.runtime")
 
 
@@ -42,12 +44,12 @@ def init() -> None:
     # "local" starts a fresh local Ray: without it, ray.init() joins whichever cluster `ray start` last started on
     # this machine, so a stage's work would land on a cluster the user did not name.
     address = os.environ.get("RAY_ADDRESS") or "local"
+    # Ray warns, at every start of a local cluster, that it turned its default token authentication on: news once,
+    # noise in every stage's log. Its warning that authentication is *off* still shows.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+        lambda record: "Token authentication is enabled" not in record.getMessage()
+    )
     ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    context = ray.data.DataContext.get_current()
-    # Input order in, input order out: determinism does not depend on which actor finishes first.
-    context.execution_options.preserve_order = True
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
     resources = ray.cluster_resources()
     log.info(
         "ray: %s, %d node(s), %g CPU, %g GPU",
@@ -136,19 +138,6 @@ def file_for_workers(path: Path) -> WorkerFile:
     return WorkerFile(str(path.resolve()))
 
 
-def _resolving(worker: type) -> type:
-    """`worker`, taking the shared values among its arguments out of the object store when the actor starts."""
-
-    class Resolving(worker):
-        def __init__(self, **kwargs):
-            import ray
-
-            super().__init__(**{k: ray.get(v) if isinstance(v, ray.ObjectRef) else v for k, v in kwargs.items()})
-
-    Resolving.__name__ = Resolving.__qualname__ = worker.__name__  # Ray names the actors after it
-    return Resolving
-
-
 # Actor pools kept between calls (see `map_batches(keep=True)`), oldest first: key -> (actors, Ray's ActorPool).
 _kept: dict[tuple, tuple[list, object]] = {}
 
@@ -212,31 +201,38 @@ def _make_room(resources: Resources, size: int) -> None:
             time.sleep(0.05)
 
 
-def _kept_pool(worker: type, worker_args: dict, resources: Resources, size: int):
-    """The kept pool for this worker, arguments and resources: the one kept, or a new one. Older kept pools stay
-    while the new one fits beside them (a cross-encoder and an LLM judge on a cluster with room for both)."""
+def _actor_pool(worker: type, worker_args: dict, resources: Resources, size: int, keep: bool):
+    """(actors, Ray's ActorPool, whether it is new) for this worker, arguments and resources: the kept one, or a
+    new one. Older kept pools stay while the new one fits beside them (a cross-encoder and an LLM judge on a
+    cluster with room for both)."""
     import ray
     from ray.util import ActorPool
 
     key = (worker, repr(sorted(worker_args.items())), resources, size)
-    if key in _kept:
+    if keep and key in _kept:
         _kept[key] = _kept.pop(key)  # the most recently used is the last to be ended
-        return _kept[key][1], False
+        return *_kept[key], False
     _make_room(resources, size)
 
-    def __init__(self, **kwargs):
-        self.work = worker(**kwargs)
+    def __init__(self, arguments: dict):
+        # The shared values arrive as references inside one small argument, and are fetched here: Ray would
+        # resolve top-level references itself, but warns that a restarted actor may find them gone.
+        self.work = worker(**{k: ray.get(v) if isinstance(v, ray.ObjectRef) else v for k, v in arguments.items()})
 
     def run(self, batch: pa.Table) -> pa.Table:
         return self.work(batch)
 
-    # Named after the worker, as Ray Data's actors are, so the cluster's actor table says what each one is.
+    # Named after the worker, so the cluster's actor table says what each one is. A dead actor (killed, OOM, lost
+    # node) is restarted and its task retried a few times, then the call fails: a batch that kills every actor it
+    # reaches must not hang the stage.
     actor = ray.remote(
         num_cpus=resources.cpus, num_gpus=resources.gpus, max_restarts=ACTOR_RETRIES, max_task_retries=ACTOR_RETRIES
     )(type(worker.__name__, (), {"__init__": __init__, "run": run}))
-    actors = [actor.remote(**worker_args) for _ in range(size)]  # ObjectRef arguments arrive resolved
-    _kept[key] = (actors, ActorPool(actors))
-    return _kept[key][1], True
+    actors = [actor.remote(worker_args) for _ in range(size)]
+    pool = ActorPool(actors)
+    if keep:
+        _kept[key] = (actors, pool)
+    return actors, pool, True
 
 
 def map_batches(
@@ -252,27 +248,23 @@ def map_batches(
     `rows_per_task` sets how much each actor call receives; the worker batches further inside (e.g. by tokens).
     `keep=True` keeps the pool's actors, with what they loaded, for the next call with the same worker, arguments
     and resources: for a stage that calls one model again and again (the filter's refill rounds and query shards),
-    which would otherwise load it once per call. Kept pools stay side by side, and beside a Ray Data pool
-    (`keep=False`), while the cluster has room for them; the oldest give way to a pool that would not fit.
+    which would otherwise load it once per call. Kept pools stay side by side while the cluster has room for them;
+    the oldest give way to a pool that would not fit. Other pools end with the call.
     """
-    import ray
-
     blocks = [table.slice(start, rows_per_task) for start in range(0, table.num_rows, rows_per_task)]
     if not blocks:
         return
     if _runs_in_process(table.num_rows, resources):
-        yield from _in_process(blocks, worker, worker_args, resources, keep)
+        in_process = _in_process(blocks, worker, worker_args, resources, keep)
+        yield from progress.tracked(in_process, worker.__name__, table.num_rows)
         return
     init()
     if resources.gpus and not cluster_resources().get("GPU", 0):
         # Ray would wait for a GPU forever; say so instead.
         raise RuntimeError(f"{worker.__name__} asks for {resources.gpus} GPU per actor; this Ray cluster has no GPU")
     worker_args = {name: value.ref() if isinstance(value, Shared) else value for name, value in worker_args.items()}
-    size = pool_size(resources)
-    if keep:
-        pool, started = _kept_pool(worker, worker_args, resources, size)
-    else:
-        _make_room(resources, min(size, len(blocks)))
+    size = pool_size(resources) if keep else min(pool_size(resources), len(blocks))
+    actors, pool, started = _actor_pool(worker, worker_args, resources, size, keep)
     log.info(
         "pool: %d x %s (%g CPU, %g GPU each), %d tasks%s",
         size,
@@ -282,27 +274,16 @@ def map_batches(
         len(blocks),
         "" if not keep else ", new actors, kept" if started else ", kept actors",
     )
-    if keep:
-        try:
-            yield from pool.map(lambda actor, block: actor.run.remote(block), blocks)
-        except BaseException:  # a failed or abandoned map leaves tasks behind: start afresh next time
+    results = pool.map(lambda actor, block: actor.run.remote(block), blocks)
+    try:
+        yield from progress.tracked(results, worker.__name__, table.num_rows)
+    except BaseException:  # a failed or abandoned map leaves tasks behind: start afresh next time
+        if keep:
             release_kept_pools([key for key, (_, kept) in _kept.items() if kept is pool])
-            raise
-        return
-    if any(isinstance(value, ray.ObjectRef) for value in worker_args.values()):
-        worker = _resolving(worker)
-    dataset = ray.data.from_arrow(blocks).map_batches(
-        worker,
-        fn_constructor_kwargs=worker_args,
-        batch_size=None,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=min(size, len(blocks))),
-        num_cpus=resources.cpus,
-        num_gpus=resources.gpus,
-        zero_copy_batch=True,
-        # A dead actor (killed, OOM, lost node) is restarted and its batch retried, a few times: Ray Data's default
-        # is forever, which turns a batch that kills every actor it reaches into a hang.
-        max_restarts=ACTOR_RETRIES,
-        max_task_retries=ACTOR_RETRIES,
-    )
-    yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1)
+        raise
+    finally:
+        if not keep:
+            import ray
+
+            for actor in actors:
+                ray.kill(actor)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -30,9 +32,16 @@ PLOTS = Path("plots")
 def stage(name: str, output: Path) -> Iterator[logging.Logger]:
     """Hold the output's lock from the start (a second run at once is refused before it does any work), log the
     stage's wall time, and turn bad input or a busy output into one clear line on stderr and exit status 1."""
+    _arguments(name)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     for noisy in ("ray", "faiss", "transformers", "httpx", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not sys.stderr.isatty():
+        # A bar's carriage returns make a log file unreadable: model loads (transformers) draw none, here and in the
+        # Ray workers this process starts (they inherit its environment); pairforge's own progress logs lines.
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        if "transformers" in sys.modules:
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
     log = logging.getLogger(f"pairforge.{name}")
     started = time.perf_counter()
     try:
@@ -47,6 +56,21 @@ def stage(name: str, output: Path) -> Iterator[logging.Logger]:
         log.error("%s: %s", "bad input" if isinstance(found, InputError) else "endpoint", found)
         sys.exit(f"pairforge {name}: {found}")
     log.info("%s finished in %.1f s", name, time.perf_counter() - started)
+
+
+def _arguments(name: str) -> None:
+    """`python -m stages.<name> --help` describes the stage and exits without running it; an argument it does not
+    take is an error, not ignored. Called by `pairforge run` (or a test), argv is not the stage's to read."""
+    if Path(sys.argv[0]).stem != name:
+        return
+    parser = argparse.ArgumentParser(
+        prog=f"python -m stages.{name}",
+        description=sys.modules["__main__"].__doc__,
+        epilog=f"Reads the `{name}` section of ./params.yaml (README: Parameters). `dvc repro` runs every stage "
+        "that is out of date; `pairforge run <stage>` runs one.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args()
 
 
 def reportable(err: BaseException) -> InputError | EndpointError | None:

@@ -10,6 +10,8 @@ from stages.common import DATA, EXPORT, FILTERED, INDEX, INGESTED, METRICS, MINE
 def main() -> None:
     with stage("export", EXPORT) as log:
         config, mine_config, generate_config = params.load("export"), params.load("mine"), params.load("generate")
+        # The card names the source, the encoder and the filter's thresholds the data was built with.
+        card_sections = {name: params.load(name).__dict__ for name in ("ingest", "embed", "filter")}
         frames = export.frames(INGESTED, INDEX, MINED, FILTERED, config.promote_false_negatives)
         inputs = fingerprints(ingested=INGESTED, index=INDEX, mined=MINED, filtered=FILTERED)
         with artifacts.ArtifactWriter(EXPORT, config, inputs, rows_per_part=config.rows_per_part) as out:
@@ -31,6 +33,7 @@ def main() -> None:
                 "teacher": frames.teacher,
                 "promoted": frames.promoted,
                 "params": {
+                    **card_sections,
                     "mine": mine_config.__dict__,
                     "generate": generate_config.__dict__,
                     "export": config.__dict__,
@@ -40,7 +43,7 @@ def main() -> None:
             for part in written:
                 tables.setdefault(part.format, {})[part.split] = part.table
             out.write_text("_manifest.json", json.dumps(provenance, indent=2, sort_keys=True, default=str) + "\n")
-            out.write_text("README.md", card.card(config.name, version, tables, provenance))
+            out.write_text("README.md", card.card(config.name, version, tables, provenance, out.tmp))
             if frames.promoted:
                 out.write_text("promoted-qrels.tsv", export.qrels_delta(export.promoted(FILTERED)))
         scores = report.scores(DATA)
@@ -49,6 +52,8 @@ def main() -> None:
         artifacts.write_text_atomically(PLOTS / "rejections.csv", ledger.summary(DATA, samples=0)[0].write_csv())
         stats = export.metrics(DATA, scores, version, written, frames)
         artifacts.write_text_atomically(METRICS / "export.json", json.dumps(stats, indent=2, sort_keys=True) + "\n")
+        headline = export.headline(stats)
+        artifacts.write_text_atomically(METRICS / "headline.json", json.dumps(headline, indent=2) + "\n")
         log.info("export version %s: %s; in-batch conflicts %s", version, rows, plans)
 
 

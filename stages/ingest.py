@@ -8,7 +8,7 @@ def main() -> None:
     with stage("ingest", INGESTED) as log:
         config = params.load("ingest")
         tables = ingest.ingest(config)
-        with artifacts.ArtifactWriter(INGESTED, config, {"source": artifacts.fingerprint(config.source)}) as out:
+        with artifacts.ArtifactWriter(INGESTED, config, ingest.fingerprints(config)) as out:
             for name, table in tables.items():
                 out.write(name, table)
         reasons = tables["rejections"]["reason"].to_pylist()

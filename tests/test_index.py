@@ -77,6 +77,15 @@ def test_topics_are_seeded_and_group_neighbours(vectors):
     assert np.mean(topics[:100] == topics[exact]) > 0.8, "nearest neighbours mostly share a topic"
 
 
+def test_topics_are_clamped_to_what_a_small_corpus_supports_with_a_warning(vectors, caplog):
+    few = vectors[:100]
+    with caplog.at_level("WARNING", logger="pairforge.index"):
+        kmeans = index.topics(few, IndexParams(topics=16))
+    assert kmeans.k == 2
+    assert "index.topics is 16, but 100 documents make only 2 topic(s) of at least 39 documents" in caplog.text
+    assert index.topics(vectors[:30], IndexParams(topics=16)).k == 1
+
+
 @pytest.mark.parametrize(
     ("count", "budget_mb", "chosen"),
     [

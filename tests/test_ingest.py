@@ -111,6 +111,20 @@ def test_title_separator_null_keeps_text_and_title_column(tmp_path):
     assert custom["corpus"]["text"].to_pylist()[0] == "Alpha | alpha text"
 
 
+def test_a_title_that_ends_a_clause_is_joined_without_doubled_punctuation(tmp_path):
+    corpus = [
+        {"_id": "d1", "title": "A study.", "text": "One."},
+        {"_id": "d2", "title": "Why now?", "text": "Two."},
+        {"_id": "d3", "title": "Plain", "text": "Three."},
+    ]
+    qrels = [("q1", "d1", "1"), ("q1", "d2", "1"), ("q1", "d3", "1")]
+    folder = make_beir(tmp_path / "beir", corpus=corpus, qrels=qrels)
+    joined = ingest(IngestParams(source=str(folder)))["corpus"]["text"].to_pylist()
+    assert joined == ["A study. One.", "Why now? Two.", "Plain. Three."]
+    lines = ingest(IngestParams(source=str(folder), title_separator="\n"))["corpus"]["text"].to_pylist()
+    assert lines == ["A study.\nOne.", "Why now?\nTwo.", "Plain\nThree."]
+
+
 def test_one_judgement_reached_twice_through_a_merge_is_one_positive_with_the_best_score(tmp_path):
     qrels = [("q1", "d3", "1"), ("q1", "d1", "2"), ("q1", "d1", "2"), ("7", "2", "1")]
     tables = ingest(IngestParams(source=str(make_beir(tmp_path / "beir", qrels=qrels))))
@@ -470,8 +484,69 @@ def test_stage_writes_the_artifact_and_leaves_it_untouched_on_bad_input(tmp_path
     failed = _run_stage(project)
     assert failed.returncode == 1
     last = failed.stderr.strip().splitlines()[-1]
-    assert last == f"pairforge ingest: {bad / 'corpus.jsonl'}, row 2, field 'text': missing field"
+    assert (
+        last
+        == f"pairforge ingest: {bad / 'corpus.jsonl'}, row 2, field 'text': missing field (the row has '_id', 'title')"
+    )
     assert _snapshot(ingested) == before
     assert {name: (ingested / name / "_manifest.json").read_text() for name in expected} == manifests
     left = sorted(p.name for p in (project / "data").iterdir())
     assert left == [".ingested.lock", "ingested"], "no .ingested.tmp-* / .old left (the writer's lock file stays)"
+
+
+# Bring your own data: errors that say what was found and which param to set
+
+
+def test_a_pair_file_with_other_column_names_lists_them_and_names_the_param(tmp_path):
+    path = write_jsonl(tmp_path / "mine.jsonl", [{"question": "what is alpha?", "context": "Alpha is first."}])
+    with pytest.raises(InputError) as caught:
+        ingest(IngestParams(source=str(path), format="pairs"))
+    assert str(caught.value) == (
+        f"{path}, row 1, field 'anchor': missing field (the row has 'question', 'context'); "
+        "set ingest.anchor_column to the column that holds it"
+    )
+    tables = ingest(IngestParams(source=str(path), format="pairs", anchor_column="question", positive_column="context"))
+    assert tables["queries"]["text"].to_pylist() == ["what is alpha?"]
+
+
+def test_a_layout_that_does_not_match_the_format_says_which_format_it_is(tmp_path):
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"anchor": "a", "positive": "b"}])
+    with pytest.raises(InputError, match=r"is a file, and format beir reads a folder .* set ingest.format: pairs"):
+        ingest(IngestParams(source=str(pairs)))
+    folder = make_beir(tmp_path / "beir")
+    with pytest.raises(InputError, match="is a BEIR folder .*: set ingest.format: beir"):
+        ingest(IngestParams(source=str(folder), format="pairs"))
+    (folder / "queries.jsonl").rename(folder / "topics.jsonl")
+    with pytest.raises(InputError, match=r"looks for queries\.\* .* which holds corpus.jsonl, qrels/, topics.jsonl"):
+        ingest(IngestParams(source=str(folder)))
+
+
+def test_pairs_with_an_unlabelled_corpus_mine_from_both(tmp_path):
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"anchor": "what is alpha?", "positive": "Alpha is first."}])
+    extra = write_delimited(tmp_path / "docs.csv", [["body"], ["Beta is second."], ["Alpha is first."], ["Gamma."]])
+    params = IngestParams(source=str(pairs), format="pairs", corpus=str(extra), corpus_column="body")
+    tables = ingest(params)
+    assert tables["corpus"]["text"].to_pylist() == ["Alpha is first.", "Beta is second.", "Gamma."]
+    assert rows(tables["positives"]) == [
+        (tables["queries"]["query_id"][0].as_py(), tables["corpus"]["doc_id"][0].as_py(), 1.0)
+    ]
+    assert tables["rejections"].num_rows == 0, "a document that is also a positive is that positive, once"
+    with pytest.raises(InputError, match="set ingest.corpus_column"):
+        ingest(IngestParams(source=str(pairs), format="pairs", corpus=str(extra)))
+
+
+def test_a_hugging_face_dataset_saved_on_disk_is_a_source(tmp_path):
+    import datasets
+
+    records = {"anchor": ["what is alpha?", "what is beta?"], "positive": ["Alpha is first.", "Beta is second."]}
+    saved = tmp_path / "saved"
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(records)}).save_to_disk(str(saved))
+    tables = ingest(IngestParams(source=str(saved), format="pairs"))
+    assert tables["queries"]["text"].to_pylist() == records["anchor"]
+    assert tables["corpus"]["text"].to_pylist() == records["positive"]
+    with pytest.raises(InputError, match=r"no split 'dev' \(it has \['train'\]\): set ingest.split"):
+        ingest(IngestParams(source=str(saved), format="pairs", split="dev"))
+    files = tmp_path / "files"  # a folder of data files, as load_dataset reads one
+    write_jsonl(files / "train.jsonl", [{"q": a, "d": p} for a, p in zip(records["anchor"], records["positive"])])
+    from_files = ingest(IngestParams(source=str(files), format="pairs", anchor_column="q", positive_column="d"))
+    assert from_files["queries"].equals(tables["queries"]) and from_files["corpus"].equals(tables["corpus"])

@@ -81,7 +81,7 @@ def test_every_float_param_is_bounded(section, key, value):
 
 
 def test_the_largest_seed_accepted_runs_where_seeds_are_used():
-    vectors = np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32)
+    vectors = np.random.default_rng(0).standard_normal((160, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     kmeans = index.topics(vectors, params.parse("index", {"seed": 2**31 - 1, "topics": 4}))
     assert kmeans.centroids.shape == (4, 8)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import artifacts, ingest, ledger, models, schema, work
+from pipeline import artifacts, ingest, ledger, models, records, schema, work
 from pipeline.contrast.prompts import CONTROLS, EditBatch, edit_task
 from pipeline.params import GenerateParams
 from pipeline.runtime import Resources
@@ -26,8 +26,8 @@ RULES = "rules"  # the `generator` of rule-based edits
 def sentences(path: str | Path, column: str) -> pa.Table:
     """`source_kind`, `source_id`, `text` from a sentence file (STS-B / SICK style); repeated sentences once."""
     texts: dict[str, str] = {}
-    for row, record in ingest.read_records(Path(path)):
-        text = ingest.field(record, column, Path(path), row)
+    for row, record in records.read_records(Path(path)):
+        text = records.field(record, column, Path(path), row, param="generate.sentence_column")
         texts.setdefault(ingest.stable_id("s", text), text)
     if not texts:
         raise InputError(path, None, column, "no sentences")
@@ -168,9 +168,6 @@ def llm_edit_call(config: GenerateParams) -> work.Work:
         cache=work.Cache(config.cache, settings, config.checkpoint_rows),
         cacheable=worth_keeping,
         endpoint=work.llm_endpoint(config, failed),
-        # A kept pool's actors hand an endpoint's refusal back as itself (EndpointError, one line for the user);
-        # Ray Data's pool loses it inside a UserCodeException with a traceback for a message.
-        keep_pool=True,
     )
 
 

@@ -33,7 +33,13 @@ OUTPUTS = {
     "mine": ["data/mined"],
     "generate": ["data/generated"],
     "filter": ["data/filtered"],
-    "export": ["data/export", "metrics/export.json", "plots/scores.csv", "plots/rejections.csv"],
+    "export": [
+        "data/export",
+        "metrics/export.json",
+        "metrics/headline.json",
+        "plots/scores.csv",
+        "plots/rejections.csv",
+    ],
 }
 
 

@@ -71,10 +71,12 @@ def test_a_pushed_version_comes_back_byte_for_byte_in_a_fresh_clone(small_repro,
     assert "pushed" in dvc(repo, "push")
     exported = files(repo / "data/export")
     version = json.loads((repo / "data/export/_manifest.json").read_text())["version"]
-    printed = dvc(repo, "metrics", "show", "--json")  # stdout, then anything DVC logged
-    shown = json.loads(printed[printed.index("{") : printed.rindex("}") + 1])
-    metrics = next(iter(shown.values()))["data"]["metrics/export.json"]["data"]
-    assert metrics["version"] == version and metrics["scores"]["positive"]["count"] > 0
+    for path in ("metrics/headline.json", "metrics/export.json"):  # `dvc metrics show` lists the first
+        printed = dvc(repo, "metrics", "show", "--json", *([path] if "export" in path else []))  # then DVC's log
+        shown = json.loads(printed[printed.index("{") : printed.rindex("}") + 1])
+        metrics = next(iter(shown.values()))["data"][path]["data"]
+        assert metrics["version"] == version
+    assert metrics["scores"]["positive"]["count"] > 0
     dvc(repo, "plots", "show", "-o", str(tmp_path / "plots"))
     page = (tmp_path / "plots/index.html").read_text()
     assert "score distributions" in page and "rejections by reason" in page
@@ -88,3 +90,30 @@ def test_a_pushed_version_comes_back_byte_for_byte_in_a_fresh_clone(small_repro,
     assert json.loads((tmp_path / "got/_manifest.json").read_text())["version"] == version
     assert files(tmp_path / "got") == exported
     assert ran(dvc(clone, "repro")) == set(), "the clone's outputs match its dvc.lock: nothing to rebuild"
+
+
+@pytest.mark.slow
+def test_two_experiments_show_their_headline_metrics_side_by_side(small_repro, tmp_path):
+    """`dvc exp run` records the headline metrics (in git, not DVC's cache) with each experiment, so `dvc exp show`
+    and `dvc metrics diff` compare them; the full figures stay out of that table."""
+    first_repo, _ = small_repro
+    repo = tmp_path / "repo"
+    shutil.copytree(first_repo, repo, symlinks=True)
+    shutil.copy(REPO / ".gitignore", repo / ".gitignore")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "baseline")
+    for name, share in (("dev-30", 0.3), ("dev-0", 0.0)):
+        assert ran(dvc(repo, "exp", "run", "-n", name, "-S", f"export.dev_fraction={share}")) == {"export"}
+    printed = dvc(repo, "exp", "show", "--json")
+    shown = json.loads(printed[printed.index("[") : printed.rindex("]") + 1])
+    groups = [group for exp in shown for group in exp.get("experiments") or []]
+    runs = {rev["name"]: rev["data"] for group in groups for rev in group["revs"]}
+    headline = {name: data["metrics"]["metrics/headline.json"]["data"] for name, data in runs.items()}
+    assert set(headline) == {"dev-30", "dev-0"}
+    assert headline["dev-0"]["rows"]["dev"] == 0 < headline["dev-30"]["rows"]["dev"]
+    total = {name: sum(found["rows"].values()) for name, found in headline.items()}
+    assert total["dev-0"] == total["dev-30"], "the same rows, split otherwise"
+    assert headline["dev-0"]["score_p50"] == headline["dev-30"]["score_p50"]
+    assert all("metrics/export.json" not in data["metrics"] for data in runs.values()), "the detail is not a column"
+    diff = dvc(repo, "metrics", "diff", "dev-30", "dev-0")
+    assert "rows.dev" in diff and "rows.train" in diff

@@ -21,7 +21,13 @@ from pipeline import artifacts
 from tests.conftest import dvc, set_params
 from tests.stages.test_crash import snapshot
 
-EXPORT_OUTPUTS = ["data/export", "metrics/export.json", "plots/scores.csv", "plots/rejections.csv"]
+EXPORT_OUTPUTS = [
+    "data/export",
+    "metrics/export.json",
+    "metrics/headline.json",
+    "plots/scores.csv",
+    "plots/rejections.csv",
+]
 DATA_OUTPUTS = ["data/ingested", "data/embeddings", "data/index", "data/mined", "data/generated", "data/filtered"]
 
 
