@@ -36,8 +36,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline import params  # noqa: E402
-from pipeline.contrast import rules, validate  # noqa: E402
+from pairforge.pipeline import params  # noqa: E402
+from pairforge.pipeline.contrast import rules, validate  # noqa: E402
 
 
 def scifact_claim_pairs(zip_path: Path, seed: int = 0) -> list[dict]:
@@ -107,8 +107,8 @@ def labelled_validity(labels: Path, data: Path) -> dict:
     """A labelled review sheet (`pairforge review --sheet`) read back against the run's edits."""
     import polars as pl
 
-    from pipeline import artifacts
-    from pipeline.contrast import review
+    from pairforge.pipeline import artifacts
+    from pairforge.pipeline.contrast import review
 
     return review.validity(pl.from_arrow(artifacts.read(data / "filtered/edits")), review.read_labels(labels))
 
@@ -195,7 +195,7 @@ def rule_edits(texts: list[str], ops: list[str]) -> tuple[list[dict], float]:
 
 
 def llm_edit_list(llm, texts: list[str], controls: list[str], retries: int, max_new_tokens: int):
-    from pipeline.contrast.prompts import CONTROLS, llm_edits
+    from pairforge.pipeline.contrast.prompts import CONTROLS, llm_edits
 
     items = [(t, c) for t in texts for c in controls]
     started = time.perf_counter()
@@ -233,8 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     defaults = yaml.safe_load((REPO / "params.yaml").read_text())
     config = params.parse("filter", defaults["filter"])
     gen = params.parse("generate", defaults["generate"])
-    from pipeline.models.encoder import Encoder
-    from pipeline.models.llm import OpenAICompatibleLLM, TransformersLLM
+    from pairforge.pipeline.models.encoder import Encoder
+    from pairforge.pipeline.models.llm import OpenAICompatibleLLM, TransformersLLM
     from tests.openai_server import OpenAIServer
 
     claim_pairs = scifact_claim_pairs(args.datasets / "scifact/raw/scifact_hf_csv.zip")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
-from pipeline import models
+from pairforge.pipeline import models
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
     args = parser.parse_args()
 
-    from pipeline.models.scorer import CrossEncoderScorer
+    from pairforge.pipeline.models.scorer import CrossEncoderScorer
 
     reused = is_built(args.out_dir, build_settings(args.pairs, args.epochs, args.seed, args.learning_rate))
     started = time.perf_counter()

@@ -28,8 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import loopback_cluster  # noqa: E402
-from pipeline import embed, models, runtime, schema  # noqa: E402
-from pipeline.models.encoder import Encoder  # noqa: E402
+from pairforge.pipeline import embed, models, runtime, schema  # noqa: E402
+from pairforge.pipeline.models.encoder import Encoder  # noqa: E402
 
 
 def timed(run, *args) -> tuple[float, np.ndarray]:

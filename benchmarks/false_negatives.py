@@ -36,7 +36,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline import artifacts, models, schema  # noqa: E402
+from pairforge.pipeline import artifacts, models, schema  # noqa: E402
 
 MODEL = "packaged:all-MiniLM-L6-v2"
 
@@ -113,7 +113,7 @@ def own_estimates(source: Path, tmp: Path, splits: list[str], mine: dict, likely
 
 def stage(workdir: Path, name: str) -> float:
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=workdir, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", f"pairforge.{name}"], cwd=workdir, capture_output=True, text=True)
     if result.returncode:
         raise SystemExit(f"stage {name} failed:\n{result.stderr[-3000:]}")
     return time.perf_counter() - started

@@ -26,10 +26,10 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.contrast import generate  # noqa: E402
-from pipeline.models import llm as llms  # noqa: E402
-from pipeline.params import GenerateParams  # noqa: E402
-from pipeline.schema import EndpointError  # noqa: E402
+from pairforge.pipeline.contrast import generate  # noqa: E402
+from pairforge.pipeline.models import llm as llms  # noqa: E402
+from pairforge.pipeline.params import GenerateParams  # noqa: E402
+from pairforge.pipeline.schema import EndpointError  # noqa: E402
 from tests.openai_server import OpenAIServer  # noqa: E402
 
 KEY_ENV = "PAIRFORGE_FAULTS_KEY"

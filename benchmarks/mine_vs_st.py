@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 import yaml
 
-from pipeline import artifacts, models
+from pairforge.pipeline import artifacts, models
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("ingest", "embed", "index", "mine")
@@ -96,7 +96,7 @@ def run_pairforge(source: Path, project: Path, mine: dict) -> dict:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stages, started = {}, time.perf_counter()
     for name in STAGES:
-        stages[name] = run_measured([sys.executable, "-m", f"stages.{name}"], project, project / f"{name}.log")
+        stages[name] = run_measured([sys.executable, "-m", f"pairforge.{name}"], project, project / f"{name}.log")
     result = {"wall_s": time.perf_counter() - started, "stages": stages}
     result["peak_rss_mib"] = max(s["peak_rss_mib"] for s in stages.values())
     found = EMBED_LINE.search((project / "embed.log").read_text())

@@ -35,8 +35,8 @@ from scipy.stats import rankdata
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.cross_encoder import fine_tune  # noqa: E402
-from pipeline.models.encoder import Encoder  # noqa: E402
-from pipeline.models.scorer import CrossEncoderScorer  # noqa: E402
+from pairforge.pipeline.models.encoder import Encoder  # noqa: E402
+from pairforge.pipeline.models.scorer import CrossEncoderScorer  # noqa: E402
 
 MODEL = "packaged:all-MiniLM-L6-v2"
 BUDGETS = (0.1, 0.2)

@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.models.encoder import Encoder  # noqa: E402
+from pairforge.pipeline.models.encoder import Encoder  # noqa: E402
 
 
 def load_beir(folder: Path, split: str) -> tuple[list[str], list[str], list[str], dict[str, set[str]]]:

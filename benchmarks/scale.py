@@ -41,8 +41,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
-from pipeline import artifacts, schema
-from stages.common import EMBEDDINGS, INDEX, INGESTED, MINED
+from pairforge.common import EMBEDDINGS, INDEX, INGESTED, MINED
+from pairforge.pipeline import artifacts, schema
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 384
@@ -198,7 +198,9 @@ def run_pairforge(project: Path, limit: int) -> dict:
     """The index and mine stages as the processes DVC runs, each measured; stops at the first that fails."""
     stages = {}
     for name in ("index", "mine"):
-        stages[name] = run_measured([sys.executable, "-m", f"stages.{name}"], project, project / f"{name}.log", limit)
+        stages[name] = run_measured(
+            [sys.executable, "-m", f"pairforge.{name}"], project, project / f"{name}.log", limit
+        )
         if stages[name]["error"]:
             return {"stages": stages, "error": f"{name} stage: {stages[name]['error']}"}
     facts = artifacts.manifest(project / INDEX / "doc_ids").get("index", {})

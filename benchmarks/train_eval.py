@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.retrieval_quality import load_beir, ndcg_recall  # noqa: E402
-from pipeline import artifacts, models  # noqa: E402
+from pairforge.pipeline import artifacts, models  # noqa: E402
 
 MODEL = "packaged:all-MiniLM-L6-v2"
 STAGES = ("ingest", "embed", "index", "mine", "generate", "filter", "export")
@@ -43,7 +43,7 @@ TEXT = ["anchor", "positive", "negative"]
 
 
 def stage(project: Path, name: str) -> None:
-    done = subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=project, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", f"pairforge.{name}"], cwd=project, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"stage {name} failed:\n{done.stderr[-3000:]}")
 
@@ -118,7 +118,7 @@ def train(rows, seed: int, args, out: Path, batch_ids=None) -> Path:
     from sentence_transformers.sentence_transformer import losses
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
-    from pipeline.training import export_batches
+    from pairforge.pipeline.training import export_batches
 
     dataset = rows if not isinstance(rows, list) else Dataset.from_list(rows)
     model = SentenceTransformer(str(models.resolve(MODEL)), device="cpu")
@@ -139,7 +139,7 @@ def train(rows, seed: int, args, out: Path, batch_ids=None) -> Path:
 
 
 def evaluate(folder, corpus) -> tuple[float, float]:
-    from pipeline.models.encoder import Encoder
+    from pairforge.pipeline.models.encoder import Encoder
 
     doc_ids, doc_texts, query_texts, relevant = corpus
     encoder = Encoder(str(folder), device="cpu", precision="bf16")

@@ -1,1 +1,1 @@
-"""pairforge: contrastive training data (pairs, filtered hard negatives, contrast pairs) as versioned Parquet."""
+"""The library of pairforge: plain functions over Arrow tables and numpy arrays (see the README's Layout)."""

@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline import ownership
-from pipeline.schema import SCHEMA_VERSION, InputError
+from pairforge.pipeline import ownership
+from pairforge.pipeline.schema import SCHEMA_VERSION, InputError
 
 MANIFEST = "_manifest.json"
 

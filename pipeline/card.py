@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.formats import text_columns
-from pipeline.preview import glossary, markdown
+from pairforge.pipeline.formats import text_columns
+from pairforge.pipeline.preview import glossary, markdown
 
 # Hugging Face task categories a format serves: embedding formats train similarity and retrieval; labelled and
 # scored ones also train rerankers.

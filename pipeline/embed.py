@@ -17,12 +17,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import artifacts, models, schema, work
-from pipeline.models import st_config
-from pipeline.params import EmbedParams
-from pipeline.runtime import Resources
-from pipeline.schema import InputError
-from pipeline.shard_cache import EmbeddingCache
+from pairforge.pipeline import artifacts, models, schema, work
+from pairforge.pipeline.models import st_config
+from pairforge.pipeline.params import EmbedParams
+from pairforge.pipeline.runtime import Resources
+from pairforge.pipeline.schema import InputError
+from pairforge.pipeline.shard_cache import EmbeddingCache
 
 # Texts read, length-sorted and embedded together: bounds the stage's memory. Chunks are cut by position in the
 # input (corpus, then queries), not by how many texts are missing, so a resumed run batches the remaining texts
@@ -63,7 +63,7 @@ class EmbedBatch:
     ):
         # Imported here, in the actor: stage drivers that only read vectors (index, mine, filter) and the embed
         # driver itself would otherwise pay torch's and transformers' ~1.7 s import before Ray even starts.
-        from pipeline.models.encoder import Encoder
+        from pairforge.pipeline.models.encoder import Encoder
 
         self.encoder = Encoder(model, max_length, batch_size, device, precision, runtime)
         self.prompt = prompt

@@ -12,8 +12,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import artifacts, batches, formats, report, schema, split
-from pipeline.params import ExportParams
+from pairforge.pipeline import artifacts, batches, formats, report, schema, split
+from pairforge.pipeline.params import ExportParams
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,16 @@ def tally(written: list[Part]) -> tuple[dict, dict]:
         if part.plan:
             plans.setdefault(part.format, {})[part.split] = part.plan
     return rows, plans
+
+
+def summary(rows: dict, plans: dict) -> str:
+    """The export's log line: rows per format and split, and the in-batch conflicts left (the detail is in the
+    manifest and metrics/export.json)."""
+    counts = ", ".join(
+        f"{fmt} " + " + ".join(f"{n} {split}" for split, n in splits.items()) for fmt, splits in rows.items()
+    )
+    conflicts = sum(plan.get("false_in_batch_negatives", 0) for splits in plans.values() for plan in splits.values())
+    return f"{counts}; {conflicts} false in-batch negatives left in planned batches"
 
 
 def headline(stats: dict) -> dict:

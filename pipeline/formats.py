@@ -12,7 +12,7 @@ import functools
 import polars as pl
 import pyarrow as pa
 
-from pipeline.vocabulary import KEPT
+from pairforge.pipeline.vocabulary import KEPT
 
 TEXT_COLUMNS = {
     "triplet": ["anchor", "positive", "negative"],
@@ -340,7 +340,7 @@ def text_columns(fmt: str, table: pa.Table) -> list[str]:
 def batch_rows(fmt: str, table: pa.Table, known: dict[str, set[str]]):
     """What batching needs of a format's rows (see `pipeline.batches`); None for formats not trained with
     in-batch negatives (labeled-pair)."""
-    from pipeline.batches import Rows
+    from pairforge.pipeline.batches import Rows
 
     if fmt == "labeled-pair":
         return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.schema import InputError
+from pairforge.pipeline.schema import InputError
 
 HUB = "hf:"
 # What `save_to_disk` leaves in a dataset's folder (a DatasetDict's, a Dataset's).

@@ -9,9 +9,9 @@ import faiss
 import numpy as np
 import pyarrow as pa
 
-from pipeline import schema
-from pipeline.params import IndexParams
-from pipeline.schema import InputError
+from pairforge.pipeline import schema
+from pairforge.pipeline.params import IndexParams
+from pairforge.pipeline.schema import InputError
 
 log = logging.getLogger("pairforge.index")
 

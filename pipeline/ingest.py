@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline import artifacts, hf_datasets, schema, vocabulary
-from pipeline.params import IngestParams
-from pipeline.records import FORMATS, BadRows, each_row, field, read_records, rows
-from pipeline.schema import InputError
+from pairforge.pipeline import artifacts, hf_datasets, schema, vocabulary
+from pairforge.pipeline.params import IngestParams
+from pairforge.pipeline.records import FORMATS, BadRows, each_row, field, read_records, rows
+from pairforge.pipeline.schema import InputError
 
 FLOAT32_MAX = 3.4028234663852886e38
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from pipeline import schema
+from pairforge.pipeline import schema
 
 # Each stage that rejects things writes a `rejections` artifact in the ledger's schema.
 LEDGERS = {

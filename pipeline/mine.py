@@ -30,10 +30,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import artifacts, index, ledger, runtime, schema, work
-from pipeline.params import IndexParams, MineParams
-from pipeline.schema import vectors_matrix
-from pipeline.vocabulary import (
+from pairforge.pipeline import artifacts, index, ledger, runtime, schema, work
+from pairforge.pipeline.params import IndexParams, MineParams
+from pairforge.pipeline.schema import vectors_matrix
+from pairforge.pipeline.vocabulary import (
     ABOVE_ABSOLUTE_MARGIN,
     ABOVE_MAX_SCORE,
     ABOVE_RELATIVE_MARGIN,

@@ -15,8 +15,8 @@ from typing import Literal
 
 import yaml
 
-from pipeline.schema import InputError
-from pipeline.vocabulary import LLM_CONTROLS, RULE_OPS
+from pairforge.pipeline.schema import InputError
+from pairforge.pipeline.vocabulary import LLM_CONTROLS, RULE_OPS
 
 
 @dataclass(frozen=True)

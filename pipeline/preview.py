@@ -11,8 +11,8 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from pipeline import artifacts, ledger
-from pipeline.schema import InputError
+from pairforge.pipeline import artifacts, ledger
+from pairforge.pipeline.schema import InputError
 
 PAIR_KINDS = ("candidate", "negative")  # ledger kinds keyed query_id/doc_id (mine's candidates, filter's negatives)
 TEXTS = ("query", "document", "original", "edited")

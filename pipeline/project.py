@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import artifacts, hf_datasets
-from pipeline.params import parse
-from pipeline.records import BadRows, rows
+from pairforge.pipeline import artifacts, hf_datasets
+from pairforge.pipeline.params import parse
+from pairforge.pipeline.records import BadRows, rows
 
 # Column names that usually hold each side of a pair, most specific first (sentence-transformers' datasets, QA
 # and NLI files, BEIR-like exports).

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import vl_convert
 
-from pipeline import artifacts, ledger
+from pairforge.pipeline import artifacts, ledger
 
 BINS = np.linspace(-0.2, 1.0, 25)  # cosine similarities of unit vectors: 0.05 wide
 COLOURS = {"positive": "#2b8a3e", "mined": "#1c7ed6", "counterfactual": "#e8590c"}

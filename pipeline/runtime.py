@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipeline import progress
+from pairforge.pipeline import progress
 
 log = logging.getLogger("pairforge.runtime")
 

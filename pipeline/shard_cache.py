@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline import artifacts, ownership
-from pipeline.schema import vectors_column, vectors_matrix
+from pairforge.pipeline import artifacts, ownership
+from pairforge.pipeline.schema import vectors_column, vectors_matrix
 
 
 def row_keys(*columns: pa.Array | pa.ChunkedArray) -> np.ndarray:

@@ -15,7 +15,7 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pipeline.vocabulary import UNPARSEABLE
+from pairforge.pipeline.vocabulary import UNPARSEABLE
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import runtime, shard_cache
-from pipeline.runtime import Resources
-from pipeline.schema import EndpointError
-from pipeline.shard_cache import ShardCache, TableCache, row_keys
+from pairforge.pipeline import runtime, shard_cache
+from pairforge.pipeline.runtime import Resources
+from pairforge.pipeline.schema import EndpointError
+from pairforge.pipeline.shard_cache import ShardCache, TableCache, row_keys
 
 log = logging.getLogger("pairforge.work")
 
@@ -178,7 +178,7 @@ def llm_endpoint(config, failed: Callable[[pa.Table], pa.Array]) -> Endpoint | N
     options, _ = llm_call(config)
 
     def preflight() -> None:
-        from pipeline.models import llm
+        from pairforge.pipeline.models import llm
 
         llm.load("openai", config.llm_model, **options).preflight()
 

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.schema import InputError
+from pairforge.pipeline.schema import InputError
 
 STAGES = ["ingest", "embed", "index", "mine", "generate", "filter", "export"]  # dvc.yaml's stages, in order
 
 
 def rejections(args: argparse.Namespace) -> None:
     """count rejections by stage and reason, with examples"""
-    from pipeline import ledger
+    from pairforge.pipeline import ledger
 
     counts, examples = ledger.summary(args.data, args.samples)
     with pl.Config(tbl_rows=200, fmt_str_lengths=80, tbl_width_chars=160):
@@ -28,7 +28,7 @@ def rejections(args: argparse.Namespace) -> None:
 
 def preview(args: argparse.Namespace) -> None:
     """rows of an exported format, or the rejections of one reason with the texts they were about"""
-    from pipeline import preview as reading
+    from pairforge.pipeline import preview as reading
 
     if args.reason:
         rows = reading.rejected(args.data, args.reason, args.stage, args.n)
@@ -39,8 +39,8 @@ def preview(args: argparse.Namespace) -> None:
 
 def report(args: argparse.Namespace) -> None:
     """write a static HTML report: score distributions, rejections"""
-    from pipeline import artifacts, ledger
-    from pipeline import report as reports
+    from pairforge.pipeline import artifacts, ledger
+    from pairforge.pipeline import report as reports
 
     found = reports.scores(args.data)
     name = artifacts.manifest(args.data / "export")["params"]["export"]["name"]
@@ -51,8 +51,8 @@ def report(args: argparse.Namespace) -> None:
 
 def review(args: argparse.Namespace) -> None:
     """read kept edits: N per op with their scores, or a blind sheet"""
-    from pipeline import artifacts
-    from pipeline.contrast import review as reading
+    from pairforge.pipeline import artifacts
+    from pairforge.pipeline.contrast import review as reading
 
     edits = pl.from_arrow(artifacts.read(args.data / "filtered/edits"))
     picked = reading.sample(edits, args.per_op, args.seed, args.ops.split(",") if args.ops else None)
@@ -65,7 +65,7 @@ def review(args: argparse.Namespace) -> None:
 
 def init(args: argparse.Namespace) -> None:
     """write params.yaml's `ingest` section for your own data: a pair file, a BEIR folder or a Hugging Face dataset"""
-    from pipeline import project
+    from pairforge.pipeline import project
 
     section = project.guess_ingest(args.source, args.split)
     project.write_ingest(args.params, section)
@@ -107,7 +107,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if args.command == "run":
-        importlib.import_module(f"stages.{args.stage}").main()
+        importlib.import_module(f"pairforge.{args.stage}").main()
         return
     if args.command == "init":
         try:

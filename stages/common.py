@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline import artifacts, ownership
-from pipeline.schema import EndpointError, InputError
+from pairforge.pipeline import artifacts, ownership
+from pairforge.pipeline.schema import EndpointError, InputError
 
 DATA = Path("data")
 INGESTED = DATA / "ingested"
@@ -59,12 +59,12 @@ def stage(name: str, output: Path) -> Iterator[logging.Logger]:
 
 
 def _arguments(name: str) -> None:
-    """`python -m stages.<name> --help` describes the stage and exits without running it; an argument it does not
+    """`python -m pairforge.<name> --help` describes the stage and exits without running it; an argument it does not
     take is an error, not ignored. Called by `pairforge run` (or a test), argv is not the stage's to read."""
     if Path(sys.argv[0]).stem != name:
         return
     parser = argparse.ArgumentParser(
-        prog=f"python -m stages.{name}",
+        prog=f"python -m pairforge.{name}",
         description=sys.modules["__main__"].__doc__,
         epilog=f"Reads the `{name}` section of ./params.yaml (README: Parameters). `dvc repro` runs every stage "
         "that is out of date; `pairforge run <stage>` runs one.",

@@ -7,8 +7,8 @@ checkpointed as they arrive, so a re-run after a crash, or after documents were 
 import collections
 import time
 
-from pipeline import artifacts, embed, models, params
-from stages.common import EMBEDDINGS, INGESTED, stage
+from pairforge.common import EMBEDDINGS, INGESTED, stage
+from pairforge.pipeline import artifacts, embed, models, params
 
 
 def main() -> None:

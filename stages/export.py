@@ -3,8 +3,8 @@ card and manifest; metrics/export.json and plots/ for DVC."""
 
 import json
 
-from pipeline import artifacts, card, export, ledger, params, report
-from stages.common import DATA, EXPORT, FILTERED, INDEX, INGESTED, METRICS, MINED, PLOTS, fingerprints, stage
+from pairforge.common import DATA, EXPORT, FILTERED, INDEX, INGESTED, METRICS, MINED, PLOTS, fingerprints, stage
+from pairforge.pipeline import artifacts, card, export, ledger, params, report
 
 
 def main() -> None:
@@ -54,7 +54,7 @@ def main() -> None:
         artifacts.write_text_atomically(METRICS / "export.json", json.dumps(stats, indent=2, sort_keys=True) + "\n")
         headline = export.headline(stats)
         artifacts.write_text_atomically(METRICS / "headline.json", json.dumps(headline, indent=2) + "\n")
-        log.info("export version %s: %s; in-batch conflicts %s", version, rows, plans)
+        log.info("export version %s: %s", version, export.summary(rows, plans))
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ import collections
 
 import pyarrow.compute as pc
 
-from pipeline import artifacts, params, schema
-from pipeline.filtering import edits, judges, negatives, tuning
-from stages.common import EMBEDDINGS, FILTERED, GENERATED, INGESTED, MINED, doc_topics, fingerprints, stage
+from pairforge.common import EMBEDDINGS, FILTERED, GENERATED, INGESTED, MINED, doc_topics, fingerprints, stage
+from pairforge.pipeline import artifacts, params, schema
+from pairforge.pipeline.filtering import calibration, edits, judges, negatives, tuning
 
 
 def main() -> None:
@@ -88,7 +88,7 @@ def main() -> None:
             num_negatives,
             dict(short),
         )
-        log.info("false negatives, measured on hidden positives: %s", found.report)
+        log.info("false negatives, measured on hidden positives: %s", calibration.summary(found.report))
         log.info("proposed %d extra positives (judges at least %s sure): data/filtered/promoted", proposed,
                  config.promote_above)  # fmt: skip
 

@@ -2,9 +2,9 @@
 
 import collections
 
-from pipeline import artifacts, params, schema
-from pipeline.contrast import generate
-from stages.common import GENERATED, INGESTED, stage
+from pairforge.common import GENERATED, INGESTED, stage
+from pairforge.pipeline import artifacts, params, schema
+from pairforge.pipeline.contrast import generate
 
 
 def main() -> None:

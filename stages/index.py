@@ -9,8 +9,8 @@ import time
 
 import pyarrow as pa
 
-from pipeline import artifacts, index, params, schema
-from stages.common import EMBEDDINGS, INDEX, stage
+from pairforge.common import EMBEDDINGS, INDEX, stage
+from pairforge.pipeline import artifacts, index, params, schema
 
 
 def main() -> None:

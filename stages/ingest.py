@@ -1,7 +1,7 @@
 """DVC stage `ingest`: the configured corpus -> data/ingested/{corpus,queries,positives,rejections}."""
 
-from pipeline import artifacts, ingest, params
-from stages.common import INGESTED, stage
+from pairforge.common import INGESTED, stage
+from pairforge.pipeline import artifacts, ingest, params
 
 
 def main() -> None:

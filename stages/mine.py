@@ -4,8 +4,8 @@ import collections
 
 import pyarrow.compute as pc
 
-from pipeline import artifacts, mine, params, schema
-from stages.common import EMBEDDINGS, INDEX, INGESTED, MINED, doc_topics, fingerprints, stage
+from pairforge.common import EMBEDDINGS, INDEX, INGESTED, MINED, doc_topics, fingerprints, stage
+from pairforge.pipeline import artifacts, mine, params, schema
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from pipeline import artifacts, models
+from pairforge.pipeline import artifacts, models
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("PAIRFORGE_DATASETS", REPO.parent / "shared" / "datasets"))
@@ -131,7 +131,7 @@ def set_params(workdir: Path, **sections: dict) -> None:
 def run_stage(workdir: Path, name: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run one stage entry point for real, in its own process, as DVC would."""
     result = subprocess.run(
-        [sys.executable, "-m", f"stages.{name}"], cwd=workdir, capture_output=True, text=True, timeout=900
+        [sys.executable, "-m", f"pairforge.{name}"], cwd=workdir, capture_output=True, text=True, timeout=900
     )
     if check and result.returncode != 0:
         raise AssertionError(f"stage {name} failed:\n{result.stderr[-4000:]}")
@@ -141,7 +141,7 @@ def run_stage(workdir: Path, name: str, check: bool = True) -> subprocess.Comple
 def start_stage_group(workdir: Path, name: str) -> subprocess.Popen:
     """Start stage `name` in its own process group, so that one SIGKILL takes its local Ray workers with it."""
     return subprocess.Popen(
-        [sys.executable, "-m", f"stages.{name}"],
+        [sys.executable, "-m", f"pairforge.{name}"],
         cwd=workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -13,7 +13,7 @@ import time
 import pyarrow as pa
 import pytest
 
-from pipeline import artifacts
+from pairforge.pipeline import artifacts
 
 
 def write(path, values, rows_per_part=2):
@@ -84,7 +84,7 @@ def test_a_writer_killed_mid_write_leaves_the_old_artifact_and_a_rerun_completes
     script = textwrap.dedent(
         f"""
         import time, pyarrow as pa
-        from pipeline import artifacts
+        from pairforge.pipeline import artifacts
         with artifacts.ArtifactWriter({str(tmp_path / "out")!r}, rows_per_part=1) as out:
             for i in range(100):
                 out.write("numbers", pa.table({{"n": [i]}}))

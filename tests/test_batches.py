@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from pipeline import batches
+from pairforge.pipeline import batches
 
 
 def make_rows(queries: int, per_query: int = 1, shared_positive_every: int = 0) -> batches.Rows:

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from datasets import load_dataset
 
-from pipeline import artifacts, params
-from pipeline.schema import InputError
+from pairforge.pipeline import artifacts, params
+from pairforge.pipeline.schema import InputError
 from tests.conftest import REPO, export_table
 from tests.test_export import FORMATS
 
@@ -99,7 +99,7 @@ def test_the_card_shows_three_rows_of_each_format(pipeline_run):
 
 def test_the_card_says_how_many_false_negatives_were_measured(pipeline_run):
     """The filter's hidden-positive measurement reaches the card and the metrics, or the card says why not."""
-    from pipeline.filtering import calibration
+    from pairforge.pipeline.filtering import calibration
 
     positives = artifacts.read(pipeline_run / "data/ingested/positives")
     expected = len(calibration.sample(positives).hidden)

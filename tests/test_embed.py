@@ -18,8 +18,8 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from pipeline import artifacts, models, schema
-from pipeline.models.encoder import Encoder
+from pairforge.pipeline import artifacts, models, schema
+from pairforge.pipeline.models.encoder import Encoder
 from tests.conftest import MODEL, kill_at_first_checkpoint, project_params, run_stage, write_beir_sample
 
 
@@ -101,7 +101,9 @@ def test_an_encoder_actor_killed_mid_run_is_restarted_and_its_batch_retried(proj
     shutil.copytree(project, workdir, ignore=shutil.ignore_patterns("cache", "embeddings"))
     log = (tmp_path / "embed.log").open("w+")
     ray_pools = {**os.environ, "PAIRFORGE_IN_PROCESS_ROWS": "0"}  # this little work would run in the stage process
-    stage = subprocess.Popen([sys.executable, "-m", "stages.embed"], cwd=workdir, stdout=log, stderr=log, env=ray_pools)
+    stage = subprocess.Popen(
+        [sys.executable, "-m", "pairforge.embed"], cwd=workdir, stdout=log, stderr=log, env=ray_pools
+    )
     deadline = time.monotonic() + 600
     while not list(workdir.glob("cache/embeddings/*/shard-*")) and time.monotonic() < deadline:
         assert stage.poll() is None, (tmp_path / "embed.log").read_text()[-3000:]

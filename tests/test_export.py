@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import load_dataset
 
-from pipeline import artifacts, batches, formats, models, training
+from pairforge.pipeline import artifacts, batches, formats, models, training
 from tests.conftest import contrast_rows_by_edit, export_table, run_stage
 
 FORMATS = ["triplet", "n-tuple", "n-tuple-scores", "labeled-pair", "labeled-list", "contrast-triplet", "mixed"]
@@ -208,7 +208,7 @@ def test_export_is_deterministic(pipeline_run):
 def test_a_counterfactual_scores_anchor_against_edit_as_exported(pipeline_run):
     """The counterfactual scores `dvc plots` draws are each contrast row's anchor · negative, on the axis of the
     positives' (query · positive) and mined negatives' (query · negative) scores, by the embed stage's encoder."""
-    from pipeline.models.encoder import Encoder
+    from pairforge.pipeline.models.encoder import Encoder
 
     exported = contrast_rows_by_edit(pipeline_run)
     edits = artifacts.read(pipeline_run / "data/filtered/edits").to_pylist()

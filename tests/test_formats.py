@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
-from pipeline import formats
+from pairforge.pipeline import formats
 from tests.contrast.test_validate import contrast_table
 
 

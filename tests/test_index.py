@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import artifacts, index
-from pipeline.params import IndexParams
-from pipeline.schema import InputError
+from pairforge.pipeline import artifacts, index
+from pairforge.pipeline.params import IndexParams
+from pairforge.pipeline.schema import InputError
 from tests.conftest import run_stage
 
 

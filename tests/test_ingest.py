@@ -16,10 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline import artifacts, schema
-from pipeline.ingest import ingest
-from pipeline.params import IngestParams
-from pipeline.schema import InputError
+from pairforge.pipeline import artifacts, schema
+from pairforge.pipeline.ingest import ingest
+from pairforge.pipeline.params import IngestParams
+from pairforge.pipeline.schema import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -445,7 +445,7 @@ def test_bad_input_names_file_row_and_field(tmp_path, case):
 
 def _run_stage(project: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "stages.ingest"]
+    command = [sys.executable, "-m", "pairforge.ingest"]
     return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=120)
 
 

@@ -13,23 +13,30 @@ import pytest
 from tests.conftest import need
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("pipeline", "stages")
+PACKAGES = {"pipeline": "pairforge.pipeline", "stages": "pairforge"}  # folder -> the name it is installed under
+LIBRARY = PACKAGES["pipeline"]
 
 
 def modules() -> dict[str, Path]:
     found = {}
-    for package in PACKAGES:
-        for path in sorted((REPO / package).rglob("*.py")):
-            parts = path.relative_to(REPO).with_suffix("").parts
+    for folder, package in PACKAGES.items():
+        for path in sorted((REPO / folder).rglob("*.py")):
+            parts = (package, *path.relative_to(REPO / folder).with_suffix("").parts)
             found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
+
+
+def is_stage(name: str) -> bool:
+    """The stage entry points, the command line and the Python API: everything of `pairforge` but the library."""
+    return not name.startswith(LIBRARY)
 
 
 MODULES = modules()
 
 
 def imports(path: Path) -> set[str]:
-    """The project modules `path` imports, anywhere in it (`from pipeline import x` names module pipeline.x)."""
+    """The project modules `path` imports, anywhere in it (`from pairforge.pipeline import x` names module
+    pairforge.pipeline.x)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -74,8 +81,16 @@ def cycles() -> list[list[str]]:
 
 
 def test_the_walk_sees_the_project():
-    assert {"pipeline.work", "pipeline.runtime", "pipeline.filtering.judges", "stages.filter"} <= set(MODULES)
-    assert "pipeline.runtime" in GRAPH["pipeline.work"] and "pipeline.params" in GRAPH["pipeline.filtering.judges"]
+    assert {
+        "pairforge.pipeline.work",
+        "pairforge.pipeline.runtime",
+        "pairforge.pipeline.filtering.judges",
+        "pairforge.filter",
+    } <= set(MODULES)
+    assert (
+        "pairforge.pipeline.runtime" in GRAPH["pairforge.pipeline.work"]
+        and "pairforge.pipeline.params" in GRAPH["pairforge.pipeline.filtering.judges"]
+    )
 
 
 def test_no_import_cycle():
@@ -85,9 +100,9 @@ def test_no_import_cycle():
 @pytest.mark.parametrize(
     ("low", "allowed"),
     [
-        ("pipeline.vocabulary", set()),
-        ("pipeline.schema", set()),
-        ("pipeline.params", {"pipeline.schema", "pipeline.vocabulary"}),
+        ("pairforge.pipeline.vocabulary", set()),
+        ("pairforge.pipeline.schema", set()),
+        ("pairforge.pipeline.params", {"pairforge.pipeline.schema", "pairforge.pipeline.vocabulary"}),
     ],
 )
 def test_the_lowest_modules_import_nothing_of_the_domain(low, allowed):
@@ -95,8 +110,8 @@ def test_the_lowest_modules_import_nothing_of_the_domain(low, allowed):
 
 
 def test_the_library_never_imports_the_stages():
-    assert not [name for name, targets in GRAPH.items() if name.startswith("pipeline") and any(
-        t.startswith("stages") for t in targets
+    assert not [name for name, targets in GRAPH.items() if name.startswith(LIBRARY) and any(
+        is_stage(t) for t in targets
     )]  # fmt: skip
 
 
@@ -108,7 +123,7 @@ def test_only_runtime_imports_ray():
             names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             if any(n == "ray" or n.startswith("ray.") for n in names):
                 importers.add(name)
-    assert importers == {"pipeline.runtime"}
+    assert importers == {"pairforge.pipeline.runtime"}
 
 
 def calls(path: Path) -> list[tuple[ast.Call, list[str]]]:
@@ -138,13 +153,15 @@ def test_params_are_read_only_in_a_stages_main():
     for name, path in MODULES.items():
         for call, within in calls(path):
             if reads_params(call):
-                assert name.startswith("stages.") and within == ["main"], f"{name}: params.load in {within or 'module'}"
+                assert name.startswith("pairforge.") and within == ["main"], (
+                    f"{name}: params.load in {within or 'module'}"
+                )
 
 
 def test_stages_leave_model_calls_and_caches_to_the_library():
     """No cache, cache driver or actor pool is named in a stage: those are `pipeline.work`'s."""
     for name, path in MODULES.items():
-        if name.startswith("stages"):
+        if is_stage(name):
             source = path.read_text()
             for word in ("TableCache", "EmbeddingCache", "cached(", "fill(", "map_batches", "runtime."):
                 assert word not in source, f"{name} uses {word}"
@@ -153,7 +170,7 @@ def test_stages_leave_model_calls_and_caches_to_the_library():
 def test_stages_decide_nothing():
     """A reason code, a decision or a threshold is the library's: no stage imports the vocabulary of codes."""
     assert not [
-        name for name, targets in GRAPH.items() if name.startswith("stages") and "pipeline.vocabulary" in targets
+        name for name, targets in GRAPH.items() if is_stage(name) and "pairforge.pipeline.vocabulary" in targets
     ]
 
 

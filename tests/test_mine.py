@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipeline import artifacts, index, mine, models, params, runtime
+from pairforge.pipeline import artifacts, index, mine, models, params, runtime
 
 TOP = params.MineParams(range_min=0, range_max=6, num_negatives=2)
 

@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline import artifacts, ownership, shard_cache
-from pipeline.schema import InputError
+from pairforge.pipeline import artifacts, ownership, shard_cache
+from pairforge.pipeline.schema import InputError
 
 
 def write(path, values, rows_per_part=2):
@@ -38,7 +38,7 @@ def test_a_second_writer_is_refused_while_the_first_writes_and_the_first_complet
     slow = start(
         f"""
         import time, pyarrow as pa
-        from pipeline import artifacts
+        from pairforge.pipeline import artifacts
         with artifacts.ArtifactWriter({str(out)!r}, rows_per_part=1) as out:
             for i in range(10):
                 out.write("numbers", pa.table({{"n": [i]}}))
@@ -95,7 +95,7 @@ def test_a_cache_leaves_a_live_owners_temporary_shard_and_sweeps_a_dead_ones(tmp
     owner = start(
         f"""
         import time
-        from pipeline import ownership
+        from pairforge.pipeline import ownership
         ownership.temp({str(cache.folder)!r}, "shard-x.parquet").write_bytes(b"half written")
         open({str(tmp_path / "ready")!r}, "w").close()
         time.sleep(600)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import artifacts, index, params
-from pipeline.schema import InputError
+from pairforge.pipeline import artifacts, index, params
+from pairforge.pipeline.schema import InputError
 from tests.conftest import REPO, run_stage, set_params
 
 

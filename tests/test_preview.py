@@ -6,8 +6,8 @@ from __future__ import annotations
 import pyarrow.compute as pc
 import pytest
 
-from pipeline import artifacts
-from stages import cli
+from pairforge import cli
+from pairforge.pipeline import artifacts
 
 
 def words(text: str) -> str:

@@ -6,7 +6,7 @@ import time
 
 import pyarrow as pa
 
-from pipeline import progress
+from pairforge.pipeline import progress
 
 
 def test_a_long_step_logs_rows_rate_and_time_left(monkeypatch, caplog):

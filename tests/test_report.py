@@ -16,7 +16,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from pipeline import artifacts, report
+from pairforge.pipeline import artifacts, report
 from tests.conftest import export_table
 
 LEDGER_FOLDERS = ("ingested", "mined", "generated", "filtered")
@@ -98,7 +98,7 @@ def test_the_html_report_renders_its_plots_in_headless_chromium(pipeline_run, tm
     browser = chromium()
     page = tmp_path / "report.html"
     done = subprocess.run(
-        [sys.executable, "-m", "stages.cli", "report", "--out", str(page)], cwd=pipeline_run, capture_output=True
+        [sys.executable, "-m", "pairforge.cli", "report", "--out", str(page)], cwd=pipeline_run, capture_output=True
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     flags = [

@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline import embed, runtime, schema
-from pipeline.schema import EndpointError
+from pairforge.pipeline import embed, runtime, schema
+from pairforge.pipeline.schema import EndpointError
 from tests.conftest import MODEL, REPO
 
 
@@ -99,7 +99,7 @@ SMALL_WORK = """
 import json, os, sys
 import pyarrow as pa
 import ray
-from pipeline import runtime
+from pairforge.pipeline import runtime
 
 class Where:
     def __init__(self, offset):
@@ -219,7 +219,7 @@ class RefusedEndpoint:
 def test_an_error_a_worker_raises_reaches_the_stage_as_its_own_line(keep):
     """Ray wraps a worker's exception (a traceback for a message); the stage finds the error inside and prints that
     alone, from either pool."""
-    from stages.common import reportable
+    from pairforge.common import reportable
 
     table = pa.table({"text": ["a"]})
     with pytest.raises(Exception) as raised:

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipeline import schema
-from pipeline.shard_cache import EmbeddingCache, TableCache, cached, row_keys, whole_tasks
+from pairforge.pipeline import schema
+from pairforge.pipeline.shard_cache import EmbeddingCache, TableCache, cached, row_keys, whole_tasks
 
 
 def test_cache_stores_shards_atomically_and_finds_them_again(tmp_path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline import split
+from pairforge.pipeline import split
 
 
 def test_dev_split_keeps_queries_sharing_a_positive_together():

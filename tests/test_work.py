@@ -11,11 +11,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipeline import embed, params, work
-from pipeline.contrast import generate
-from pipeline.filtering import edits, judges
-from pipeline.runtime import Resources
-from pipeline.schema import EndpointError
+from pairforge.pipeline import embed, params, work
+from pairforge.pipeline.contrast import generate
+from pairforge.pipeline.filtering import edits, judges
+from pairforge.pipeline.runtime import Resources
+from pairforge.pipeline.schema import EndpointError
 
 
 @pytest.fixture

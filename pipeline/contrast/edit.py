@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from spacy.tokens import Token
 
-from pipeline.contrast import syntax
+from pairforge.pipeline.contrast import syntax
 
 
 @dataclass(frozen=True)

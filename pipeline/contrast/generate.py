@@ -13,12 +13,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import artifacts, ingest, ledger, models, records, schema, work
-from pipeline.contrast.prompts import CONTROLS, EditBatch, edit_task
-from pipeline.params import GenerateParams
-from pipeline.runtime import Resources
-from pipeline.schema import InputError
-from pipeline.vocabulary import APPLIED, PENDING, TEXT_TOO_LONG, UNPARSEABLE, passing_failure
+from pairforge.pipeline import artifacts, ingest, ledger, models, records, schema, work
+from pairforge.pipeline.contrast.prompts import CONTROLS, EditBatch, edit_task
+from pairforge.pipeline.params import GenerateParams
+from pairforge.pipeline.runtime import Resources
+from pairforge.pipeline.schema import InputError
+from pairforge.pipeline.vocabulary import APPLIED, PENDING, TEXT_TOO_LONG, UNPARSEABLE, passing_failure
 
 RULES = "rules"  # the `generator` of rule-based edits
 
@@ -124,7 +124,7 @@ def from_rules(results: pa.Table) -> tuple[pa.Table, pa.Table]:
 
 def rule_edits(config: GenerateParams, items: pa.Table) -> Iterator[tuple[pa.Table, pa.Table]]:
     """(contrast, attempts) of the rule ops over `items`, a pair of tables per task, in item order."""
-    from pipeline.contrast.rules import RuleBatch  # spaCy: loaded in the actors, not in the stage process
+    from pairforge.pipeline.contrast.rules import RuleBatch  # spaCy: loaded in the actors, not in the stage process
 
     resources = Resources(config.actors, config.cpus_per_actor, 0.0)
     for results in work.stream(work.Work(RuleBatch, {"ops": config.rules}, resources, rows_per_task=256), items):

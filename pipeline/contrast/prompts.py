@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from pipeline.tasks import UNPARSEABLE, Task
+from pairforge.pipeline.tasks import UNPARSEABLE, Task
 
 # control -> (what the edit must do, an example input, its edited output, whether the meaning is preserved)
 CONTROLS = {
@@ -126,7 +126,7 @@ class EditBatch:
     """
 
     def __init__(self, backend: str, model: str, options: dict, retries: int, max_new_tokens: int):
-        from pipeline.models import llm
+        from pairforge.pipeline.models import llm
 
         self.llm = llm.load(backend, model, **options)
         self.retries, self.max_new_tokens = retries, max_new_tokens

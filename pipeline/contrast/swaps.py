@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from spacy.tokens import Doc, Span, Token
 
-from pipeline.contrast import lexicon, syntax
-from pipeline.contrast.edit import Edit, make_edit, match_case
+from pairforge.pipeline.contrast import lexicon, syntax
+from pairforge.pipeline.contrast.edit import Edit, make_edit, match_case
 
 
 def _swappable(ent: Span) -> bool:

@@ -12,7 +12,7 @@ from decimal import Decimal
 from lemminflect import getAllLemmas, getLemma
 from spacy.tokens import Doc, Token
 
-from pipeline.contrast import lexicon
+from pairforge.pipeline.contrast import lexicon
 
 
 def end(tok: Token) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 from rapidfuzz.distance import Levenshtein
 
-from pipeline.vocabulary import (
+from pairforge.pipeline.vocabulary import (
     EDIT_DRIFTED,
     EDIT_DUPLICATE,
     EDIT_TOO_LARGE,

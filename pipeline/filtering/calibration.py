@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import mine, schema
-from pipeline.params import MineParams
-from pipeline.vocabulary import KEPT, REJECTED
+from pairforge.pipeline import mine, schema
+from pairforge.pipeline.params import MineParams
+from pairforge.pipeline.vocabulary import KEPT, REJECTED
 
 # Fewer queries with a hidden positive than this give no rate, only the count: an interval over a handful of
 # queries says nothing a user could act on.
@@ -154,3 +154,15 @@ def flagged(judged: pa.Table, hidden: dict[str, set[str]]) -> pa.Table:
     """`judged` with `hidden_positive`: whether the row's document is one of its query's hidden positives."""
     flags = [d in hidden.get(q, ()) for q, d in zip(judged["query_id"].to_pylist(), judged["doc_id"].to_pylist())]
     return judged.append_column("hidden_positive", pa.array(flags, pa.bool_()))
+
+
+def summary(report: dict) -> str:
+    """The filter's log line on the measured false-negative rate (the card and the manifest say the rest)."""
+    if report["rate"] is None:
+        return f"not measured: {report['why_no_rate']}"
+    low, high = report["interval"]
+    return (
+        f"{report['rate']:.1%} of {report['negatives']} kept negatives (95% interval {low:.1%} to {high:.1%}), "
+        f"{report['queries']} queries with {report['hidden_positives']} hidden positives"
+    )
+

@@ -11,11 +11,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import artifacts, embed, ledger, models, work
-from pipeline.contrast import validate
-from pipeline.filtering import judges
-from pipeline.params import EmbedParams, FilterParams
-from pipeline.vocabulary import EDIT_NOT_FLUENT, EDIT_STILL_SUPPORTED, KEPT, MEANING_UNJUDGED, PENDING, REJECTED
+from pairforge.pipeline import artifacts, embed, ledger, models, work
+from pairforge.pipeline.contrast import validate
+from pairforge.pipeline.filtering import judges
+from pairforge.pipeline.params import EmbedParams, FilterParams
+from pairforge.pipeline.vocabulary import (
+    EDIT_NOT_FLUENT,
+    EDIT_STILL_SUPPORTED,
+    KEPT,
+    MEANING_UNJUDGED,
+    PENDING,
+    REJECTED,
+)
 
 # Judges that read meaning. The encoder's cosine does not: it scores real number and antonym changes 0.99+, so it
 # can catch a drifted edit but cannot confirm that an LLM's edit changed (or kept) the meaning it was asked to.
@@ -40,7 +47,7 @@ class FluencyBatch:
     """Actor body: a causal LM loaded once; adds `nll` (mean token negative log-likelihood, nats) per `text`."""
 
     def __init__(self, model: str, batch_size: int):
-        from pipeline.models.llm import TransformersLLM
+        from pairforge.pipeline.models.llm import TransformersLLM
 
         self.lm = TransformersLLM(model, batch_size=batch_size)
 

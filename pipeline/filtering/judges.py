@@ -19,11 +19,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import models, schema, work
-from pipeline.params import FilterParams
-from pipeline.runtime import Resources
-from pipeline.tasks import JUDGE_TASKS, QUESTIONS
-from pipeline.vocabulary import BACKEND_ERROR, JUDGE_RELEVANT, PENDING, UNPARSEABLE, passing_failure
+from pairforge.pipeline import models, schema, work
+from pairforge.pipeline.params import FilterParams
+from pairforge.pipeline.runtime import Resources
+from pairforge.pipeline.tasks import JUDGE_TASKS, QUESTIONS
+from pairforge.pipeline.vocabulary import BACKEND_ERROR, JUDGE_RELEVANT, PENDING, UNPARSEABLE, passing_failure
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def pool(config: FilterParams) -> Resources:
 
 def cross_encoder_call(config: FilterParams) -> work.Work:
     """The cross-encoder `config` names, scoring (query, document) pairs; scores cached by model and length limit."""
-    from pipeline.models.scorer import CrossEncoderBatch
+    from pairforge.pipeline.models.scorer import CrossEncoderBatch
 
     args = {"model": config.cross_encoder, "max_length": config.ce_max_length, "batch_size": config.batch_size}
     settings = {"model": models.identity(config.cross_encoder), "max_length": config.ce_max_length}
@@ -90,7 +90,7 @@ class LLMJudgeBatch:
     """
 
     def __init__(self, backend: str, model: str, options: dict):
-        from pipeline.models import llm
+        from pairforge.pipeline.models import llm
 
         self.llm = llm.load(backend, model, **options)
 

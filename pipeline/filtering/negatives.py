@@ -20,11 +20,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import artifacts, ledger, mine, schema
-from pipeline.filtering import judges, learned
-from pipeline.filtering.texts import jaccard, normal_form
-from pipeline.params import FilterParams
-from pipeline.vocabulary import (
+from pairforge.pipeline import artifacts, ledger, mine, schema
+from pairforge.pipeline.filtering import judges, learned
+from pairforge.pipeline.filtering.texts import jaccard, normal_form
+from pairforge.pipeline.params import FilterParams
+from pairforge.pipeline.vocabulary import (
     KEPT,
     LIKE_POSITIVE,
     LIKELY_POSITIVE,

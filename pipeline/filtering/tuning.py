@@ -27,10 +27,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import artifacts, schema
-from pipeline.filtering import calibration, learned, negatives
-from pipeline.params import FilterParams, MineParams
-from pipeline.vocabulary import KEPT
+from pairforge.pipeline import artifacts, schema
+from pairforge.pipeline.filtering import calibration, learned, negatives
+from pairforge.pipeline.params import FilterParams, MineParams
+from pairforge.pipeline.vocabulary import KEPT
 
 MARGINS = (None, 0.0, 0.02, 0.05, 0.1, 0.2, 0.3)
 CLOSENESS = (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55)

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from pipeline import models
-from pipeline.models import st_config
+from pairforge.pipeline import models
+from pairforge.pipeline.models import st_config
 
 
 def _max_length(transformer: Path, tokenizer, model_config) -> int:

@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from pipeline import models
-from pipeline.schema import EndpointError
-from pipeline.vocabulary import BACKEND_ERROR, RETRIED_STATUS, passing_failure
+from pairforge.pipeline import models
+from pairforge.pipeline.schema import EndpointError
+from pairforge.pipeline.vocabulary import BACKEND_ERROR, RETRIED_STATUS, passing_failure
 
 VLLM_MISSING = "backend vllm needs a GPU worker with vllm installed: pip install vllm"
 YES_WORDS = ("yes", "Yes", "YES", " yes", " Yes", " YES")

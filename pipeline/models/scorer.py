@@ -17,7 +17,7 @@ import pyarrow as pa
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from pipeline import models
+from pairforge.pipeline import models
 
 # Label names that mean "the second text follows from / answers the first", most specific first.
 POSITIVE_LABELS = ("entailment", "entail", "entailed", "relevant", "positive", "yes", "true")

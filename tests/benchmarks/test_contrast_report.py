@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 
 from benchmarks import contrast_report
-from pipeline import artifacts, params
-from pipeline.models.llm import TransformersLLM
-from stages import cli
+from pairforge import cli
+from pairforge.pipeline import artifacts, params
+from pairforge.pipeline.models.llm import TransformersLLM
 from tests.conftest import SCIFACT, need
 
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from pipeline import artifacts
+from pairforge.pipeline import artifacts
 from tests.conftest import REPO, multi_positive_sample
 
 

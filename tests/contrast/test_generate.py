@@ -12,9 +12,9 @@ import pyarrow.compute as pc
 import pytest
 import yaml
 
-from pipeline import artifacts, schema
-from pipeline.contrast import generate
-from pipeline.params import GenerateParams
+from pairforge.pipeline import artifacts, schema
+from pairforge.pipeline.contrast import generate
+from pairforge.pipeline.params import GenerateParams
 from tests.conftest import (
     DATASETS,
     contrast_rows_by_edit,
@@ -127,7 +127,7 @@ def test_an_endpoint_that_refuses_or_is_down_fails_the_stage_with_the_fix(pipeli
 def test_openai_backend_with_injected_faults_ends_every_item(pipeline_run, tmp_path, monkeypatch):
     """The stage's LLM edits through a real HTTP server in front of the local model, a third of the requests
     failing (500s, 429s, timeouts, malformed bodies): the stage finishes and every item is applied or rejected."""
-    from pipeline.models import llm as llms
+    from pairforge.pipeline.models import llm as llms
     from tests.openai_server import OpenAIServer
 
     workdir = tmp_path / "project"

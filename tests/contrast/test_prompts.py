@@ -6,8 +6,8 @@ import pytest
 
 
 def test_edit_prompts_demonstrate_the_format_as_a_turn_and_fence_the_text():
-    from pipeline.contrast.prompts import CONTROLS, edit_task
-    from pipeline.vocabulary import LLM_CONTROLS
+    from pairforge.pipeline.contrast.prompts import CONTROLS, edit_task
+    from pairforge.pipeline.vocabulary import LLM_CONTROLS
 
     assert tuple(CONTROLS) == LLM_CONTROLS, "every control params accept has a prompt, in the documented order"
     for control, (_, before, after, _) in CONTROLS.items():
@@ -28,7 +28,7 @@ class Scripted:
         self.replies, self.asked = list(replies), []
 
     def generate(self, batch, max_new_tokens=None, logprobs=0, schema=None):
-        from pipeline.models.llm import Completion
+        from pairforge.pipeline.models.llm import Completion
 
         self.asked.append(batch[0])
         return [Completion(text=self.replies.pop(0))]
@@ -38,8 +38,8 @@ class Scripted:
 def test_llm_retries_ask_again_showing_the_model_its_reply(retries):
     """`generate.llm_retries`: after a reply that does not fit the schema, the model is shown it and asked again,
     at most this many times; the item ends with the first reply that fits, or unparseable after the last."""
-    from pipeline.contrast.prompts import REPAIR, llm_edits
-    from pipeline.models import llm
+    from pairforge.pipeline.contrast.prompts import REPAIR, llm_edits
+    from pairforge.pipeline.models import llm
     from tests.openai_server import OpenAIServer
 
     wrong = ["Sure! Here it is.", "edited: Aspirin does not reduce fever."]

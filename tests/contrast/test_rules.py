@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipeline.contrast import rules
+from pairforge.pipeline.contrast import rules
 from tests.conftest import DATASETS, need
 
 # (op, text, expected edit or None when the op must not apply)
@@ -356,7 +356,7 @@ def test_apply_takes_texts_and_docs(nlp):
 
 def test_ops_are_the_documented_codes():
     """Every op a user can name in params has a function, in the same order, and a row in the README's table."""
-    from pipeline.vocabulary import RULE_OPS
+    from pairforge.pipeline.vocabulary import RULE_OPS
 
     assert list(rules.OPS) == list(RULE_OPS)
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()

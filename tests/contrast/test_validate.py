@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline import params, schema
-from pipeline.contrast import generate, validate
+from pairforge.pipeline import params, schema
+from pairforge.pipeline.contrast import generate, validate
 from tests.conftest import DATASETS, need
 
 DEFAULTS = params.FilterParams()

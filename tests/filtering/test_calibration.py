@@ -11,8 +11,8 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from pipeline import artifacts, params, schema
-from pipeline.filtering import calibration, learned, tuning
+from pairforge.pipeline import artifacts, params, schema
+from pairforge.pipeline.filtering import calibration, learned, tuning
 from tests.conftest import STAGES, multi_positive_sample, project_params, run_stage
 
 

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pytest
 import yaml
 
-from pipeline import artifacts, ledger
+from pairforge.pipeline import artifacts, ledger
 from tests.conftest import export_table, run_stage, set_params
 
 
@@ -115,7 +115,7 @@ def test_an_edit_its_context_still_fits_is_rejected_as_still_supported(pipeline_
     """Anchored: with `edit_support_min_drop` 0, an edited query that the encoder scores at least as close to one
     of the query's positives as the original query is `edit_still_supported`; the drop is the encoder's, recomputed
     here, and the ledger keeps it."""
-    from pipeline.models.encoder import Encoder
+    from pairforge.pipeline.models.encoder import Encoder
     from tests.conftest import MODEL
 
     workdir = tmp_path / "project"

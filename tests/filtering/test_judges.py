@@ -14,8 +14,8 @@ import pyarrow.compute as pc
 import pytest
 import yaml
 
-from pipeline import artifacts, ledger, schema
-from pipeline.filtering import judges, negatives
+from pairforge.pipeline import artifacts, ledger, schema
+from pairforge.pipeline.filtering import judges, negatives
 from tests.conftest import STAGES, export_table, project_params, run_stage, set_params, write_beir_sample
 from tests.filtering.test_negatives import RULES_ONLY, candidates, run
 
@@ -280,7 +280,7 @@ def test_an_llm_judge_behind_a_failing_endpoint_leaves_candidates_pending_until_
     """Through a real server in front of the local model, most requests failing: the candidates the endpoint
     failed on are pending (no ledger row), their query takes no refill and is short with reason `pending`; the
     next run, the endpoint healthy again, asks for nothing it had an answer to."""
-    from pipeline.models import llm as llms
+    from pairforge.pipeline.models import llm as llms
     from tests.openai_server import OpenAIServer
 
     local = llms.load("transformers", "packaged:SmolLM2-135M-Instruct", batch_size=4)

@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline import schema
-from pipeline.filtering import learned
+from pairforge.pipeline import schema
+from pairforge.pipeline.filtering import learned
 
 
 def candidates(queries: int, per_query: int, seed: int = 0) -> tuple[pa.Table, np.ndarray, np.ndarray]:

@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipeline import artifacts, ledger, schema
-from pipeline.filtering import negatives
-from pipeline.filtering.texts import jaccard, normal_form
-from pipeline.params import FilterParams
+from pairforge.pipeline import artifacts, ledger, schema
+from pairforge.pipeline.filtering import negatives
+from pairforge.pipeline.filtering.texts import jaccard, normal_form
+from pairforge.pipeline.params import FilterParams
 
 RULES_ONLY = FilterParams(duplicate_jaccard=0.6, duplicate_cosine=0.95, pair_closeness=None, refill_depth=5)
 
@@ -241,6 +241,6 @@ def test_the_stage_writes_negatives_judged_and_a_ledger_that_reconciles(pipeline
         + artifacts.read(pipeline_run / "data/generated/rejections").num_rows
     )
     printed = subprocess.run(
-        [sys.executable, "-m", "stages.cli", "rejections"], cwd=pipeline_run, capture_output=True, text=True
+        [sys.executable, "-m", "pairforge.cli", "rejections"], cwd=pipeline_run, capture_output=True, text=True
     )
     assert printed.returncode == 0 and "known_positive" in printed.stdout

@@ -17,9 +17,9 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Dense, Normalize
 
-from pipeline import embed, models, params
-from pipeline.models.encoder import Encoder
-from pipeline.schema import InputError
+from pairforge.pipeline import embed, models, params
+from pairforge.pipeline.models.encoder import Encoder
+from pairforge.pipeline.schema import InputError
 from tests.conftest import MODEL
 
 
@@ -84,7 +84,7 @@ def test_a_ten_megabyte_text_costs_no_more_memory_than_its_kept_tokens():
     # Tokenizing the whole of a 10 MB document to keep 256 tokens took 1.5 GB.
     script = f"""
 import resource
-from pipeline.models.encoder import Encoder
+from pairforge.pipeline.models.encoder import Encoder
 encoder = Encoder({MODEL!r})
 encoder.encode(["warm up"])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

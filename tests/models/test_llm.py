@@ -16,10 +16,10 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from pipeline.models import llm as llms
-from pipeline.schema import EndpointError
-from pipeline.tasks import RELEVANCE_ANSWER_PREFIX, RELEVANCE_JUDGE, judge_relevance
-from pipeline.vocabulary import UNPARSEABLE
+from pairforge.pipeline.models import llm as llms
+from pairforge.pipeline.schema import EndpointError
+from pairforge.pipeline.tasks import RELEVANCE_ANSWER_PREFIX, RELEVANCE_JUDGE, judge_relevance
+from pairforge.pipeline.vocabulary import UNPARSEABLE
 from tests.openai_server import OpenAIServer
 from tests.test_tasks import INJECTION
 
@@ -213,7 +213,7 @@ def test_transformers_generates_deterministically(local_llm):
 def test_a_gguf_model_is_converted_once_to_the_same_tensors_and_tokenizer(local_llm):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pipeline import models
+    from pairforge.pipeline import models
 
     # `local_llm` loaded the packaged GGUF model: from its converted copy, made then if not before.
     gguf = next(models.resolve(MODEL).glob("*.gguf"))
@@ -310,7 +310,7 @@ def test_openai_client_survives_30_percent_faults(local_llm):
 
 @pytest.mark.slow
 def test_same_meaning_judge_and_fluency_with_the_local_model(local_llm):
-    from pipeline.tasks import judge_same_meaning
+    from pairforge.pipeline.tasks import judge_same_meaning
 
     pairs = [("Aspirin reduces fever.", "Aspirin lowers fever."), ("Aspirin reduces fever.", "Aspirin causes fever.")]
     for result in judge_same_meaning(local_llm, pairs):
@@ -329,7 +329,7 @@ def test_same_meaning_judge_and_fluency_with_the_local_model(local_llm):
 def test_edits_are_held_to_their_json_schema_locally_and_through_a_server(local_llm):
     """The edit schema goes to every backend here: transformers forces the reply's opening, an OpenAI-compatible
     server gets `response_format` (and one that refuses it with a 400 is asked again without, then never again)."""
-    from pipeline.contrast.prompts import EDIT_JSON_SCHEMA, edit_task
+    from pairforge.pipeline.contrast.prompts import EDIT_JSON_SCHEMA, edit_task
 
     assert EDIT_JSON_SCHEMA == {
         "type": "object",

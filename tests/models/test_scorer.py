@@ -12,7 +12,7 @@ from scipy.stats import spearmanr
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from benchmarks.cross_encoder import read_sts
-from pipeline.models.scorer import CrossEncoderBatch, CrossEncoderScorer, positive_label_index
+from pairforge.pipeline.models.scorer import CrossEncoderBatch, CrossEncoderScorer, positive_label_index
 from tests.conftest import DATASETS, need
 
 STSB = DATASETS / "stsbenchmark"

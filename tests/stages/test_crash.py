@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import artifacts
+from pairforge.pipeline import artifacts
 from tests.conftest import STAGES, kill_after, run_stage, set_params
 
 SEEDS = (1, 2)

@@ -41,12 +41,12 @@ def test_repro_reruns_only_what_changed(small_repro, tmp_path):
 
 
 def test_every_dvc_stage_is_a_pairforge_command_in_order():
-    from stages.cli import STAGES as COMMANDS
+    from pairforge.cli import STAGES as COMMANDS
 
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert list(stages) == list(COMMANDS) == list(STAGES)
     for name, stage in stages.items():
-        assert stage["cmd"] == f"python -m stages.{name}"
+        assert stage["cmd"] == f"python -m pairforge.{name}"
 
 
 def git(repo, *args) -> None:

@@ -17,7 +17,7 @@ import time
 import pytest
 import yaml
 
-from pipeline import artifacts
+from pairforge.pipeline import artifacts
 from tests.conftest import dvc, set_params
 from tests.stages.test_crash import snapshot
 
@@ -156,7 +156,7 @@ def test_two_runs_at_once_one_is_refused_by_name_and_no_manifest_disagrees_with_
     # the second has come and gone.
     paused = f"""
 import pathlib, runpy, time
-from pipeline import artifacts
+from pairforge.pipeline import artifacts
 seal = artifacts.ArtifactWriter.seal
 def paused_seal(self):
     deadline = time.monotonic() + 300
@@ -164,7 +164,7 @@ def paused_seal(self):
         time.sleep(0.05)
     return seal(self)
 artifacts.ArtifactWriter.seal = paused_seal
-runpy.run_module("stages.filter", run_name="__main__")
+runpy.run_module("pairforge.filter", run_name="__main__")
 """
     first = subprocess.Popen([sys.executable, "-c", paused], cwd=repo, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300

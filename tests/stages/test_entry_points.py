@@ -10,8 +10,8 @@ import datasets
 import pyarrow.parquet as pq
 import yaml
 
-from pipeline.ingest import ingest
-from pipeline.params import load
+from pairforge.pipeline.ingest import ingest
+from pairforge.pipeline.params import load
 from tests.conftest import REPO, STAGES
 from tests.test_ingest import make_beir, write_jsonl
 
@@ -20,7 +20,7 @@ def test_help_on_every_stage_describes_it_and_runs_nothing(tmp_path):
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
     running = {
         name: subprocess.Popen(
-            [sys.executable, "-m", f"stages.{name}", "--help"],
+            [sys.executable, "-m", f"pairforge.{name}", "--help"],
             cwd=tmp_path,
             env=env,
             stdout=subprocess.PIPE,
@@ -32,16 +32,16 @@ def test_help_on_every_stage_describes_it_and_runs_nothing(tmp_path):
     for name, process in running.items():
         out, err = process.communicate(timeout=120)
         assert process.returncode == 0, err
-        assert out.startswith(f"usage: python -m stages.{name}") and f"DVC stage `{name}`" in out
+        assert out.startswith(f"usage: python -m pairforge.{name}") and f"DVC stage `{name}`" in out
         assert f"Reads the `{name}` section of ./params.yaml" in out
     assert list(tmp_path.iterdir()) == [], "no params read, no data/ or cache/ written"
-    wrong = subprocess.run([sys.executable, "-m", "stages.mine", "--force"], cwd=tmp_path, env=env,
+    wrong = subprocess.run([sys.executable, "-m", "pairforge.mine", "--force"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=120)  # fmt: skip
     assert wrong.returncode == 2 and "unrecognized arguments: --force" in wrong.stderr
 
 
 def pairforge(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stages.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "pairforge.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})  # fmt: skip
 
 

@@ -26,10 +26,10 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pipeline import artifacts, params
-from pipeline.ingest import ingest
-from pipeline.params import IngestParams
-from pipeline.schema import InputError
+from pairforge.pipeline import artifacts, params
+from pairforge.pipeline.ingest import ingest
+from pairforge.pipeline.params import IngestParams
+from pairforge.pipeline.schema import InputError
 
 FUZZ = settings(derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FORMATS = ("jsonl", "csv", "tsv", "parquet")
@@ -359,7 +359,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def ingested_project(tmp_path_factory) -> Path:
     """A project whose `data/ingested` holds a previous complete artifact."""
-    from stages import ingest as stage
+    from pairforge import ingest as stage
 
     project = tmp_path_factory.mktemp("stage")
     source = project / "good"
@@ -380,7 +380,7 @@ def ingested_project(tmp_path_factory) -> Path:
 @settings(FUZZ, max_examples=60)
 @given(folder=faulty_folders().filter(lambda f: f.expected is not None))
 def test_fuzzed_bad_input_leaves_the_stage_artifact_untouched(ingested_project, folder):
-    from stages import ingest as stage
+    from pairforge import ingest as stage
 
     before = _snapshot(ingested_project / "data/ingested")
     source = ingested_project / "bad"
