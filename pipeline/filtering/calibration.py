@@ -165,4 +165,3 @@ def summary(report: dict) -> str:
         f"{report['rate']:.1%} of {report['negatives']} kept negatives (95% interval {low:.1%} to {high:.1%}), "
         f"{report['queries']} queries with {report['hidden_positives']} hidden positives"
     )
-
