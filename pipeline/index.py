@@ -153,7 +153,7 @@ def topics(doc_vectors: np.ndarray, params: IndexParams) -> faiss.Kmeans:
         )  # fmt: skip
     kmeans = faiss.Kmeans(
         doc_vectors.shape[1], k, niter=params.kmeans_iterations, seed=params.seed, spherical=True, verbose=False,
-        gpu=gpus() > 0, min_points_per_centroid=MIN_DOCS_PER_TOPIC,
+        gpu=gpus() > 0, min_points_per_centroid=1,  # the clamp above has warned already, FAISS need not repeat it
     )  # fmt: skip
     kmeans.train(doc_vectors)
     return kmeans
