@@ -26,7 +26,8 @@ from pairforge.pipeline import artifacts
 
 
 @contextlib.contextmanager
-def _inside(folder: Path) -> Iterator[None]:
+def working_directory(folder: Path) -> Iterator[None]:
+    """`folder` as the working directory for the block (contextlib.chdir, which Python 3.10 lacks)."""
     previous = Path.cwd()
     os.chdir(folder)
     try:
@@ -42,7 +43,7 @@ def build(params: dict, project: str | Path) -> Path:
     project = Path(project).resolve()
     project.mkdir(parents=True, exist_ok=True)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    with _inside(project):
+    with working_directory(project):
         for name in STAGES:
             try:
                 importlib.import_module(f"pairforge.{name}").main()

@@ -8,12 +8,10 @@ exception, and the DVC stage never changes its previous artifact.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field, fields
@@ -26,6 +24,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from pairforge.api import working_directory
 from pairforge.pipeline import artifacts, params
 from pairforge.pipeline.ingest import ingest
 from pairforge.pipeline.params import IngestParams
@@ -274,10 +273,18 @@ class _Drawer:
         self.draw = draw
 
 
+def joined(title: str | None, text: str) -> str:
+    """Title and text as the default separator joins them: a title that ends a sentence or clause keeps its own
+    mark ("Why? Text", not "Why?. Text")."""
+    if not title:
+        return text
+    if title.rstrip()[-1:] in {".", "!", "?", ":", ";", ",", "…", "。", "！", "？"}:
+        return f"{title.rstrip()} {text}"
+    return f"{title}. {text}"
+
+
 def expected_tables(folder: Folder) -> tuple[list, list]:
-    corpus = [
-        (r["_id"], f"{r['title']}. {r['text']}" if r.get("title") else r["text"]) for r in folder.records["corpus"]
-    ]
+    corpus = [(r["_id"], joined(r.get("title"), r["text"])) for r in folder.records["corpus"]]
     queries = [(r["_id"], r["text"]) for r in folder.records["queries"]]
     return corpus, queries
 
@@ -342,16 +349,6 @@ def test_fuzzed_bad_rows_are_skipped_into_the_rejections_under_skip(folder):
     event(f"skip: {len(bad)} bad row(s) in the rejections")
 
 
-@contextlib.contextmanager
-def _inside(folder: Path):
-    before = Path.cwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)
-
-
 def _snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -372,7 +369,7 @@ def ingested_project(tmp_path_factory) -> Path:
         dict.fromkeys(COLUMNS, "jsonl"),
     ).write(source)
     (project / "params.yaml").write_text(yaml.safe_dump({"ingest": {"source": str(source)}}))
-    with _inside(project):
+    with working_directory(project):
         stage.main()
     return project
 
@@ -387,7 +384,7 @@ def test_fuzzed_bad_input_leaves_the_stage_artifact_untouched(ingested_project, 
     shutil.rmtree(source, ignore_errors=True)
     folder.write(source)
     (ingested_project / "params.yaml").write_text(yaml.safe_dump({"ingest": {"source": str(source)}}))
-    with _inside(ingested_project), pytest.raises(SystemExit) as stopped:
+    with working_directory(ingested_project), pytest.raises(SystemExit) as stopped:
         stage.main()
     message = str(stopped.value.code)
     name, row, column = folder.expected
