@@ -319,3 +319,17 @@ def iter_groups(path: str | Path, key: str, groups: int, batch_size: int = 65_53
 
 def manifest(path: str | Path) -> dict:
     return json.loads((Path(path) / MANIFEST).read_text())
+
+
+def summary(folder: Path) -> str:
+    """The artifacts a stage wrote under `folder`, one line each (rows, parts, content hash): the table a stage's
+    log ends with. Read from their manifests: what the files say, not what the stage meant to write."""
+    found = []
+    for path in sorted(Path(folder).rglob(MANIFEST)):
+        written = json.loads(path.read_text())
+        if isinstance(written.get("rows"), int) and "parts" in written:  # the export's own manifest is provenance
+            found.append((str(path.parent), written["rows"], written["parts"], written["content_hash"]))
+    width = max((len(name) for name, *_ in found), default=0)
+    return "\n".join(
+        f"  {name:<{width}}  {rows:>12,} rows  {parts:>4} part(s)  {digest}" for name, rows, parts, digest in found
+    )

@@ -55,7 +55,7 @@ def stage(name: str, output: Path) -> Iterator[logging.Logger]:
             raise
         log.error("%s: %s", "bad input" if isinstance(found, InputError) else "endpoint", found)
         sys.exit(f"pairforge {name}: {found}")
-    log.info("%s finished in %.1f s", name, time.perf_counter() - started)
+    log.info("%s finished in %.1f s, wrote:\n%s", name, time.perf_counter() - started, artifacts.summary(output))
 
 
 def _arguments(name: str) -> None:

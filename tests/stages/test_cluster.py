@@ -56,7 +56,9 @@ def content_hashes(workdir: Path) -> dict[str, str]:
 def test_dvc_repro_on_a_two_node_cluster_spreads_work_and_writes_the_local_bytes(cluster, small_repro, tmp_path):
     local, _ = small_repro
     repo = dvc_project(tmp_path / "repo", yaml.safe_load((local / "params.yaml").read_text()))
-    dvc(repo, "repro", env={**loopback_cluster.ENV, "RAY_ADDRESS": cluster})
+    printed = dvc(repo, "repro", env={**loopback_cluster.ENV, "RAY_ADDRESS": cluster})
+    for noise in ("RayDeprecationWarning", "core_worker.cc", "Progress bars disabled", "Token authentication"):
+        assert noise not in printed, f"Ray's {noise!r} is back in the stages' output"
     nodes = worker_nodes(cluster)
     assert len(set().union(*nodes.values())) == 2, nodes
     assert len(nodes["EmbedBatch"]) == 2, "one encoder actor per node"

@@ -78,3 +78,13 @@ def test_init_writes_the_ingest_params_for_a_pair_file_a_beir_folder_and_a_datas
     refused = pairforge("init", str(tmp_path / "numbers.parquet"), cwd=project)
     assert refused.returncode == 1 and "found text columns []; a pair needs two" in refused.stderr
     assert load("ingest", project / "params.yaml").source == "../saved", "a refused init leaves params.yaml as it was"
+
+
+def test_the_installed_names_leave_a_users_pipeline_and_stages_modules_alone(tmp_path):
+    """Installed as `pairforge` and `pairforge.pipeline`: outside the repository, `pipeline` and `stages` are the
+    user's own names."""
+    (tmp_path / "pipeline.py").write_text("MINE = True\n")
+    script = "import pairforge.pipeline.embed, pairforge.mine, pipeline\nprint(pipeline.MINE, pairforge.build)"
+    shown = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("True <function build")
