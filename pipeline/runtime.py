@@ -215,11 +215,14 @@ def _actor_pool(worker: type, worker_args: dict, resources: Resources, size: int
     _make_room(resources, size)
 
     def __init__(self, arguments: dict):
-        # The shared values arrive as references inside one small argument, and are fetched here: Ray would
-        # resolve top-level references itself, but warns that a restarted actor may find them gone.
-        self.work = worker(**{k: ray.get(v) if isinstance(v, ray.ObjectRef) else v for k, v in arguments.items()})
+        self.arguments, self.work = arguments, None
 
-    def run(self, batch: pa.Table) -> pa.Table:
+    def run(self, batch: pa.Table, **shared) -> pa.Table:
+        # The shared values come with each task, resolved from the object store by Ray, and the worker is built on
+        # the first: a reference among an actor's constructor arguments is one a restarted actor may find gone
+        # (Ray warns about every such actor), a task's is fetched again when the task is retried.
+        if self.work is None:
+            self.work = worker(**self.arguments, **shared)
         return self.work(batch)
 
     # Named after the worker, so the cluster's actor table says what each one is. A dead actor (killed, OOM, lost
@@ -228,7 +231,8 @@ def _actor_pool(worker: type, worker_args: dict, resources: Resources, size: int
     actor = ray.remote(
         num_cpus=resources.cpus, num_gpus=resources.gpus, max_restarts=ACTOR_RETRIES, max_task_retries=ACTOR_RETRIES
     )(type(worker.__name__, (), {"__init__": __init__, "run": run}))
-    actors = [actor.remote(worker_args) for _ in range(size)]
+    plain = {name: value for name, value in worker_args.items() if not isinstance(value, ray.ObjectRef)}
+    actors = [actor.remote(plain) for _ in range(size)]
     pool = ActorPool(actors)
     if keep:
         _kept[key] = (actors, pool)
@@ -258,6 +262,8 @@ def map_batches(
         in_process = _in_process(blocks, worker, worker_args, resources, keep)
         yield from progress.tracked(in_process, worker.__name__, table.num_rows)
         return
+    import ray
+
     init()
     if resources.gpus and not cluster_resources().get("GPU", 0):
         # Ray would wait for a GPU forever; say so instead.
@@ -274,7 +280,8 @@ def map_batches(
         len(blocks),
         "" if not keep else ", new actors, kept" if started else ", kept actors",
     )
-    results = pool.map(lambda actor, block: actor.run.remote(block), blocks)
+    shared = {name: value for name, value in worker_args.items() if isinstance(value, ray.ObjectRef)}
+    results = pool.map(lambda actor, block: actor.run.remote(block, **shared), blocks)
     try:
         yield from progress.tracked(results, worker.__name__, table.num_rows)
     except BaseException:  # a failed or abandoned map leaves tasks behind: start afresh next time
@@ -283,7 +290,5 @@ def map_batches(
         raise
     finally:
         if not keep:
-            import ray
-
             for actor in actors:
                 ray.kill(actor)
