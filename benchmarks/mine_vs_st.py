@@ -28,7 +28,9 @@ from pairforge.pipeline import artifacts, models
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("ingest", "embed", "index", "mine")
-EMBED_LINE = re.compile(r"embedded (\d+) docs and (\d+) queries in ([\d.]+) s \(([\d.]+) texts/s\)")
+# The embed stage's own log lines (stages/embed.py): its throughput over the texts it embedded, and what it wrote.
+EMBED_RATE = re.compile(r"embedded (\d+) new texts in ([\d.]+) s \(([\d.]+) texts/s\)")
+EMBED_WROTE = re.compile(r"wrote (\d+) docs and (\d+) queries")
 
 
 def sample_beir(source: Path, out: Path, max_queries: int, max_docs: int) -> Path:
@@ -99,11 +101,12 @@ def run_pairforge(source: Path, project: Path, mine: dict) -> dict:
         stages[name] = run_measured([sys.executable, "-m", f"pairforge.{name}"], project, project / f"{name}.log")
     result = {"wall_s": time.perf_counter() - started, "stages": stages}
     result["peak_rss_mib"] = max(s["peak_rss_mib"] for s in stages.values())
-    found = EMBED_LINE.search((project / "embed.log").read_text())
-    if not found:
+    log = (project / "embed.log").read_text()
+    rate_line, wrote = EMBED_RATE.search(log), EMBED_WROTE.search(log)
+    if not rate_line or not wrote:
         sys.exit(f"no throughput line in {project / 'embed.log'}")
-    docs, queries, seconds, rate = found.groups()
-    texts = int(docs) + int(queries)
+    _, seconds, rate = rate_line.groups()
+    texts = int(wrote.group(1)) + int(wrote.group(2))
     result.update(texts=texts, embed_logged_s=float(seconds), texts_per_s_logged=float(rate))
     return {**result, "texts_per_s_wall": texts / stages["embed"]["wall_s"]}
 
