@@ -11,18 +11,13 @@ import yaml
 
 from pairforge.pipeline import artifacts, hf_datasets
 from pairforge.pipeline.params import parse
-from pairforge.pipeline.records import BadRows, rows
+from pairforge.pipeline.records import BadRows, is_beir_folder, rows
 
 # Column names that usually hold each side of a pair, most specific first (sentence-transformers' datasets, QA
 # and NLI files, BEIR-like exports).
 ANCHORS = ("anchor", "query", "question", "sentence1", "text1", "premise", "prompt", "claim", "title")
 POSITIVES = ("positive", "document", "passage", "context", "answer", "sentence2", "text2", "hypothesis", "response")
 NEGATIVES = ("negative", "hard_negative", "negative_1")
-
-
-def _is_beir(source: str) -> bool:
-    folder = Path(source)
-    return folder.is_dir() and any(folder.glob("corpus.*")) and (folder / "qrels").is_dir()
 
 
 def _pick(names: list[str], preferred: tuple[str, ...], taken: set[str]) -> str | None:
@@ -33,7 +28,7 @@ def _pick(names: list[str], preferred: tuple[str, ...], taken: set[str]) -> str 
 def guess_ingest(source: str, split: str = "train") -> dict:
     """The `ingest` section for `source`: BEIR for a folder with corpus, queries and qrels; otherwise a pair file or
     dataset, its anchor / positive (/ negative) columns picked by name, or else its first two text columns."""
-    if _is_beir(source):
+    if is_beir_folder(source):
         return {"source": source, "format": "beir", "split": split}
     _, record = next(iter(rows(source, split, None, BadRows())))
     texts = [name for name, value in record.items() if isinstance(value, str)]

@@ -181,10 +181,15 @@ def field(
     return value
 
 
+def is_beir_folder(source: str) -> bool:
+    folder = Path(source)
+    return folder.is_dir() and any(folder.glob("corpus.*")) and (folder / "qrels").is_dir()
+
+
 def rows(source: str, split: str, subset: str | None, bad_rows: BadRows | None) -> Iterator[tuple[int, dict]]:
     """A file's records, or a Hugging Face dataset's (a hub id or a folder)."""
     if hf_datasets.is_dataset(source):
-        if any(Path(source).glob("corpus.*")) and (Path(source) / "qrels").is_dir():
+        if is_beir_folder(source):
             raise InputError(source, None, None, "is a BEIR folder (corpus, queries, qrels): set ingest.format: beir")
         return hf_datasets.records(source, split, subset)
     return read_records(Path(source), bad_rows)

@@ -35,6 +35,13 @@ class Resources:
     gpus: float = 0.0
 
 
+def _not_token_news(record: logging.LogRecord) -> bool:
+    """Ray warns, at every start of a local cluster, that it turned its default token authentication on: news once,
+    noise in every stage's log. Its warning that authentication is *off* still shows. (One function, so that adding
+    it at every start adds it once.)"""
+    return "Token authentication is enabled" not in record.getMessage()
+
+
 def init() -> None:
     """Start Ray locally, or join the cluster named by RAY_ADDRESS. Idempotent."""
     import ray
@@ -44,11 +51,7 @@ def init() -> None:
     # "local" starts a fresh local Ray: without it, ray.init() joins whichever cluster `ray start` last started on
     # this machine, so a stage's work would land on a cluster the user did not name.
     address = os.environ.get("RAY_ADDRESS") or "local"
-    # Ray warns, at every start of a local cluster, that it turned its default token authentication on: news once,
-    # noise in every stage's log. Its warning that authentication is *off* still shows.
-    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
-        lambda record: "Token authentication is enabled" not in record.getMessage()
-    )
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_not_token_news)
     ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     resources = ray.cluster_resources()
     log.info(
