@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -45,34 +46,58 @@ def auto_factory(count: int, dim: int, params: IndexParams) -> str:
     )
 
 
-def build(vectors: np.ndarray, params: IndexParams) -> tuple[faiss.Index, str]:
-    """The index over `vectors` and the factory string it was built from (the chosen one for `auto`)."""
-    dim = vectors.shape[1]
-    factory = auto_factory(len(vectors), dim, params) if params.factory == "auto" else params.factory
+def factory_for(count: int, dim: int, params: IndexParams) -> str:
+    return auto_factory(count, dim, params) if params.factory == "auto" else params.factory
+
+
+def empty(factory: str, dim: int) -> faiss.Index:
+    """An untrained, empty inner-product index from a factory string; a string FAISS refuses is the param's error."""
     try:
-        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        return faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as err:
         raise InputError("params.yaml", None, "index.factory", f"FAISS cannot build {factory!r}: {err}") from err
-    if not index.is_trained:
-        needed = _needs_points(factory)
-        if len(vectors) < needed:
-            raise InputError(
-                "params.yaml",
-                None,
-                "index.factory",
-                f"{factory!r} needs at least {needed} training vectors; the corpus has {len(vectors)}",
-            )
-        # `auto` trains on 256 points per IVF list at most (FAISS's own cap); a set train_size wins.
-        train_size = params.train_size or (256 * needed if params.factory == "auto" else 0)
-        sample = vectors
-        if train_size and len(vectors) > train_size:
-            rows = np.random.default_rng(params.seed).choice(len(vectors), train_size, replace=False)
-            sample = vectors[np.sort(rows)]
-        _skip_polysemous_training(index)
-        index.train(sample)
-    index.add(vectors)
-    set_search_params(index, params)
-    return index, factory
+
+
+# FAISS trains on at most 256 points per centroid (per IVF list, and per PQ code: 256 codes of a byte), subsampling
+# anything larger itself; reading more of the corpus than that to train would only cost memory.
+POINTS_PER_CENTROID = 256
+
+
+def train_rows(count: int, factory: str, params: IndexParams) -> np.ndarray:
+    """Which vectors (sorted rows, seeded) train `factory`'s quantisers: `train_size` of them, or by default as many
+    as FAISS would use, so training holds a bounded sample however large the corpus."""
+    needed = _needs_points(factory)
+    if count < needed:
+        raise InputError(
+            "params.yaml", None, "index.factory",
+            f"{factory!r} needs at least {needed} training vectors; the corpus has {count}",
+        )  # fmt: skip
+    size = params.train_size or POINTS_PER_CENTROID * max(needed, POINTS_PER_CENTROID)
+    return sample_rows(count, size, params.seed)
+
+
+def sample_rows(count: int, size: int, seed) -> np.ndarray:
+    """`size` of `count` rows drawn with `seed`, in order (all of them when there are no more)."""
+    if size >= count:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size, replace=False))
+
+
+def train(built: faiss.Index, sample: np.ndarray) -> None:
+    _skip_polysemous_training(built)
+    built.train(sample)
+
+
+def build(vectors: np.ndarray, params: IndexParams) -> tuple[faiss.Index, str]:
+    """The index over `vectors`, held in memory, and the factory string it was built from (the chosen one for
+    `auto`). The index stage builds from the corpus's Parquet in chunks instead (pipeline/sharded.py)."""
+    factory = factory_for(len(vectors), vectors.shape[1], params)
+    built = empty(factory, vectors.shape[1])
+    if not built.is_trained:
+        train(built, vectors[train_rows(len(vectors), factory, params)])
+    built.add(vectors)
+    set_search_params(built, params)
+    return built, factory
 
 
 def _skip_polysemous_training(index: faiss.Index) -> None:
@@ -94,30 +119,8 @@ def set_search_params(index: faiss.Index, params: IndexParams) -> None:
         space.set_index_parameter(index, "efSearch", params.ef_search)
 
 
-def recall(index: faiss.Index, vectors: np.ndarray, queries: np.ndarray, k: int) -> float:
-    """Mean recall@k of `index` against exact inner-product search over `vectors`, for these query vectors."""
-    k = min(k, len(vectors))
-    exact = faiss.IndexFlatIP(vectors.shape[1])
-    exact.add(vectors)
-    _, truth = exact.search(queries, k)
-    _, found = index.search(queries, k)
-    return float(np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(truth, found)]))
-
-
-def facts(built: faiss.Index, factory: str, seconds: float, doc_vectors, query_vectors, params: IndexParams) -> dict:
-    """What the manifest says of an index: its factory, size and build time, and for an approximate index its
-    recall@10 / @100 against exact search on a seeded sample of `params.recall_queries` queries."""
-    found = {"factory": factory, "vectors": built.ntotal, "build_seconds": round(seconds, 1)}
-    if params.recall_queries and not isinstance(faiss.downcast_index(built), faiss.IndexFlat):
-        count = min(params.recall_queries, len(query_vectors))
-        sample = query_vectors[np.sort(np.random.default_rng(params.seed).choice(len(query_vectors), count, False))]
-        found["recall"] = {f"at_{k}": round(recall(built, doc_vectors, sample, k), 4) for k in (10, 100)}
-        found["recall"]["queries"] = count
-    return found
-
-
-def write(index: faiss.Index, path: str) -> None:
-    faiss.write_index(index, path)
+def write(index: faiss.Index, path: str | Path) -> None:
+    faiss.write_index(index, str(path))
 
 
 def gpus() -> int:
@@ -125,13 +128,13 @@ def gpus() -> int:
     return faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
 
 
-def load(source: str | np.ndarray, params: IndexParams, gpu: bool = False) -> faiss.Index:
+def load(source: str | Path | np.ndarray, params: IndexParams, gpu: bool = False) -> faiss.Index:
     """An index from its file, memory-mapped (the processes of one machine share a flat index's vectors in the page
     cache instead of each holding a copy), or from its bytes; on this process's GPUs if asked and FAISS has any."""
     if isinstance(source, np.ndarray):
         index = faiss.deserialize_index(source)
     else:
-        index = faiss.read_index(source, faiss.IO_FLAG_MMAP_IFC)
+        index = faiss.read_index(str(source), faiss.IO_FLAG_MMAP_IFC)
     set_search_params(index, params)
     if gpu and gpus():
         index = faiss.index_cpu_to_all_gpus(index)
@@ -142,20 +145,32 @@ def load(source: str | np.ndarray, params: IndexParams, gpu: bool = False) -> fa
 MIN_DOCS_PER_TOPIC = 39
 
 
-def topics(doc_vectors: np.ndarray, params: IndexParams) -> faiss.Kmeans:
-    """Spherical k-means over the corpus (centroids on the unit sphere, like the vectors); a small corpus gets as
-    many topics as it has documents for, and a warning saying so."""
-    k = min(params.topics, max(1, len(doc_vectors) // MIN_DOCS_PER_TOPIC))
+def topic_count(count: int, params: IndexParams) -> int:
+    """How many topics `count` documents make: `index.topics`, or as many as a small corpus has documents for, with
+    a warning saying so."""
+    k = min(params.topics, max(1, count // MIN_DOCS_PER_TOPIC))
     if k < params.topics:
         log.warning(
             "index.topics is %d, but %d documents make only %d topic(s) of at least %d documents: using %d",
-            params.topics, len(doc_vectors), k, MIN_DOCS_PER_TOPIC, k,
+            params.topics, count, k, MIN_DOCS_PER_TOPIC, k,
         )  # fmt: skip
+    return k
+
+
+def topic_rows(count: int, params: IndexParams, k: int) -> np.ndarray:
+    """The documents k-means trains on: as many as FAISS would use for `k` centroids, drawn with the index's seed."""
+    return sample_rows(count, POINTS_PER_CENTROID * k, [params.seed, k])
+
+
+def topics(sample: np.ndarray, params: IndexParams, k: int | None = None) -> faiss.Kmeans:
+    """Spherical k-means (centroids on the unit sphere, like the vectors) of `k` topics (default: `topic_count` of
+    the sample) trained on a sample of the corpus (`topic_rows`)."""
+    k = k or topic_count(len(sample), params)
     kmeans = faiss.Kmeans(
-        doc_vectors.shape[1], k, niter=params.kmeans_iterations, seed=params.seed, spherical=True, verbose=False,
-        gpu=gpus() > 0, min_points_per_centroid=1,  # the clamp above has warned already, FAISS need not repeat it
+        sample.shape[1], k, niter=params.kmeans_iterations, seed=params.seed, spherical=True, verbose=False,
+        gpu=gpus() > 0, min_points_per_centroid=1,  # topic_count has warned already, FAISS need not repeat it
     )  # fmt: skip
-    kmeans.train(doc_vectors)
+    kmeans.train(sample)
     return kmeans
 
 

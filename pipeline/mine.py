@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pairforge.pipeline import artifacts, index, ledger, runtime, schema, work
+from pairforge.pipeline import artifacts, ledger, runtime, schema, sharded, work
 from pairforge.pipeline.params import IndexParams, MineParams
 from pairforge.pipeline.schema import vectors_matrix
 from pairforge.pipeline.vocabulary import (
@@ -114,13 +114,14 @@ def decide_query(
 class MineBatch:
     """Actor body: holds the index; turns a table of queries into their inspected candidates.
 
-    `index_source` is the index file's path (memory-mapped) or its bytes (where the file is not on this node).
+    `index_sources` are the index's files (its shards, in row order): their paths (memory-mapped) or their bytes
+    (where the files are not on this node).
     """
 
     def __init__(
-        self, index_source: str | np.ndarray, doc_ids: pa.Array, params: MineParams, index_params: IndexParams
+        self, index_sources: list[str | np.ndarray], doc_ids: pa.Array, params: MineParams, index_params: IndexParams
     ):
-        self.index = index.load(index_source, index_params, gpu=params.gpus_per_actor > 0)
+        self.index = sharded.Searcher(index_sources, index_params, gpu=params.gpus_per_actor > 0)
         self.doc_ids = doc_ids
         self.params = params
 
@@ -158,7 +159,7 @@ class MineBatch:
         return pa.table(columns, schema=schema.CANDIDATES)
 
     def _search(self, vectors: np.ndarray, depth: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        scores, rows = self.index.search(vectors, min(depth, self.index.ntotal))
+        scores, rows = self.index.search(vectors, depth)
         return list(zip(scores, rows))
 
 
@@ -234,16 +235,16 @@ def query_table(ingested: Path, embeddings: Path, doc_ids: pa.Array) -> tuple[pa
 
 
 def search(
-    queries: pa.Table, index_file: Path, doc_ids: pa.Array, params: MineParams, index_params: IndexParams
+    queries: pa.Table, index_files: list[Path], doc_ids: pa.Array, params: MineParams, index_params: IndexParams
 ) -> Iterator[pa.Table]:
     """Every inspected candidate of `queries` (from `query_table`), a table per task, in query order: actors
-    holding the index search their share of the queries.
+    holding the index (all its shards) search their share of the queries.
 
-    Actors memory-map the index file where they can reach it and get the document ids from the object store: at
+    Actors memory-map the index files where they can reach them and get the document ids from the object store: at
     1M documents, unpickling both into every actor cost several GB.
     """
     args = {
-        "index_source": runtime.file_for_workers(index_file),
+        "index_sources": runtime.files_for_workers(index_files),
         "doc_ids": runtime.share(doc_ids),
         "params": params,
         "index_params": index_params,

@@ -108,8 +108,10 @@ class IndexParams:
     recall_queries: int = 1000
     nprobe: int = 16
     ef_search: int = 128
-    # Vectors used to train IVF / PQ quantisers; 0 trains on all.
+    # Vectors used to train IVF / PQ quantisers; 0: as many as FAISS uses (256 per IVF list, at least 65,536).
     train_size: int = 0
+    # Vectors per index file (0: one file): the index stage holds one shard at a time, miners search them in turn.
+    shard_rows: int = 0
     # k-means topics over docs and queries; 0 turns topics off.
     topics: int = 16
     kmeans_iterations: int = 20
@@ -122,6 +124,7 @@ class IndexParams:
         _at_least(self, "memory_budget_mb", 1)
         _at_least(self, "recall_queries", 0)
         _at_least(self, "train_size", 0)
+        _at_least(self, "shard_rows", 0)
         _at_least(self, "topics", 0)
         _at_least(self, "kmeans_iterations", 1)
 

@@ -118,9 +118,9 @@ class Shared:
         return self._ref
 
 
-class WorkerFile(Shared):
-    """A file of the stage's process as workers can read it: its path in this process and wherever every node of
-    the cluster is this machine (a local Ray, a loopback cluster), else its bytes, shared."""
+class WorkerFiles(Shared):
+    """Files of the stage's process as workers can read them: their paths in this process and wherever every node
+    of the cluster is this machine (a local Ray, a loopback cluster), else their bytes, shared."""
 
     def ref(self):
         import ray
@@ -129,7 +129,7 @@ class WorkerFile(Shared):
         if all(node["NodeManagerAddress"] == here for node in ray.nodes() if node["Alive"]):
             return self.value
         if self._ref is None:
-            self._ref = ray.put(np.fromfile(self.value, dtype=np.uint8))
+            self._ref = ray.put([np.fromfile(path, dtype=np.uint8) for path in self.value])
         return self._ref
 
 
@@ -137,8 +137,8 @@ def share(value) -> Shared:
     return Shared(value)
 
 
-def file_for_workers(path: Path) -> WorkerFile:
-    return WorkerFile(str(path.resolve()))
+def files_for_workers(paths: list[Path]) -> WorkerFiles:
+    return WorkerFiles([str(path.resolve()) for path in paths])
 
 
 # Actor pools kept between calls (see `map_batches(keep=True)`), oldest first: key -> (actors, Ray's ActorPool).

@@ -1,8 +1,9 @@
 """DVC stage `index`: corpus vectors -> data/index/ (FAISS index, row -> doc id map, k-means topics).
 
-The index needs every corpus vector in memory (that is what an in-memory FAISS index is); this stage is the one
-that holds them. An approximate index's recall against exact search is measured on a sample of the queries and
-recorded in the `doc_ids` manifest, next to the factory that built it.
+The corpus's vectors are streamed from the embeddings' Parquet, never held whole: quantisers and topics train on
+seeded samples, vectors are added a chunk at a time, and an index of more than `index.shard_rows` vectors is
+written as shards, one at a time (pipeline/sharded.py). An approximate index's recall against exact search is
+measured on a sample of the queries and recorded in the `doc_ids` manifest, next to the factory that built it.
 """
 
 import time
@@ -10,27 +11,36 @@ import time
 import pyarrow as pa
 
 from pairforge.common import EMBEDDINGS, INDEX, stage
-from pairforge.pipeline import artifacts, index, params, schema
+from pairforge.pipeline import artifacts, index, params, schema, sharded
 
 
 def main() -> None:
     with stage("index", INDEX) as log:
         config = params.load("index")
-        docs = artifacts.read(EMBEDDINGS / "corpus")
+        corpus = EMBEDDINGS / "corpus"
+        count, dim = sharded.shape(corpus)
         queries = artifacts.read(EMBEDDINGS / "queries")
-        doc_vectors = schema.vectors_matrix(docs["vector"])
         query_vectors = schema.vectors_matrix(queries["vector"])
         started = time.perf_counter()
-        built, factory = index.build(doc_vectors, config)
-        facts = index.facts(built, factory, time.perf_counter() - started, doc_vectors, query_vectors, config)
-        log.info("index: %s", facts)
+        template, factory = sharded.trained(corpus, count, dim, config)
+        kmeans = None
+        if config.topics and count:
+            k = index.topic_count(count, config)
+            kmeans = index.topics(sharded.take(corpus, index.topic_rows(count, config, k)), config, k)
         with artifacts.ArtifactWriter(INDEX, config, {"embeddings": artifacts.fingerprint(EMBEDDINGS)}) as out:
-            index.write(built, str(out.tmp / "index.faiss"))
-            out.write("doc_ids", pa.table({"doc_id": docs["id"]}))
+            shards = sharded.ShardWriter(template, count, config, out.tmp)
+            for chunk in sharded.chunks(corpus, ("id", "vector")):
+                vectors = schema.vectors_matrix(chunk["vector"])
+                shards.add(vectors)
+                out.write("doc_ids", pa.table({"doc_id": chunk["id"]}))
+                if kmeans is not None:
+                    out.write("doc_topics", index.assign(kmeans, chunk["id"], vectors))
+            shards.close()
+            searcher = sharded.Searcher([out.tmp / name for name in shards.names], config)
+            facts = sharded.facts(searcher, factory, time.perf_counter() - started, corpus, query_vectors, config)
+            log.info("index: %s", facts)
             out.describe("doc_ids", index=facts)
-            if config.topics:
-                kmeans = index.topics(doc_vectors, config)
-                out.write("doc_topics", index.assign(kmeans, docs["id"], doc_vectors))
+            if kmeans is not None:
                 out.write("query_topics", index.assign(kmeans, queries["id"], query_vectors))
                 log.info("%d k-means topics", kmeans.k)
 

@@ -5,7 +5,7 @@ import collections
 import pyarrow.compute as pc
 
 from pairforge.common import EMBEDDINGS, INDEX, INGESTED, MINED, doc_topics, fingerprints, stage
-from pairforge.pipeline import artifacts, mine, params, schema
+from pairforge.pipeline import artifacts, mine, params, schema, sharded
 
 
 def main() -> None:
@@ -20,7 +20,7 @@ def main() -> None:
         with artifacts.ArtifactWriter(MINED, config, inputs) as out:
             out.write("positive_scores", positive_scores)
             out.write("short_queries", schema.SHORT_QUERIES.empty_table())
-            for candidates in mine.search(queries, INDEX / "index.faiss", doc_ids, config, index_config):
+            for candidates in mine.search(queries, sharded.files(INDEX), doc_ids, config, index_config):
                 out.write("candidates", candidates)
                 out.write("rejections", mine.rejections(candidates))
                 out.write("negatives", mine.negatives(candidates, topics))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pairforge.pipeline import artifacts, index
+from pairforge.pipeline import artifacts, index, sharded
 from pairforge.pipeline.params import IndexParams
 from pairforge.pipeline.schema import InputError
 from tests.conftest import run_stage
@@ -53,7 +53,7 @@ def test_pq_codes_are_not_reordered_for_polysemous_search_that_nothing_runs(vect
 
 def test_search_params_survive_a_write_and_load(vectors, tmp_path):
     params = IndexParams(factory="IVF32,Flat", nprobe=32)
-    index.write(index.build(vectors, params)[0], str(tmp_path / "index.faiss"))
+    index.write(index.build(vectors, params)[0], tmp_path / "index.faiss")
     loaded = index.load(str(tmp_path / "index.faiss"), params)
     assert recall_at_10(loaded, vectors) >= 0.99
 
@@ -106,8 +106,9 @@ def test_auto_builds_what_it_picked_and_recall_is_measured_against_exact_search(
     approximate, factory = index.build(vectors, IndexParams(factory="auto", exact_below=1000, memory_budget_mb=1))
     assert factory.startswith("IVF") and ",PQ" in factory and approximate.ntotal == len(vectors)
     exact, _ = index.build(vectors, IndexParams(factory="auto", exact_below=10_000))
-    assert index.recall(exact, vectors, vectors[:100], 10) == 1.0
-    measured = index.recall(approximate, vectors, vectors[:100], 10)
+    truth = exact.search(vectors[:100], 10)[1]
+    assert sharded.recall(truth, truth, 10) == 1.0
+    measured = sharded.recall(truth, approximate.search(vectors[:100], 10)[1], 10)
     assert 0.2 < measured < 1.0 and abs(measured - recall_at_10(approximate, vectors)) < 0.15
 
 

@@ -90,12 +90,12 @@ def test_actors_without_the_index_file_mine_the_same_from_its_bytes(pipeline_run
     config, index_config = params.load("mine"), params.load("index")
     doc_ids = artifacts.read("data/index/doc_ids")["doc_id"].combine_chunks()
     queries, _ = mine.query_table(Path("data/ingested"), Path("data/embeddings"), doc_ids)
-    mapped = mine.MineBatch("data/index/index.faiss", doc_ids, config, index_config)(queries)
+    mapped = mine.MineBatch(["data/index/index.faiss"], doc_ids, config, index_config)(queries)
     index_bytes = np.fromfile("data/index/index.faiss", dtype=np.uint8)
-    assert mine.MineBatch(index_bytes, doc_ids, config, index_config)(queries).equals(mapped)
+    assert mine.MineBatch([index_bytes], doc_ids, config, index_config)(queries).equals(mapped)
     assert mapped.equals(artifacts.read(pipeline_run / "data/mined/candidates")), "as the stage's actors found"
     on_gpu = dataclasses.replace(config, gpus_per_actor=1.0)  # with faiss-cpu: searched on the CPU, same rows
-    assert index.gpus() == 0 and mine.MineBatch(index_bytes, doc_ids, on_gpu, index_config)(queries).equals(mapped)
+    assert index.gpus() == 0 and mine.MineBatch([index_bytes], doc_ids, on_gpu, index_config)(queries).equals(mapped)
 
 
 def test_asking_for_gpus_on_a_cluster_without_any_fails_at_once():
@@ -109,7 +109,7 @@ def _pairforge_negatives(workdir, monkeypatch, config: params.MineParams) -> dic
     index_config = params.load("index")
     doc_ids = artifacts.read("data/index/doc_ids")["doc_id"].combine_chunks()
     queries, _ = mine.query_table(Path("data/ingested"), Path("data/embeddings"), doc_ids)
-    shard = mine.MineBatch("data/index/index.faiss", doc_ids, config, index_config)
+    shard = mine.MineBatch(["data/index/index.faiss"], doc_ids, config, index_config)
     negatives = mine.negatives(shard(queries), None)
     found: dict[str, list[str]] = {}
     for query_id, doc_id in zip(negatives["query_id"].to_pylist(), negatives["doc_id"].to_pylist()):

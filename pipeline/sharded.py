@@ -1,0 +1,169 @@
+"""The corpus's index as the index stage builds it and the miners search it: built from the embeddings' Parquet in
+chunks (quantisers trained on a sample, vectors added a chunk at a time), cut into shards of at most
+`index.shard_rows` vectors, and searched shard by shard with the results merged as one index would rank them.
+
+Memory is bounded by params, not by the corpus: building holds a training sample, a chunk and one shard; a sharded
+index is written a shard at a time. A Flat shard holds its vectors (that is what exact search is); an IVF-PQ one
+holds `dim / 4` bytes of codes per vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pairforge.pipeline import artifacts, index, schema
+from pairforge.pipeline.params import IndexParams
+
+CHUNK_ROWS = 65_536  # vectors read from the Parquet at a time (96 MiB at 384 floats)
+
+
+def chunks(corpus: Path, columns: tuple[str, ...] = ("vector",)) -> Iterator[pa.Table]:
+    return artifacts.iter_batches(corpus, CHUNK_ROWS, list(columns))
+
+
+def shape(corpus: Path) -> tuple[int, int]:
+    """(vectors, dimensions) of an embeddings artifact, from its manifest and Parquet schema, reading no vector."""
+    vector = pq.read_schema(artifacts.parts(corpus)[0]).field("vector").type
+    return artifacts.manifest(corpus)["rows"], vector.list_size
+
+
+def take(corpus: Path, rows: np.ndarray) -> np.ndarray:
+    """The vectors at `rows` (sorted), read by streaming the corpus: a sample without the whole corpus in memory."""
+    picked, start = [], 0
+    for chunk in chunks(corpus):
+        inside = rows[(rows >= start) & (rows < start + chunk.num_rows)] - start
+        picked.append(schema.vectors_matrix(chunk["vector"].take(inside)))
+        start += chunk.num_rows
+    return np.concatenate(picked)
+
+
+def shard_files(count: int, params: IndexParams) -> list[str]:
+    """The index's file names: `index.faiss`, or one `index-NNNNN.faiss` per `shard_rows` vectors."""
+    if not params.shard_rows or count <= params.shard_rows:
+        return ["index.faiss"]
+    return [f"index-{i:05d}.faiss" for i in range(-(-count // params.shard_rows))]
+
+
+def files(folder: Path) -> list[Path]:
+    """The index files the index stage wrote in `folder`, in row order."""
+    return [folder / "index.faiss"] if (folder / "index.faiss").exists() else sorted(folder.glob("index-*.faiss"))
+
+
+def trained(corpus: Path, count: int, dim: int, params: IndexParams) -> tuple[faiss.Index, str]:
+    """An empty index of the factory `params` name (or `auto` picks for `count` vectors), its quantisers trained on
+    a sample of the corpus; and the factory."""
+    factory = index.factory_for(count, dim, params)
+    template = index.empty(factory, dim)
+    if not template.is_trained:
+        index.train(template, take(corpus, index.train_rows(count, factory, params)))
+    return template, factory
+
+
+class ShardWriter:
+    """Adds chunks of vectors to copies of a trained, empty index, writing each shard into `folder` as it fills
+    and keeping none of them: the stage holds one shard at a time."""
+
+    def __init__(self, template: faiss.Index, count: int, params: IndexParams, folder: Path):
+        self.template, self.params, self.folder = template, params, folder
+        self.names = shard_files(count, params)
+        self.limit = params.shard_rows if len(self.names) > 1 else count
+        self.sizes: list[int] = []
+        self.current: faiss.Index | None = None
+
+    def add(self, vectors: np.ndarray) -> None:
+        while len(vectors):
+            if self.current is None:
+                self.current = faiss.clone_index(self.template)
+            room = self.limit - self.current.ntotal
+            self.current.add(np.ascontiguousarray(vectors[:room]))
+            vectors = vectors[room:]
+            if self.current.ntotal == self.limit:
+                self._flush()
+
+    def close(self) -> list[int]:
+        """Write the last shard; the vectors each shard holds."""
+        if self.current is not None and self.current.ntotal:
+            self._flush()
+        if not self.sizes:  # an empty corpus: one empty index, as before sharding
+            self.current = faiss.clone_index(self.template)
+            self._flush()
+        return self.sizes
+
+    def _flush(self) -> None:
+        index.set_search_params(self.current, self.params)
+        index.write(self.current, self.folder / self.names[len(self.sizes)])
+        self.sizes.append(self.current.ntotal)
+        self.current = None
+
+
+def merge(found: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's top `k` over several shards' (scores, index rows): by score, a tie to the lower row, as a single
+    flat index keeps it. Missing results (row -1) rank last."""
+    scores = np.concatenate([s for s, _ in found], axis=1)
+    rows = np.concatenate([r for _, r in found], axis=1)
+    scores = np.where(rows >= 0, scores, -np.inf)
+    order = np.lexsort((rows, -scores), axis=1)[:, :k]
+    return np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
+
+
+class Searcher:
+    """The shards of one index, searched as that index: rows count across shards in file order."""
+
+    def __init__(self, sources: list, params: IndexParams, gpu: bool = False):
+        self.shards = [index.load(source, params, gpu) for source in sources]
+        sizes = [shard.ntotal for shard in self.shards]
+        self.offsets = np.cumsum([0, *sizes])[:-1]
+        self.ntotal = int(sum(sizes))
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        found = []
+        for shard, offset in zip(self.shards, self.offsets):
+            scores, rows = shard.search(vectors, min(k, shard.ntotal) or 1)
+            found.append((scores, _shifted(rows, offset)))
+        return merge(found, min(k, self.ntotal))
+
+    def is_exact(self) -> bool:
+        return all(isinstance(faiss.downcast_index(shard), faiss.IndexFlat) for shard in self.shards)
+
+
+def _shifted(rows: np.ndarray, offset: int) -> np.ndarray:
+    """A shard's rows as rows of the whole index (FAISS's -1, no result, stays -1)."""
+    return np.where(rows >= 0, rows + offset, -1)
+
+
+def exact(corpus: Path, queries: np.ndarray, k: int) -> np.ndarray:
+    """Each query's `k` nearest rows by exact inner product, over the corpus streamed a chunk at a time."""
+    best, start = [], 0
+    for chunk in chunks(corpus):
+        flat = faiss.IndexFlatIP(queries.shape[1])
+        flat.add(schema.vectors_matrix(chunk["vector"]))
+        scores, rows = flat.search(queries, min(k, flat.ntotal))
+        best = [merge([*best, (scores, _shifted(rows, start))], k)]
+        start += flat.ntotal
+    return best[0][1]
+
+
+def facts(searcher: Searcher, factory: str, seconds: float, corpus: Path, query_vectors, params: IndexParams) -> dict:
+    """What the manifest says of an index: its factory, size, shards and build time, and for an approximate index
+    its recall@10 / @100 against exact search on a seeded sample of `params.recall_queries` queries."""
+    found = {"factory": factory, "vectors": searcher.ntotal, "build_seconds": round(seconds, 1)}
+    if len(searcher.shards) > 1:
+        found["shards"] = [shard.ntotal for shard in searcher.shards]
+    if params.recall_queries and not searcher.is_exact() and searcher.ntotal and len(query_vectors):
+        sample = query_vectors[index.sample_rows(len(query_vectors), params.recall_queries, params.seed)]
+        k = min(100, searcher.ntotal)
+        truth, (_, approximate) = exact(corpus, sample, k), searcher.search(sample, k)
+        found["recall"] = {f"at_{at}": recall(truth, approximate, min(at, k)) for at in (10, 100)}
+        found["recall"]["queries"] = len(sample)
+    return found
+
+
+def recall(truth: np.ndarray, approximate: np.ndarray, k: int) -> float:
+    """Mean share of each query's exact top `k` rows that the approximate top `k` holds."""
+    return round(float(np.mean([len(np.intersect1d(t[:k], a[:k])) / k for t, a in zip(truth, approximate)])), 4)

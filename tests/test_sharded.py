@@ -1,0 +1,85 @@
+"""The index built from Parquet in chunks, cut into shards, and searched as one index."""
+
+from __future__ import annotations
+
+import shutil
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pytest
+import yaml
+
+from pairforge.pipeline import artifacts, index, schema, sharded
+from pairforge.pipeline.params import IndexParams
+from tests.conftest import run_stage
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """3,000 clustered unit vectors written as an embeddings artifact of several Parquet parts."""
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(20, 64))
+    points = centres[rng.integers(0, 20, 3000)] + 0.6 * rng.normal(size=(3000, 64))
+    vectors = (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+    folder = tmp_path_factory.mktemp("embeddings")
+    with artifacts.ArtifactWriter(folder / "corpus", rows_per_part=1100) as out:
+        table = pa.table({"id": [f"d{i}" for i in range(3000)], "vector": schema.vectors_column(vectors)})
+        out.write("vectors", table)
+    return folder / "corpus" / "vectors", vectors
+
+
+def built(path, folder, params: IndexParams) -> list:
+    count, dim = sharded.shape(path)
+    template, _ = sharded.trained(path, count, dim, params)
+    writer = sharded.ShardWriter(template, count, params, folder)
+    for chunk in sharded.chunks(path):
+        writer.add(schema.vectors_matrix(chunk["vector"]))
+    writer.close()
+    return [folder / name for name in writer.names]
+
+
+@pytest.mark.parametrize("factory", ["Flat", "IVF16,Flat"])
+def test_a_sharded_index_ranks_exactly_as_one_index(corpus, tmp_path, monkeypatch, factory):
+    """Chunks smaller than a part and shards that cut across chunks: every query's top 50, rows and scores, is the
+    single index's; for IVF too, since every shard shares the one trained quantiser."""
+    path, vectors = corpus
+    monkeypatch.setattr(sharded, "CHUNK_ROWS", 400)
+    (tmp_path / "one").mkdir(), (tmp_path / "many").mkdir()
+    one = built(path, tmp_path / "one", IndexParams(factory=factory, nprobe=4))
+    many = built(path, tmp_path / "many", IndexParams(factory=factory, nprobe=4, shard_rows=700))
+    assert [f.name for f in one] == ["index.faiss"] and len(many) == 5
+    assert sharded.files(tmp_path / "many") == many
+    single, split = sharded.Searcher(one, IndexParams(nprobe=4)), sharded.Searcher(many, IndexParams(nprobe=4))
+    assert [s.ntotal for s in split.shards] == [700, 700, 700, 700, 200] and split.ntotal == 3000
+    (scores, rows), (split_scores, split_rows) = single.search(vectors[:300], 50), split.search(vectors[:300], 50)
+    np.testing.assert_array_equal(rows, split_rows)
+    np.testing.assert_allclose(scores, split_scores, rtol=0, atol=1e-6)
+    plain = faiss.read_index(str(one[0]))
+    np.testing.assert_array_equal(np.sort(plain.search(vectors[:300], 50)[1], 1), np.sort(rows, 1))
+    if factory == "Flat":
+        np.testing.assert_array_equal(sharded.exact(path, vectors[:300], 50), rows)
+
+
+def test_quantisers_train_on_a_seeded_sample_read_from_the_parquet(corpus, monkeypatch):
+    path, vectors = corpus
+    monkeypatch.setattr(sharded, "CHUNK_ROWS", 256)
+    rows = index.sample_rows(3000, 500, 7)
+    np.testing.assert_array_equal(sharded.take(path, rows), vectors[rows])
+    assert len(index.train_rows(3000, "IVF16,PQ8", IndexParams())) == 3000, "below FAISS's cap: all of them"
+    assert len(index.train_rows(3000, "IVF16,PQ8", IndexParams(train_size=1000))) == 1000
+
+
+def test_the_stage_with_shards_mines_what_it_mines_with_one_index(pipeline_run, tmp_path):
+    """The issue's test: sharded and single give the same candidates for Flat, through the real stages."""
+    for folder in ("ingested", "embeddings"):
+        shutil.copytree(pipeline_run / "data" / folder, tmp_path / "data" / folder)
+    params = yaml.safe_load((pipeline_run / "params.yaml").read_text())
+    params["index"]["shard_rows"] = 150
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    run_stage(tmp_path, "index")
+    run_stage(tmp_path, "mine")
+    assert [f.name for f in sharded.files(tmp_path / "data/index")] == [f"index-{i:05d}.faiss" for i in range(3)]
+    assert artifacts.manifest(tmp_path / "data/index/doc_ids")["index"]["shards"] == [150, 150, 100]
+    for name in ("index/doc_ids", "index/doc_topics", "mined/candidates", "mined/negatives"):
+        assert artifacts.read(tmp_path / "data" / name).equals(artifacts.read(pipeline_run / "data" / name)), name
