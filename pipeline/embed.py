@@ -4,11 +4,14 @@ The embed stage streams: it reads the ingested texts in chunks, embeds only thos
 encoder's actor pool), checkpoints finished vectors as they arrive, and hands back each chunk's vectors in ingest
 order. No step holds more than a chunk of texts or vectors, so a re-run after a crash, or after new documents were
 added, embeds only what is missing. Queries and documents each get their side's prompt (`prompts`), so where the two
-differ, the same text has a vector per side, each in its own cache folder.
+differ, the same text has a vector per side, each in its own cache folder. Precision `auto` is resolved here, once
+per stage, before anything is keyed or computed (`resolved`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +27,16 @@ from pairforge.pipeline.runtime import Resources
 from pairforge.pipeline.schema import InputError
 from pairforge.pipeline.shard_cache import EmbeddingCache
 
+log = logging.getLogger("pairforge.embed")
+
 # Texts read, length-sorted and embedded together: bounds the stage's memory. Chunks are cut by position in the
 # input (corpus, then queries), not by how many texts are missing, so a resumed run batches the remaining texts
 # exactly as the interrupted run would have, and writes the same bytes.
 CHUNK_ROWS = 65_536
 SOURCES = (("corpus", "doc_id"), ("queries", "query_id"))
 SIDES = {"corpus": "document", "queries": "query"}  # whose prompt each source's texts get
+# Texts `auto`'s reduced precision is checked on against fp32: the corpus's first, so every run checks the same.
+SAMPLE_TEXTS = 32
 
 
 def length_sorted(table: pa.Table) -> pa.Table:
@@ -61,8 +68,8 @@ class EmbedBatch:
         runtime: str = "torch",
         prompt: str = "",
     ):
-        # Imported here, in the actor: stage drivers that only read vectors (index, mine, filter) and the embed
-        # driver itself would otherwise pay torch's and transformers' ~1.7 s import before Ray even starts.
+        # Imported here, in the actor: stage drivers that only read vectors (index, mine) would otherwise pay torch's
+        # ~1.4 s import before Ray even starts (the embed driver imports it only to resolve precision `auto`).
         from pairforge.pipeline.models.encoder import Encoder
 
         self.encoder = Encoder(model, max_length, batch_size, device, precision, runtime)
@@ -92,14 +99,75 @@ def prompts(config: EmbedParams) -> dict[str, str]:
     return {side: text or st_config.side_prompt(declared, side) for side, text in given.items()}
 
 
+def precision(config: EmbedParams) -> str:
+    """The precision `config`'s encoders run at: `auto` made concrete, as this machine's hardware answers, for the
+    device they get: a GPU only where actors are given one (Ray hides the GPUs from the others, and work runs in
+    the stage's process only on a machine without any)."""
+    if config.precision != "auto":  # no torch to import
+        return config.precision
+    from pairforge.pipeline.models.encoder import resolve_precision
+
+    device = config.device if config.device != "auto" else "cuda" if config.gpus_per_actor else "cpu"
+    return resolve_precision(config.precision, config.runtime, device)
+
+
+class PrecisionCheck(EmbedBatch):
+    """Actor body: each text's cosine between its vector in the encoder's precision and in fp32."""
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        cosine = self.encoder.fp32_cosine(batch.column("text").to_pylist(), self.prompt)
+        return batch.append_column("cosine", pa.array(cosine, pa.float32()))
+
+
+def resolved(config: EmbedParams, sample: list[str]) -> EmbedParams:
+    """`config` with its precision as it will run: `auto` made concrete (see `precision`) and, where that is a
+    reduced precision, held to cosine `MIN_COSINE` of fp32 on the `sample` texts (where an encoder of the pool would
+    run; the result cached by model, precision and hardware, so a machine checks once), else fp32, with a warning.
+    What the stage's manifest, log and cache keys then say."""
+    chosen = precision(config)
+    if config.precision != "auto" or chosen == "fp32" or not sample:
+        return dataclasses.replace(config, precision=chosen)
+    from pairforge.pipeline.models.encoder import MIN_COSINE, hardware
+
+    check = embedding(dataclasses.replace(config, precision=chosen), prompts(config)["document"])
+    device = config.device if config.device != "auto" else "cuda" if config.gpus_per_actor else "cpu"
+    settings = {**check.cache.settings, "hardware": hardware(device)}
+    check = dataclasses.replace(
+        check, worker=PrecisionCheck, columns=("cosine",), inputs=("text",), rows_per_task=len(sample), arrange=None,
+        cache=work.Cache(Path(config.cache) / "precision-check", settings, len(sample)),
+    )  # fmt: skip
+    table = pa.table({"text": pa.array(sample, pa.string())})
+    cosine = float(pc.min(work.compute(check, table)[0]["cosine"]).as_py())
+    if cosine < MIN_COSINE:
+        log.warning(
+            "embed.precision auto: %s moved vectors to cosine %.6f of fp32 on the corpus's first %d texts, below "
+            "%s: running fp32 (slower, exact)", chosen, cosine, len(sample), MIN_COSINE,
+        )  # fmt: skip
+        chosen = "fp32"
+    else:
+        log.info("embed.precision auto: %s, cosine to fp32 at least %.6f on %d texts", chosen, cosine, len(sample))
+    return dataclasses.replace(config, precision=chosen)
+
+
+def as_embedded(config: EmbedParams, embeddings: Path) -> EmbedParams:
+    """`config` at the precision the embed stage ran (its manifest says), so a later stage's vectors match its."""
+    return dataclasses.replace(config, precision=artifacts.manifest(embeddings / "corpus")["precision"])
+
+
+def sample(ingested: Path) -> list[str]:
+    """The texts `resolved` checks a precision on: the corpus's first `SAMPLE_TEXTS`."""
+    first = next(artifacts.iter_batches(ingested / "corpus", SAMPLE_TEXTS, ["text"]), None)
+    return [] if first is None else first["text"].to_pylist()[:SAMPLE_TEXTS]
+
+
 def embedding(config: EmbedParams, prompt: str = "") -> work.Work:
     """The encoder `config` names, putting `prompt` before each text, as a declared model call: vectors cached by the
-    model's fingerprint, its length limit, precision and runtime, the prompt, and the text."""
+    model's fingerprint, its length limit, precision (resolved) and runtime, the prompt, and the text."""
     folder = models.resolve(config.model)
     settings = {
         "model": models.fingerprint(folder),
         "max_length": config.max_length,
-        "precision": config.precision,
+        "precision": precision(config),
         "runtime": config.runtime,
         # Only where there is one: the caches written before prompts existed keep their folders.
         **({"prompt": prompt} if prompt else {}),
@@ -109,7 +177,7 @@ def embedding(config: EmbedParams, prompt: str = "") -> work.Work:
         "max_length": config.max_length,
         "batch_size": config.batch_size,
         "device": config.device,
-        "precision": config.precision,
+        "precision": settings["precision"],
         "runtime": config.runtime,
         "prompt": prompt,
     }

@@ -13,7 +13,7 @@ from pairforge.pipeline import artifacts, embed, models, params
 
 def main() -> None:
     with stage("embed", EMBEDDINGS) as log:
-        config = params.load("embed")
+        config = embed.resolved(params.load("embed"), embed.sample(INGESTED))
         inputs = {
             "ingested": artifacts.fingerprint(INGESTED),
             "model": models.fingerprint(models.resolve(config.model)),
@@ -25,8 +25,8 @@ def main() -> None:
                     out.write(name, vectors)
                 embedded += chunk.computed
                 truncated.update(chunk.truncated)
-            for name, _ in embed.SOURCES:  # in the manifest: texts cut to the model's token limit
-                out.describe(name, truncated=truncated[name])
+            for name, _ in embed.SOURCES:  # in the manifest: texts cut to the model's token limit, the precision
+                out.describe(name, truncated=truncated[name], precision=config.precision)
             seconds = time.perf_counter() - started
             texts = out.rows("corpus") + out.rows("queries")
             log.info(

@@ -3,15 +3,29 @@ card and manifest; metrics/export.json and plots/ for DVC."""
 
 import json
 
-from pairforge.common import DATA, EXPORT, FILTERED, INDEX, INGESTED, METRICS, MINED, PLOTS, fingerprints, stage
-from pairforge.pipeline import artifacts, card, export, ledger, params, report
+from pairforge.common import (
+    DATA,
+    EMBEDDINGS,
+    EXPORT,
+    FILTERED,
+    INDEX,
+    INGESTED,
+    METRICS,
+    MINED,
+    PLOTS,
+    fingerprints,
+    stage,
+)
+from pairforge.pipeline import artifacts, card, embed, export, ledger, params, report
 
 
 def main() -> None:
     with stage("export", EXPORT) as log:
         config, mine_config, generate_config = params.load("export"), params.load("mine"), params.load("generate")
-        # The card names the source, the encoder and the filter's thresholds the data was built with.
-        card_sections = {name: params.load(name).__dict__ for name in ("ingest", "embed", "filter")}
+        # The card names the source, the encoder (at the precision it ran) and the filter's thresholds the data was
+        # built with.
+        card_sections = {name: params.load(name).__dict__ for name in ("ingest", "filter")}
+        card_sections["embed"] = embed.as_embedded(params.load("embed"), EMBEDDINGS).__dict__
         frames = export.frames(INGESTED, INDEX, MINED, FILTERED, config.promote_false_negatives)
         inputs = fingerprints(ingested=INGESTED, index=INDEX, mined=MINED, filtered=FILTERED)
         with artifacts.ArtifactWriter(EXPORT, config, inputs, rows_per_part=config.rows_per_part) as out:

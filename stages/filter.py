@@ -10,13 +10,14 @@ import collections
 import pyarrow.compute as pc
 
 from pairforge.common import EMBEDDINGS, FILTERED, GENERATED, INGESTED, MINED, doc_topics, fingerprints, stage
-from pairforge.pipeline import artifacts, params, schema
+from pairforge.pipeline import artifacts, embed, params, schema
 from pairforge.pipeline.filtering import calibration, edits, judges, negatives, tuning
 
 
 def main() -> None:
     with stage("filter", FILTERED) as log:
-        config, embed_config = params.load("filter"), params.load("embed")
+        config = params.load("filter")
+        embed_config = embed.as_embedded(params.load("embed"), EMBEDDINGS)  # vectors at the embed stage's precision
         mine_config = params.load("mine")
         num_negatives = mine_config.num_negatives
         queries = artifacts.read(INGESTED / "queries", ["query_id", "text"])

@@ -181,8 +181,10 @@ def sample_beir(scifact: Path, tmp_path_factory) -> Path:
 def pipeline_run(sample_beir: Path, tmp_path_factory) -> Path:
     """Every stage on the sample, through the real stage entry points and Ray, as `dvc repro` runs them."""
     workdir = tmp_path_factory.mktemp("project")
-    # The local LLM edits 1 query (5 edits, one per control): the mechanics, at a cost CI can afford.
-    params = project_params(sample_beir, index={"topics": 8}, mine={"range_max": 30}, generate={"llm_max_items": 1})
+    # The local LLM edits 1 query (5 edits, one per control): the mechanics, at a cost CI can afford. fp32, as the
+    # peer (sentence-transformers) embeds: tests hold mined negatives and scores to it; `small_repro` runs `auto`.
+    params = project_params(sample_beir, embed={"precision": "fp32"}, index={"topics": 8}, mine={"range_max": 30},
+                            generate={"llm_max_items": 1})  # fmt: skip
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     for name in STAGES:
         run_stage(workdir, name)

@@ -34,7 +34,7 @@ def settings(folder: Path) -> dict:
 @pytest.mark.parametrize(
     ("overrides", "key"),
     [
-        ({}, "5fc65e4efd4ac65d"),
+        ({"precision": "fp32"}, "5fc65e4efd4ac65d"),  # what fp32 caches were keyed by before `auto`
         ({"max_length": 128, "precision": "int8", "runtime": "onnx"}, "ca25e694a0eac7fe"),
     ],
 )

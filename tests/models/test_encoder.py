@@ -133,7 +133,8 @@ def test_prompts_and_modules_after_pooling_give_sentence_transformers_vectors(pr
 
 def test_prompt_params_override_the_model_config_and_key_the_cache(prompted, texts, tmp_path):
     model = str(prompted)
-    config = params.EmbedParams(model=model, query_prompt="search: ", cache=str(tmp_path / "cache"))
+    # fp32: the embed stage's vectors are compared with the fp32 encoder's to float noise.
+    config = params.EmbedParams(model=model, query_prompt="search: ", cache=str(tmp_path / "cache"), precision="fp32")
     assert embed.prompts(config) == {"query": "search: ", "document": "passage: "}
     named = params.EmbedParams(model=model, prompt_name="query")
     assert embed.prompts(named) == {"query": "query: ", "document": "query: "}, "one named prompt for both sides"

@@ -9,6 +9,8 @@ import subprocess
 import pytest
 import yaml
 
+from pairforge.pipeline import artifacts
+from pairforge.pipeline.models.encoder import resolve_precision
 from tests.conftest import REPO, STAGES, dvc, ran
 
 
@@ -19,6 +21,9 @@ def test_repro_reruns_only_what_changed(small_repro, tmp_path):
     shutil.copytree(first_repo, repo, symlinks=True)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     assert ran(first) == set(STAGES)
+    chosen = resolve_precision("auto", "torch", "cpu")  # the default, `auto`, as it ran on this machine
+    assert artifacts.manifest(repo / "data/embeddings/corpus")["precision"] == chosen
+    assert f"(torch, {chosen}, max length" in (repo / "data/export/README.md").read_text()
     version = yaml.safe_load((repo / "metrics/export.json").read_text())["version"]
 
     params["mine"]["num_negatives"] = 2
