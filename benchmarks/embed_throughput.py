@@ -105,6 +105,9 @@ def main() -> None:
         seconds, vectors = timed(lambda e: e.encode(texts)[0], encoder)
         row("Encoder in process", f"{runtime_name}:{precision}", seconds, vectors, reference, peer_rate)
     if args.ray:
+        # map_batches runs up to PAIRFORGE_IN_PROCESS_ROWS texts in this process, not in a pool: 0, so that the pool
+        # rows time a pool at any --limit.
+        os.environ["PAIRFORGE_IN_PROCESS_ROWS"] = "0"
         for runtime_name, precision in settings:
             for actors in (1, 2):
                 worker = {**common, "precision": precision, "runtime": runtime_name}

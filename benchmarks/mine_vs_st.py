@@ -2,29 +2,28 @@
 
 Usage: python benchmarks/mine_vs_st.py [DATASET_DIR] [--max-queries N --max-docs N] [--json PATH]. Both sides use
 the same model, texts (the peer reads pairforge's ingested parquet) and mining settings. Wall times include
-interpreter, import, Ray and model start-up. Peak memory: the largest sum of RSS over a process and all its
-descendants (Ray's GCS, raylet, workers), sampled every 0.1 s; shared pages count once per process mapping them.
+interpreter, import, Ray and model start-up. Peak memory: the largest sum of PSS over a process and all its
+descendants (Ray's GCS, raylet, workers), sampled every 0.1 s (benchmarks/measure.py): shared pages count once.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psutil
 import yaml
 
-from pairforge.pipeline import artifacts, models
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import measure  # noqa: E402
+from pairforge.pipeline import artifacts, models  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("ingest", "embed", "index", "mine")
@@ -54,40 +53,11 @@ def sample_beir(source: Path, out: Path, max_queries: int, max_docs: int) -> Pat
     return out
 
 
-def tree_rss(proc: psutil.Process) -> tuple[int, int]:
-    """Summed RSS of a process and all its descendants, and how many processes that is."""
-    total, procs = 0, [proc]
-    with contextlib.suppress(psutil.Error):  # the root may have just ended
-        procs += proc.children(recursive=True)
-    for p in procs:
-        with contextlib.suppress(psutil.Error):  # a process that ended between listing and reading
-            total += p.memory_info().rss
-    return total, len(procs)
-
-
 def run_measured(cmd: list[str], cwd: Path, log_path: Path) -> dict:
-    """Run `cmd` to its end: wall time from launch to exit, peak summed RSS of its process tree (0.1 s samples)."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # always a fresh local Ray, as in a stage
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    peak, procs, done = [0], [0], threading.Event()
-    with open(log_path, "w") as log:
-        started = time.perf_counter()
-        proc = psutil.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-        def sample() -> None:
-            while not done.is_set():
-                rss, count = tree_rss(proc)
-                peak[0], procs[0] = max(peak[0], rss), max(procs[0], count)
-                done.wait(0.1)
-
-        (sampler := threading.Thread(target=sample, daemon=True)).start()
-        code = proc.wait()
-        wall = time.perf_counter() - started
-        done.set()
-        sampler.join()
-    if code != 0:
-        sys.exit(f"{' '.join(cmd)} failed with status {code}:\n{log_path.read_text()[-4000:]}")
-    return {"wall_s": wall, "peak_rss_mib": peak[0] / 2**20, "max_processes": procs[0]}
+    measured = measure.run_measured(cmd, cwd, log_path, interval=0.1)
+    if measured["error"]:
+        sys.exit(f"{' '.join(cmd)} failed: {measured['error']}")
+    return measured
 
 
 def run_pairforge(source: Path, project: Path, mine: dict) -> dict:
@@ -100,7 +70,7 @@ def run_pairforge(source: Path, project: Path, mine: dict) -> dict:
     for name in STAGES:
         stages[name] = run_measured([sys.executable, "-m", f"pairforge.{name}"], project, project / f"{name}.log")
     result = {"wall_s": time.perf_counter() - started, "stages": stages}
-    result["peak_rss_mib"] = max(s["peak_rss_mib"] for s in stages.values())
+    result["peak_mib"] = max(s["peak_mib"] for s in stages.values())
     log = (project / "embed.log").read_text()
     rate_line, wrote = EMBED_RATE.search(log), EMBED_WROTE.search(log)
     if not rate_line or not wrote:
@@ -175,13 +145,11 @@ def table(pf: dict, peer: dict, enc: dict, ov: dict) -> str:
     """Rows of (label, pairforge, peer, goal); the ratio is shown where both sides are measured figures."""
     rows = [("wall time, end to end (s)", pf["wall_s"], peer["wall_s"], "<= 1.0")]
     for name, s in pf["stages"].items():
-        rows.append(
-            (f"  {name} (s) [peak {s['peak_rss_mib']:,.0f} MiB, {s['max_processes']} procs]", s["wall_s"], "", "")
-        )
+        rows.append((f"  {name} (s) [peak {s['peak_mib']:,.0f} MiB, {s['max_processes']} procs]", s["wall_s"], "", ""))
     rows += [
         ("  peer: imports + read + model load (s)", "", peer["load_s"], ""),
         ("  peer: mine_hard_negatives call (s)", "", peer["mine_s"], ""),
-        ("peak memory, process-tree RSS (MiB)", pf["peak_rss_mib"], peer["peak_rss_mib"], ""),
+        ("peak memory, process-tree PSS (MiB)", pf["peak_mib"], peer["peak_mib"], ""),
         ("embed texts/s: stage log / encode() only", pf["texts_per_s_logged"], enc["texts_per_s"], ">= 0.95"),
         ("embed texts/s: texts / process wall", pf["texts_per_s_wall"], enc["texts"] / enc["wall_s"], ""),
         ("texts embedded (docs + queries)", pf["texts"], enc["texts"], ""),
@@ -242,7 +210,7 @@ def main() -> None:
         ratios = {
             "wall_pairforge_over_peer": pf["wall_s"] / peer["wall_s"],
             "embed_throughput_pairforge_over_peer": pf["texts_per_s_logged"] / enc["texts_per_s"],
-            "peak_memory_pairforge_over_peer": pf["peak_rss_mib"] / peer["peak_rss_mib"],
+            "peak_memory_pairforge_over_peer": pf["peak_mib"] / peer["peak_mib"],
         }
         figures = {"settings": settings, "pairforge": pf, "peer_mine": peer, "peer_encode": enc, "overlap": ov}
         args.json.write_text(json.dumps({**figures, "ratios": ratios}, indent=2) + "\n")

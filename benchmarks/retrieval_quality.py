@@ -60,7 +60,8 @@ def ndcg_recall(
     ndcg, recall = [], []
     discounts = 1.0 / np.log2(np.arange(2, 12))
     for rows, wanted in zip(found, relevant):
-        hits = np.array([doc_ids[r] in wanted for r in rows])
+        # FAISS pads a result shorter than 100 (a corpus under 100 documents) with row -1, which is no document.
+        hits = np.array([r >= 0 and doc_ids[r] in wanted for r in rows])
         ideal = discounts[: min(len(wanted), 10)].sum()
         ndcg.append(float((hits[:10] * discounts).sum() / ideal))
         recall.append(hits.sum() / len(wanted))

