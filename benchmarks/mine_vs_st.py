@@ -1,9 +1,11 @@
 """pairforge (ingest, embed, index, mine as real stage processes) vs sentence-transformers' mine_hard_negatives.
 
-Usage: python benchmarks/mine_vs_st.py [DATASET_DIR] [--max-queries N --max-docs N] [--json PATH]. Both sides use
-the same model, texts (the peer reads pairforge's ingested parquet) and mining settings. Wall times include
-interpreter, import, Ray and model start-up. Peak memory: the largest sum of PSS over a process and all its
-descendants (Ray's GCS, raylet, workers), sampled every 0.1 s (benchmarks/measure.py): shared pages count once.
+Usage: python benchmarks/mine_vs_st.py [DATASET_DIR] [--max-queries N --max-docs N] [--precision P] [--json PATH].
+Both sides use the same model, texts (the peer reads pairforge's ingested parquet) and mining settings; pairforge
+embeds at params.yaml's embed.precision (`auto`: bf16 where the CPU runs it natively) unless --precision says
+(fp32: the peer's). Wall times include interpreter, import, Ray and model start-up. Peak memory: the largest sum
+of PSS over a process and all its descendants (Ray's GCS, raylet, workers), sampled every 0.1 s
+(benchmarks/measure.py): shared pages count once.
 """
 
 from __future__ import annotations
@@ -60,9 +62,11 @@ def run_measured(cmd: list[str], cwd: Path, log_path: Path) -> dict:
     return measured
 
 
-def run_pairforge(source: Path, project: Path, mine: dict) -> dict:
+def run_pairforge(source: Path, project: Path, mine: dict, precision: str | None) -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["ingest"]["source"] = str(source.resolve())
+    if precision:
+        params["embed"]["precision"] = precision
     params["mine"].update(mine)  # index.topics and everything else stay as in the repo's params.yaml
     project.mkdir(parents=True, exist_ok=True)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -70,6 +74,7 @@ def run_pairforge(source: Path, project: Path, mine: dict) -> dict:
     for name in STAGES:
         stages[name] = run_measured([sys.executable, "-m", f"pairforge.{name}"], project, project / f"{name}.log")
     result = {"wall_s": time.perf_counter() - started, "stages": stages}
+    result["precision"] = artifacts.manifest(project / "data/embeddings/corpus")["precision"]  # what `auto` ran
     result["peak_mib"] = max(s["peak_mib"] for s in stages.values())
     log = (project / "embed.log").read_text()
     rate_line, wrote = EMBED_RATE.search(log), EMBED_WROTE.search(log)
@@ -178,6 +183,12 @@ def main() -> None:
     parser.add_argument("--num-negatives", type=int, default=3)
     parser.add_argument("--range-max", type=int, default=100)
     parser.add_argument("--relative-margin", type=lambda s: None if s.lower() == "none" else float(s), default=0.05)
+    # pairforge grows a query's window past range_max (to mine.range_limit) while it holds fewer than num_negatives
+    # valid candidates; the peer does not. none: no growth, the peer's behaviour; default: params.yaml's.
+    parser.add_argument("--range-limit", type=lambda s: None if s.lower() == "none" else int(s), default="params")
+    parser.add_argument(
+        "--precision", help="pairforge's embed.precision (default: params.yaml's); fp32 to match the peer"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--workdir", type=Path, help="keep the project and logs here (default: a temp dir)")
     for hidden in ("--worker", "--project", "--model", "--mine", "--out"):
@@ -187,6 +198,7 @@ def main() -> None:
         peer_worker(args.worker, Path(args.project), args.model, json.loads(args.mine), Path(args.out))
         return
     mine = {"num_negatives": args.num_negatives, "range_max": args.range_max, "relative_margin": args.relative_margin}
+    ours = mine if args.range_limit == "params" else {**mine, "range_limit": args.range_limit}
     load_before = os.getloadavg()[0]  # other work on the machine skews every figure below
     with tempfile.TemporaryDirectory(prefix="mine_vs_st-") as tmp:
         work = args.workdir or Path(tmp)
@@ -195,14 +207,15 @@ def main() -> None:
             source = sample_beir(args.dataset, work / "beir-sample", args.max_queries, args.max_docs)
         project = work / "project"
         print(f"pairforge stages in {project} ...", flush=True)
-        pf = run_pairforge(source, project, mine)
+        pf = run_pairforge(source, project, ours, args.precision)
         model = str(models.resolve(yaml.safe_load((project / "params.yaml").read_text())["embed"]["model"]))
         print("peer: encode only ...", flush=True)
         enc = run_peer("encode", project, model, mine)
         print("peer: mine_hard_negatives ...", flush=True)
         peer = run_peer("mine", project, model, mine)
         ov = overlap(project, peer.pop("negatives"))
-    print(f"\ndataset {args.dataset} (max_queries={args.max_queries}, max_docs={args.max_docs}); mine {mine}")
+    print(f"\ndataset {args.dataset} (max_queries={args.max_queries}, max_docs={args.max_docs}); mine {ours}; "
+          f"pairforge embedded at {pf['precision']}")  # fmt: skip
     print(f"1-min load average before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs\n")
     print(table(pf, peer, enc, ov))
     if args.json:

@@ -110,7 +110,7 @@ class IndexParams:
     recall_queries: int = 1000
     nprobe: int = 16
     ef_search: int = 128
-    # Vectors used to train IVF / PQ quantisers; 0: as many as FAISS uses (256 per IVF list, at least 65,536).
+    # Vectors used to train IVF / PQ quantisers; 0: 64 per IVF list, at least 65,536 (what a PQ trains on).
     train_size: int = 0
     # Vectors per index file (0: one file): the index stage holds one shard at a time, miners search them in turn.
     shard_rows: int = 0
