@@ -175,6 +175,11 @@ def table(pf: dict, peer: dict, enc: dict, ov: dict) -> str:
     return "\n".join(lines)
 
 
+def range_limit(value: str) -> int | str | None:
+    """--range-limit: a number of candidates, none, or params (argparse passes a string default through this too)."""
+    return value if value == "params" else None if value.lower() == "none" else int(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("dataset", nargs="?", type=Path, default=REPO.parent / "shared" / "datasets" / "scifact")
@@ -185,7 +190,7 @@ def main() -> None:
     parser.add_argument("--relative-margin", type=lambda s: None if s.lower() == "none" else float(s), default=0.05)
     # pairforge grows a query's window past range_max (to mine.range_limit) while it holds fewer than num_negatives
     # valid candidates; the peer does not. none: no growth, the peer's behaviour; default: params.yaml's.
-    parser.add_argument("--range-limit", type=lambda s: None if s.lower() == "none" else int(s), default="params")
+    parser.add_argument("--range-limit", type=range_limit, default="params")
     parser.add_argument(
         "--precision", help="pairforge's embed.precision (default: params.yaml's); fp32 to match the peer"
     )
