@@ -9,6 +9,7 @@ holds `dim / 4` bytes of codes per vector.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pyarrow.parquet as pq
 from pairforge.pipeline import artifacts, index, schema
 from pairforge.pipeline.params import IndexParams
 
+log = logging.getLogger("pairforge.index")
 CHUNK_ROWS = 65_536  # vectors read from the Parquet at a time (96 MiB at 384 floats)
 
 
@@ -61,7 +63,9 @@ def trained(corpus: Path, count: int, dim: int, params: IndexParams) -> tuple[fa
     factory = index.factory_for(count, dim, params)
     template = index.empty(factory, dim)
     if not template.is_trained:
-        index.train(template, take(corpus, index.train_rows(count, factory, params)))
+        rows = index.train_rows(count, factory, params)
+        log.info("%s: training on %s of the %s vectors (index.train_size)", factory, f"{len(rows):,}", f"{count:,}")
+        index.train(template, take(corpus, rows))
     return template, factory
 
 

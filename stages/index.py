@@ -11,7 +11,7 @@ import time
 import pyarrow as pa
 
 from pairforge.common import EMBEDDINGS, INDEX, stage
-from pairforge.pipeline import artifacts, index, params, schema, sharded
+from pairforge.pipeline import artifacts, index, params, progress, schema, sharded
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
             kmeans = index.topics(sharded.take(corpus, index.topic_rows(count, config, k)), config, k)
         with artifacts.ArtifactWriter(INDEX, config, {"embeddings": artifacts.fingerprint(EMBEDDINGS)}) as out:
             shards = sharded.ShardWriter(template, count, config, out.tmp)
-            for chunk in sharded.chunks(corpus, ("id", "vector")):
+            for chunk in progress.tracked(sharded.chunks(corpus, ("id", "vector")), f"{factory}: add", count):
                 vectors = schema.vectors_matrix(chunk["vector"])
                 shards.add(vectors)
                 out.write("doc_ids", pa.table({"doc_id": chunk["id"]}))
