@@ -108,8 +108,12 @@ def precision(config: EmbedParams) -> str:
         return config.precision
     from pairforge.pipeline.models.encoder import resolve_precision
 
-    device = config.device if config.device != "auto" else "cuda" if config.gpus_per_actor else "cpu"
-    return resolve_precision(config.precision, config.runtime, device)
+    return resolve_precision(config.precision, config.runtime, _device(config))
+
+
+def _device(config: EmbedParams) -> str:
+    """The device kind the pool's encoders get: a GPU only where actors are given one."""
+    return config.device if config.device != "auto" else "cuda" if config.gpus_per_actor else "cpu"
 
 
 class PrecisionCheck(EmbedBatch):
@@ -131,8 +135,7 @@ def resolved(config: EmbedParams, sample: list[str]) -> EmbedParams:
     from pairforge.pipeline.models.encoder import MIN_COSINE, hardware
 
     check = embedding(dataclasses.replace(config, precision=chosen), prompts(config)["document"])
-    device = config.device if config.device != "auto" else "cuda" if config.gpus_per_actor else "cpu"
-    settings = {**check.cache.settings, "hardware": hardware(device)}
+    settings = {**check.cache.settings, "hardware": hardware(_device(config))}
     check = dataclasses.replace(
         check, worker=PrecisionCheck, columns=("cosine",), inputs=("text",), rows_per_task=len(sample), arrange=None,
         cache=work.Cache(Path(config.cache) / "precision-check", settings, len(sample)),
