@@ -15,8 +15,18 @@ CONTRACTIBLE = {"do", "does", "did", "is", "are", "was", "were", "has", "have", 
 NEGATORS = {"no", "nothing", "none", "nobody", "neither", "nor"}
 NEGATIVE_POLARITY = {"any", "anything", "anyone", "anybody", "anymore", "ever", "yet", "either"}  # need a negation
 # In a question, what follows these verbs, or "<creator> of", is a title (a song, book, film, show).
-CREATIVE_VERBS = {"sing", "write", "compose", "perform", "record", "direct", "produce", "release", "cover"}
-CREATORS = {"singer", "writer", "author", "composer", "director", "producer", "lyric", "cast", "song", "movie"}
+CREATIVE_VERBS = {"sing", "write", "compose", "perform", "record", "direct", "produce", "release", "cover", "say"}
+CREATORS = {"singer", "writer", "author", "composer", "director", "producer", "lyric", "cast", "episode", "season"}
+# ... and what follows these (pipeline.contrast.titles): a role's "in" / "on", a work noun, a release verb's
+# subject, the words around an episode's number
+ROLE_VERBS = {"play", "star", "voice", "portray", "appear"}
+WORKS = {"song", "film", "movie", "show", "album", "novel", "book", "sitcom", "musical", "opera", "poem", "single"}
+WORKS |= {"composition", "quote"}
+NAMING = {"big", "final"}  # a number after these names a league or a round ("the big ten", "the final four")
+CATEGORY = {"best", "worst"}  # after "for" they name an award's category: "the oscar for best actor"
+RELEASE_VERBS = {"release", "premiere", "air", "debut", "film", "shoot", "start", "begin", "end", "return", "resume"}
+RELEASE_PHRASES = {"come": {"out", "on", "back"}, "take": {"place"}}
+EPISODES = {"season", "episode", "series"}
 QUANTIFIERS = {"most", "least", "more", "less"}  # antonyms as quantities of things only with care (antonym_flip)
 CLITICS = {"'re": "are", "'ll": "will", "'ve": "have", "'m": "am"}  # "'d" is would/had: ambiguous, left alone
 
@@ -58,9 +68,12 @@ for _word, _opposite in list(ANTONYMS.items()):
 # Where a word's sense depends on its part of speech: replacement by POS, None = leave that sense alone.
 SENSE = {"lower": {"VERB": "raise"}, "present": {"VERB": None, "NOUN": None}, "gain": {"VERB": "lose"}}
 SENSE |= {"fast": {"VERB": None, "NOUN": None}, "late": {"NOUN": None}, "poor": {"NOUN": None}}
+# Opposites outside the pairs: "upper and lower egypt" already holds its contrast (and "upper and higher" is none).
+OPPOSED_TOO = {"lower": {"upper"}, "upper": {"lower"}}
 # Fixed compounds holding a word of the pairs: a name or a term, not a degree ("high school" has no "low school").
 COMPOUNDS = {
     "high school", "junior high", "high court", "high street", "high priest", "high seas", "fast food",
-    "slow motion", "late night", "best man", "poor law", "present tense",
+    "slow motion", "late night", "best man", "poor law", "present tense", "named after", "name after",
+    "best known",
 }  # fmt: skip
 ANTONYM_RE = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(ANTONYMS, key=len, reverse=True))) + r")\b", re.I)

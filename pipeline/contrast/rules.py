@@ -19,11 +19,11 @@ from decimal import Decimal
 
 import pyarrow as pa
 import spacy
-from lemminflect import getInflection
 from spacy.tokens import Doc, Token
 
-from pairforge.pipeline.contrast import lexicon, syntax
+from pairforge.pipeline.contrast import lexicon, syntax, titles
 from pairforge.pipeline.contrast.edit import Edit, make_edit, match_case, with_article
+from pairforge.pipeline.contrast.negation import negation_insert, negation_remove
 from pairforge.pipeline.contrast.swaps import swap_entities, swap_noun_phrases
 from pairforge.pipeline.vocabulary import APPLIED, NOT_APPLICABLE
 
@@ -48,106 +48,7 @@ def load_nlp() -> spacy.language.Language:
     return spacy.load(SPACY_MODEL)
 
 
-# ---- helpers -------------------------------------------------------------------------------------------------
-
-
 # ---- meaning-changing ops ------------------------------------------------------------------------------------
-
-
-def _not_anchor(root: Token, aux: Token) -> Token:
-    """The token "not" goes after: the auxiliary, or in question word order the end of the subject."""
-    subject = next((c for c in root.children if c.dep_ in ("nsubj", "nsubjpass")), None)
-    if subject is None or subject.i < aux.i:
-        return aux
-    if aux is not root and subject.i < root.i:
-        return subject.right_edge  # "does the drug not cause", not "does not the drug cause"
-    # "was the temple built": the parser reads the participle as modifying the subject, but it is the predicate
-    participle = next((c for c in subject.rights if c.dep_ == "acl" and c.tag_ in ("VBN", "VBG")), None)
-    return root.doc[participle.i - 1] if participle is not None and participle.left_edge == participle else aux
-
-
-def _inverted_subject_end(root: Token, aux: Token) -> Token | None:
-    """In question order the parser may miss the subject ("when do lisa and jack get married"): the last word of
-    the run of non-verbs after the auxiliary, when that run holds a noun; else None."""
-    run = []
-    for tok in root.doc[aux.i + 1 : root.i]:
-        if tok.pos_ in ("VERB", "AUX"):
-            break
-        run.append(tok)
-    if aux is root or not any(t.pos_ in ("NOUN", "PROPN", "PRON", "DET") for t in run):
-        return None
-    return next((t for t in reversed(run) if t.pos_ not in ("ADV", "SPACE")), None)
-
-
-def negation_insert(doc: Doc) -> Edit | None:
-    root = syntax.main_verb(doc)
-    if root is None or syntax.negated(root) or syntax.misparsed_verb(root) or syntax.copular_question(root):
-        return None
-    if syntax.coordinated(root) or syntax.misparsed_question(doc):
-        return None
-    aux = next((c for c in root.children if c.dep_ in ("aux", "auxpass") and c.tag_ in lexicon.FINITE), None)
-    if aux is None and root.tag_ in lexicon.FINITE and (root.pos_ == "AUX" or root.lemma_ == "be"):
-        aux = root  # copula or modal as the main verb: "is a cause" -> "is not a cause"
-    if aux is not None:
-        anchor = _not_anchor(root, aux)
-        if anchor is aux:
-            anchor = _inverted_subject_end(root, aux) or aux
-        subjectless = not any(c.dep_ in ("nsubj", "nsubjpass", "expl", "csubj") for c in root.children)
-        if anchor is aux and aux.i + 1 < root.i and subjectless:
-            return None  # "what does n mean": words between auxiliary and verb, none parsed as the subject
-        new = anchor.text + ("not" if anchor.lower_ == "can" else " not")
-        return make_edit("negation_insert", doc.text, [(anchor.idx, syntax.end(anchor), new)])
-    if root.tag_ not in lexicon.DO_FORM or syntax.lemma(root) == "do":
-        return None  # "When did World War II end?" parsed with "did" as the verb: no second "do" to add
-    first = root  # adverbs go after the new "not": "does not significantly raise"; a "when" or "how" stays first
-    while first.i and (before := doc[first.i - 1]).dep_ == "advmod" and before.head == root:
-        if before.tag_.startswith("W"):
-            break
-        first = doc[first.i - 1]
-    new = f"{lexicon.DO_FORM[root.tag_]} not {doc.text[first.idx : root.idx]}{syntax.lemma(root)}"
-    return make_edit("negation_insert", doc.text, [(first.idx, syntax.end(root), match_case(first.text, new))])
-
-
-def _unnegate(doc: Doc, neg: Token) -> Edit | None:
-    text, op = doc.text, "negation_remove"
-    prev, verb = syntax.previous(neg), neg.head
-    if prev is None:  # "Not all X ..." / "Never ...": drop it and re-capitalise what now opens the text
-        nxt = next((t for t in doc[neg.i + 1 :] if not t.is_space), None)
-        return make_edit(op, text, [(neg.idx, syntax.end(nxt), match_case(neg.text, nxt.text))]) if nxt else None
-    glued = syntax.end(prev) == neg.idx
-    if glued and prev.lower_ == "ai":
-        return None  # "ain't" could be is/are/am/has/have
-    if any(t.lower_ in lexicon.NEGATIVE_POLARITY for t in doc[neg.i + 1 :]):
-        return None  # "does not cause any adverse events" -> "causes any adverse events" is not English
-    between = doc[neg.i + 1 : verb.i]
-    if prev.lower_ in lexicon.DO_TAG and verb.i > neg.i and all(t.pos_ in ("ADV", "SPACE") for t in between):
-        forms = getInflection(syntax.lemma(verb), tag=lexicon.DO_TAG[prev.lower_])
-        if not forms:
-            return None
-        new = text[syntax.end(neg) : verb.idx].lstrip() + forms[0]
-        return make_edit(op, text, [(prev.idx, syntax.end(verb), match_case(prev.text, new))])
-    stem = prev.text
-    if glued and prev.lower_ in lexicon.NT_STEM:
-        stem = match_case(prev.text, lexicon.NT_STEM[prev.lower_])
-    return make_edit(op, text, [(prev.idx, syntax.end(neg), stem)])
-
-
-def negation_remove(doc: Doc) -> Edit | None:
-    # A negation of the predicate; "in visceral fat, not subcutaneous fat" contrasts two phrases, and dropping its
-    # "not" leaves a list that says something else than the opposite.
-    # In a question, only the main verb's: a negation deeper in is almost always part of a title ("last world
-    # series that didn't go 7 games" aside), "why did kevin can't wait wife leave the show".
-    question = syntax.is_question(doc)
-    if question and syntax.misparsed_question(doc):
-        return None
-    negations = (
-        t
-        for t in doc
-        if (t.dep_ == "neg" or t.lower_ in ("n't", "n’t", "never"))
-        and (t.head.pos_ in ("VERB", "AUX") or not t.i)
-        and not (question and t.head != syntax.main_verb(doc))
-    )
-    return next(filter(None, (_unnegate(doc, t) for t in negations)), None)
 
 
 def _changed_number(tok: Token) -> str | None:
@@ -156,10 +57,11 @@ def _changed_number(tok: Token) -> str | None:
         places = -value.as_tuple().exponent if "." in tok.text else 0
         nxt = tok.doc[tok.i + 1].lower_ if tok.i + 1 < len(tok.doc) else ""
         # A year (spaCy misses many, "super bowl 2016") or day of the month doubled is absurd; a nearby one is not.
+        # Four years on keeps the cycle of what recurs every two or four years ("the 2018 olympic games").
         if re.fullmatch(r"(19|20)\d\d", tok.text) or (
             tok.ent_type_ == "DATE" and places == 0 and 1000 <= value <= 2100
         ):
-            value += 5
+            value += 4
         elif tok.ent_type_ == "DATE":
             value += 1
         elif nxt in ("%", "percent") and value >= 50:
@@ -192,6 +94,9 @@ def number_change(doc: Doc) -> Edit | None:
             or syntax.is_label(tok)
             or syntax.breaks_agreement(tok)
             or syntax.in_number_run(tok)
+            or syntax.not_a_quantity(tok)
+            or titles.inside(tok)
+            and not titles.edition(tok)
         ):
             continue
         new = _changed_number(tok)
@@ -231,10 +136,13 @@ def antonym_flip(doc: Doc) -> Edit | None:
         word = match.group().lower()
         new = lexicon.SENSE.get(word, {}).get(span[0].pos_, lexicon.ANTONYMS[word]) if span is not None else None
         opposites = {lexicon.ANTONYMS[word], *filter(None, lexicon.SENSE.get(word, {}).values())}
+        opposites |= lexicon.OPPOSED_TOO.get(word, set())
         # the opposite already present ("male ... than female", "raise or lower") would make a tautology
         present = any(re.search(rf"\b{re.escape(o)}\b", doc.text, re.I) for o in opposites)
         new = _opposite_quantity(span[0], new) if new is not None and not present else None
-        new = None if span is None or syntax.quoted_title(span[0]) or _in_compound(span) else new
+        before = syntax.previous(span[0]) if span is not None else None
+        category = word in lexicon.CATEGORY and before is not None and before.lower_ == "for"
+        new = None if span is None or titles.inside(span[0]) or _in_compound(span) or category else new
         if new is not None:
             start, new = with_article(span[0], match_case(match.group(), new))
             return make_edit("antonym_flip", doc.text, [(start, match.end(), new)])
@@ -246,8 +154,8 @@ def antonym_flip(doc: Doc) -> Edit | None:
 
 def _expand(tok: Token) -> Edit | None:
     prev = tok.doc[tok.i - 1] if tok.i else None
-    if prev is None or prev.whitespace_:
-        return None
+    if prev is None or prev.whitespace_ or titles.inside(tok):
+        return None  # a title is written as it is: "it's a wonderful life"
     clitic = tok.lower_.replace("’", "'")
     following = tok.doc[tok.i + 1] if tok.i + 1 < len(tok.doc) else None
     if clitic == "n't" and following is not None and following.pos_ == "PRON":
@@ -274,6 +182,8 @@ def _contract(tok: Token) -> Edit | None:
     prev = syntax.previous(tok)
     if tok.lower_ != "not" or prev is None or prev.lower_ not in lexicon.CONTRACTIBLE | set(lexicon.NT_CONTRACTED):
         return None
+    if titles.inside(tok):
+        return None
     new = match_case(prev.text, lexicon.NT_CONTRACTED.get(prev.lower_, prev.lower_ + "n't"))
     return make_edit("paraphrase_contraction", tok.doc.text, [(prev.idx, syntax.end(tok), new)])
 
@@ -283,7 +193,7 @@ def paraphrase_contraction(doc: Doc) -> Edit | None:
 
 
 def paraphrase_number_format(doc: Doc) -> Edit | None:
-    for tok in (t for t in doc if syntax.is_count(t)):
+    for tok in (t for t in doc if syntax.is_count(t) and not syntax.in_number_run(t) and not titles.inside(t)):
         nxt = doc[tok.i + 1] if tok.i + 1 < len(doc) else None
         after = doc[tok.i + 2] if tok.i + 2 < len(doc) else None
         ratio = syntax.value(tok) == 1 and nxt is not None and nxt.lower_ == "in" and syntax.value(after) is not None

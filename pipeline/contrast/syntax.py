@@ -1,7 +1,7 @@
 """What the rule ops read off a spaCy parse before they edit: where a token sits (the previous word, the root),
-whether a number measures or names ("3 patients" vs "protein 5", "hbo 24 7"), whether a text is a question and
-which of its words are a title it names, and where the parser is likely wrong (a noun read as the verb, a
-reduced relative clause). Each answer is a small function the ops in `pipeline.contrast.rules` combine.
+whether a number measures or names ("3 patients" vs "protein 5", "hbo 24 7"), whether a text is a question, and
+where the parser is likely wrong (a noun read as the verb, a reduced relative clause); which words name a title
+is `pipeline.contrast.titles`. Each answer is a small function the ops in `pipeline.contrast.rules` combine.
 """
 
 from __future__ import annotations
@@ -96,22 +96,6 @@ def is_question(doc: Doc) -> bool:
     return bool(len(doc)) and (doc[0].tag_.startswith("W") or doc.text.rstrip().endswith("?"))
 
 
-def quoted_title(tok: Token) -> bool:
-    """Inside what a question names rather than says: a song, book, film or show ("who sings i can't take my eyes
-    off of you", "who is the director of nightmare before christmas"). Its words are the title's, not claims, so
-    an antonym or a removed negation there changes a name, not a meaning."""
-    doc = tok.doc
-    if not is_question(doc):
-        return False
-    root = main_verb(doc)
-    if root is not None and root.lemma_ in lexicon.CREATIVE_VERBS and tok.i > root.i:
-        return True
-    return any(
-        t.lower_ == "of" and t.i < tok.i and previous(t) is not None and previous(t).lemma_ in lexicon.CREATORS
-        for t in doc[: tok.i]
-    )
-
-
 def copular_question(root: Token) -> bool:
     """ "What is the capital of X", "who was the oldest player", "X is which type of Y": a wh-question whose verb is
     a copula. Negated ("what is not the capital") it asks for nothing a document could answer, so negation leaves
@@ -164,7 +148,20 @@ def negated(root: Token) -> bool:
 
 
 def in_number_run(tok: Token) -> bool:
-    """Next to another number with only a space between ("hbo 24 7", "9 11"): a name, not a quantity."""
+    """Next to another number with only a space between ("hbo 24 7", "9 11"), or part of a number in words ("twenty
+    one pilots"): a name, or half of a number, not a quantity."""
     doc = tok.doc
     neighbours = (doc[tok.i - 1] if tok.i else None, doc[tok.i + 1] if tok.i + 1 < len(doc) else None)
-    return any(t is not None and lexicon.NUMBER_RE.fullmatch(t.text) for t in neighbours)
+    words = number_word(tok) is not None
+    return any(t is not None and (lexicon.NUMBER_RE.fullmatch(t.text) or words and number_word(t)) for t in neighbours)
+
+
+def not_a_quantity(tok: Token) -> bool:
+    """A list's enumerator ("1. what was", "1 the bureau of"), "one" as a pronoun ("one who signals"), a long
+    digit string that is a code ("90210", a zip code or a show), or a name ("the big ten"): changing it changes no
+    amount."""
+    enumerator = tok.i == 0 and len(tok.doc) > 1 and (tok.doc[1].text in ".)" or tok.doc[1].pos_ == "DET")
+    pronoun = tok.lower_ == "one" and tok.dep_ not in ("nummod", "quantmod", "compound")
+    code = bool(re.fullmatch(r"\d{5,}", tok.text)) and not counts_plural(tok)
+    before = previous(tok)
+    return enumerator or pronoun or code or before is not None and before.lower_ in lexicon.NAMING

@@ -98,7 +98,7 @@ CASES = [
     ("number_change", "Three patients died after 1.5 years.", "Six patients died after 1.5 years."),
     ("number_change", "Mice gained 0.25 g per week.", "Mice gained 0.50 g per week."),
     ("number_change", "Incidence decreased by 10% since 1979.", "Incidence decreased by 20% since 1979."),
-    ("number_change", "who was the ruler of england in 1616", "who was the ruler of england in 1621"),
+    ("number_change", "who was the ruler of england in 1616", "who was the ruler of england in 1620"),
     ("number_change", "The study enrolled 1,200 participants.", "The study enrolled 2,400 participants."),
     ("number_change", "Taking 400mg of vitamin E prevents cancer.", "Taking 800mg of vitamin E prevents cancer."),
     ("number_change", "CD4 counts fell in 12 patients.", "CD4 counts fell in 24 patients."),
@@ -109,7 +109,7 @@ CASES = [
     (
         "number_change",
         "who is playing the halftime show at super bowl 2016",
-        "who is playing the halftime show at super bowl 2021",
+        "who is playing the halftime show at super bowl 2020",
     ),
     (
         "number_change",
@@ -125,7 +125,7 @@ CASES = [
     (
         "number_change",
         "Incidence of sepsis has fallen from 2009 to 2014.",
-        "Incidence of sepsis has fallen from 2009 to 2019.",
+        "Incidence of sepsis has fallen from 2013 to 2014.",
     ),
     ("number_change", "One in two trials are discontinued early.", "One in four trials are discontinued early."),
     ("number_change", "HTLV type 1 is most frequent in individuals of African origin.", None),
@@ -198,12 +198,9 @@ CASES = [
     ("paraphrase_contraction", "It can't be cured.", "It cannot be cured."),
     ("paraphrase_contraction", "It won't rain.", "It will not rain."),
     ("paraphrase_contraction", "why won't you buy me a car", None),  # inverted: "will not you" is not English
-    ("paraphrase_contraction", "who sings she's like the wind lyrics", "who sings she is like the wind lyrics"),
-    (
-        "paraphrase_contraction",
-        "who wrote he ain't heavy he's my brother lyrics",
-        "who wrote he ain't heavy he is my brother lyrics",
-    ),
+    ("paraphrase_contraction", "who sings she's like the wind lyrics", None),  # a title is written as it is
+    ("paraphrase_contraction", "who wrote he ain't heavy he's my brother lyrics", None),
+    ("paraphrase_contraction", "when was i don't like mondays released", None),
     ("paraphrase_contraction", "The protein is not expressed in T cells.", "The protein isn't expressed in T cells."),
     ("paraphrase_contraction", "Statins cannot prevent heart failure.", "Statins can't prevent heart failure."),
     ("paraphrase_contraction", "Vaccines will not cause autism.", "Vaccines won't cause autism."),
@@ -247,6 +244,50 @@ CASES = [
     ("antonym_flip", "what is the first year of high school in japan", None),  # a compound, not a degree
     ("number_change", "who are the anchors of the four on nbc", None),  # "the four": a show's name
     ("number_change", "who hosts the five on fox news", None),
+    # from a read of NQ questions: titles a search query names unmarked, enumerators, codes, number words
+    ("negation_insert", "when did all night long come out lionel richie", None),
+    ("negation_insert", "who played little ricky on i love lucy show", None),
+    ("negation_insert", "is the united states a country or nation", None),
+    ("negation_insert", "when is pokemon let's go eevee released", None),
+    ("negation_insert", "when will the flash season 4 be released", "when will the flash season 4 not be released"),
+    (
+        "negation_insert",
+        "where does aarp fall on the political spectrum",
+        "where does aarp not fall on the political spectrum",
+    ),
+    ("negation_remove", "when did never been kissed come out", None),
+    ("number_change", "1. what was the precursor to the present day internet", None),
+    ("number_change", "one who signals train to start or stop", None),
+    ("number_change", "when did the twenty one pilots hiatus start", None),
+    ("number_change", "who played kelly taylor's mom on 90210", None),
+    ("number_change", "who played tom in four weddings and a funeral", None),
+    ("number_change", "who plays michael myers in the 2018 version", "who plays michael myers in the 2022 version"),
+    ("number_change", "The US could save up to $750 million.", "The US could save up to $1500 million."),
+    (
+        "number_change",
+        "which film won the oscar for best animated feature in 2007",
+        "which film won the oscar for best animated feature in 2011",
+    ),
+    ("antonym_flip", "who plays the robot maid in richie rich", None),
+    ("antonym_flip", "when did the nightmare before christmas come out", None),
+    ("antonym_flip", "who is the song you're my best friend about", None),
+    ("antonym_flip", "the man in the high castle episode 1 season 1", None),
+    ("antonym_flip", "colby cheese is named after a town in what state", None),
+    ("antonym_flip", "the unification of upper and lower egypt took place in which period", None),
+    (
+        "antonym_flip",
+        "who played the female lead in the 1942 film casablanca",
+        "who played the male lead in the 1942 film casablanca",
+    ),
+    ("paraphrase_number_format", "when did snow white and the seven dwarfs premiere", None),
+    ("antonym_flip", "who won the oscar for best actor when titanic was nominated", None),
+    ("antonym_flip", "the piano player best known for his composition", None),
+    ("number_change", "who has the most big ten championships in football", None),
+    ("number_change", "where is final four being held this year", None),
+    ("negation_insert", "how many episodes are there in the first season of the haunting of hill house", None),
+    ("negation_insert", "when did super smash bros 64 come out", None),
+    ("paraphrase_contraction", "who said it ain t over til it's over", None),
+    ("paraphrase_contraction", "the very last episode of that's so raven", None),
 ]
 
 
