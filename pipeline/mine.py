@@ -238,21 +238,24 @@ def search(
     queries: pa.Table, index_files: list[Path], doc_ids: pa.Array, params: MineParams, index_params: IndexParams
 ) -> Iterator[pa.Table]:
     """Every inspected candidate of `queries` (from `query_table`), a table per task, in query order: actors
-    holding the index (all its shards) search their share of the queries.
+    holding the index (all its shards) search their share of the queries, or, with `shard_actors`, send them to
+    search actors that each hold one shard and merge what those find.
 
     Actors memory-map the index files where they can reach them and get the document ids from the object store: at
     1M documents, unpickling both into every actor cost several GB.
     """
-    args = {
-        "index_sources": runtime.files_for_workers(index_files),
-        "doc_ids": runtime.share(doc_ids),
-        "params": params,
-        "index_params": index_params,
-    }
-    call = work.Work(
-        MineBatch, args, runtime.Resources(params.actors, 1, params.gpus_per_actor), params.query_batch_size
-    )
-    return work.stream(call, queries)
+    gpus = params.gpus_per_actor
+    if params.shard_actors:
+        servers = runtime.Resources(params.shard_actors, 1, gpus)
+        server_args = {"params": index_params, "gpu": gpus > 0}
+        paths = [str(path.resolve()) for path in index_files]
+        sources = runtime.ShardServers(paths, sharded.ShardSearch, server_args, params.shard_actors, servers)
+        # the search actors hold the CPUs (and GPUs); the mining actors merge and decide
+        miners = runtime.Resources(params.actors or params.shard_actors * len(index_files), 0, 0)
+    else:
+        sources, miners = runtime.files_for_workers(index_files), runtime.Resources(params.actors, 1, gpus)
+    args = {"index_sources": sources, "doc_ids": runtime.share(doc_ids), "params": params, "index_params": index_params}
+    return work.stream(work.Work(MineBatch, args, miners, params.query_batch_size), queries)
 
 
 def rejections(candidates: pa.Table) -> pa.Table:

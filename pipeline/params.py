@@ -153,10 +153,14 @@ class MineParams:
     # index to its GPU when FAISS was built with GPU support (faiss-gpu), and searches on the CPU otherwise.
     actors: int = 0
     gpus_per_actor: float = 0.0
+    # Search actors per index shard, each holding that shard alone (mining actors send them the queries and merge
+    # their results); 0: every mining actor maps every shard. For an index larger than one machine's memory.
+    shard_actors: int = 0
 
     def check(self) -> None:
         _at_least(self, "actors", 0)
         _at_least(self, "gpus_per_actor", 0.0)
+        _at_least(self, "shard_actors", 0)
         _at_least(self, "range_min", 0)
         _at_least(self, "num_negatives", 1)
         _at_least(self, "query_batch_size", 1)

@@ -125,12 +125,80 @@ class WorkerFiles(Shared):
     def ref(self):
         import ray
 
-        here = ray.util.get_node_ip_address()
-        if all(node["NodeManagerAddress"] == here for node in ray.nodes() if node["Alive"]):
+        if _all_local():
             return self.value
         if self._ref is None:
             self._ref = ray.put([np.fromfile(path, dtype=np.uint8) for path in self.value])
         return self._ref
+
+
+def _all_local() -> bool:
+    """Every node of the cluster is this machine (a local Ray, a loopback cluster): workers can read its files."""
+    import ray
+
+    here = ray.util.get_node_ip_address()
+    return all(node["NodeManagerAddress"] == here for node in ray.nodes() if node["Alive"])
+
+
+class RemoteShard:
+    """A shard of an index that a search actor holds: searched as a `sharded.ShardSearch` is, over Ray; the
+    actors serving one shard take its searches in turn."""
+
+    def __init__(self, actors: list, size: int, exact: bool):
+        self.actors, self.size, self.exact, self.turn = actors, size, exact, 0
+
+    def facts(self) -> tuple[int, bool]:
+        return self.size, self.exact
+
+    def send(self, vectors: np.ndarray, k: int):
+        self.turn += 1
+        return self.actors[self.turn % len(self.actors)].search.remote(vectors, k)
+
+    @staticmethod
+    def collect(sent) -> tuple[np.ndarray, np.ndarray]:
+        import ray
+
+        return ray.get(sent)
+
+
+class ShardServers(Shared):
+    """Index shards served by search actors, `per_shard` of them holding each shard and nothing else, as a
+    `worker_args` value: workers in a pool get a `RemoteShard` per shard and search through them, so no machine
+    maps more of the index than the shards its actors serve. Work in the stage process (`value`: the files) loads
+    the shards itself. The actors end with the pool (`close`)."""
+
+    def __init__(self, paths: list[str], server: type, server_args: dict, per_shard: int, resources: Resources):
+        super().__init__(paths)
+        self.server, self.server_args, self.per_shard, self.resources = server, server_args, per_shard, resources
+        self.actors: list = []
+
+    def ref(self):
+        import ray
+
+        if self._ref is None:
+            if self.resources.gpus and not cluster_resources().get("GPU", 0):
+                raise RuntimeError(f"{self.server.__name__} asks for {self.resources.gpus} GPU; this cluster has none")
+            # more search actors than CPUs share them: an actor Ray cannot place would wait forever
+            cpus = min(self.resources.cpus, cluster_resources().get("CPU", 1) / (len(self.value) * self.per_shard))
+            serve = ray.remote(num_cpus=cpus, num_gpus=self.resources.gpus, max_restarts=ACTOR_RETRIES,
+                               max_task_retries=ACTOR_RETRIES)(self.server)  # fmt: skip
+            local = _all_local()
+            shards = []
+            for path in self.value:
+                source = path if local else ray.put(np.fromfile(path, dtype=np.uint8))
+                actors = [serve.remote(source, **self.server_args) for _ in range(self.per_shard)]
+                self.actors += actors
+                shards.append(RemoteShard(actors, *ray.get(actors[0].facts.remote())))
+            log.info("%d search actor(s) per shard, %d shard(s)", self.per_shard, len(self.value))
+            self._ref = ray.put(shards)  # handed to the pool with each task, as other shared values are
+        return self._ref
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors, self._ref = [], None
 
 
 def share(value) -> Shared:
@@ -271,6 +339,7 @@ def map_batches(
     if resources.gpus and not cluster_resources().get("GPU", 0):
         # Ray would wait for a GPU forever; say so instead.
         raise RuntimeError(f"{worker.__name__} asks for {resources.gpus} GPU per actor; this Ray cluster has no GPU")
+    servers = [value for value in worker_args.values() if isinstance(value, ShardServers)]
     worker_args = {name: value.ref() if isinstance(value, Shared) else value for name, value in worker_args.items()}
     size = pool_size(resources) if keep else min(pool_size(resources), len(blocks))
     actors, pool, started = _actor_pool(worker, worker_args, resources, size, keep)
@@ -295,3 +364,5 @@ def map_batches(
         if not keep:
             for actor in actors:
                 ray.kill(actor)
+            for value in servers:
+                value.close()

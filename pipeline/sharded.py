@@ -116,24 +116,50 @@ def merge(found: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarra
     return np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
 
 
-class Searcher:
-    """The shards of one index, searched as that index: rows count across shards in file order."""
+class ShardSearch:
+    """One shard, searched where it is loaded: in the process of a miner that maps every shard, or as the body of a
+    search actor that holds this shard alone (`mine.shard_actors`; `runtime.RemoteShard` sends it the queries).
+    `send` and `collect` are the two halves of a search, so a searcher can send to every shard before it waits."""
 
-    def __init__(self, sources: list, params: IndexParams, gpu: bool = False):
-        self.shards = [index.load(source, params, gpu) for source in sources]
-        sizes = [shard.ntotal for shard in self.shards]
-        self.offsets = np.cumsum([0, *sizes])[:-1]
-        self.ntotal = int(sum(sizes))
+    def __init__(self, source: str | Path | np.ndarray, params: IndexParams, gpu: bool = False):
+        self.index = index.load(source, params, gpu)
+
+    def facts(self) -> tuple[int, bool]:
+        """(vectors held, whether search is exact)."""
+        return self.index.ntotal, isinstance(faiss.downcast_index(self.index), faiss.IndexFlat)
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        found = []
-        for shard, offset in zip(self.shards, self.offsets):
-            scores, rows = shard.search(vectors, min(k, shard.ntotal) or 1)
-            found.append((scores, _shifted(rows, offset)))
+        return self.index.search(vectors, k)
+
+    send = search  # a search in this process is done once it is sent
+
+    @staticmethod
+    def collect(sent: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return sent
+
+
+class Searcher:
+    """The shards of one index, searched as that index: rows count across shards in file order. A source is a
+    shard's file or bytes (loaded here) or a shard a search actor holds (`runtime.RemoteShard`)."""
+
+    def __init__(self, sources: list, params: IndexParams, gpu: bool = False):
+        local = (str, Path, np.ndarray)
+        self.shards = [ShardSearch(s, params, gpu) if isinstance(s, local) else s for s in sources]
+        facts = [shard.facts() for shard in self.shards]
+        sizes = [size for size, _ in facts]
+        self.exact = all(exact for _, exact in facts)
+        self.offsets = np.cumsum([0, *sizes])[:-1]
+        self.sizes, self.ntotal = sizes, int(sum(sizes))
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        sent = [shard.send(vectors, min(k, size) or 1) for shard, size in zip(self.shards, self.sizes)]
+        found = [(scores, _shifted(rows, offset)) for (scores, rows), offset in zip(
+            (shard.collect(pending) for shard, pending in zip(self.shards, sent)), self.offsets
+        )]  # fmt: skip
         return merge(found, min(k, self.ntotal))
 
     def is_exact(self) -> bool:
-        return all(isinstance(faiss.downcast_index(shard), faiss.IndexFlat) for shard in self.shards)
+        return self.exact
 
 
 def _shifted(rows: np.ndarray, offset: int) -> np.ndarray:
@@ -158,7 +184,7 @@ def facts(searcher: Searcher, factory: str, seconds: float, corpus: Path, query_
     its recall@10 / @100 against exact search on a seeded sample of `params.recall_queries` queries."""
     found = {"factory": factory, "vectors": searcher.ntotal, "build_seconds": round(seconds, 1)}
     if len(searcher.shards) > 1:
-        found["shards"] = [shard.ntotal for shard in searcher.shards]
+        found["shards"] = list(searcher.sizes)
     if params.recall_queries and not searcher.is_exact() and searcher.ntotal and len(query_vectors):
         sample = query_vectors[index.sample_rows(len(query_vectors), params.recall_queries, params.seed)]
         k = min(100, searcher.ntotal)

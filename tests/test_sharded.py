@@ -51,7 +51,7 @@ def test_a_sharded_index_ranks_exactly_as_one_index(corpus, tmp_path, monkeypatc
     assert [f.name for f in one] == ["index.faiss"] and len(many) == 5
     assert sharded.files(tmp_path / "many") == many
     single, split = sharded.Searcher(one, IndexParams(nprobe=4)), sharded.Searcher(many, IndexParams(nprobe=4))
-    assert [s.ntotal for s in split.shards] == [700, 700, 700, 700, 200] and split.ntotal == 3000
+    assert split.sizes == [700, 700, 700, 700, 200] and split.ntotal == 3000
     (scores, rows), (split_scores, split_rows) = single.search(vectors[:300], 50), split.search(vectors[:300], 50)
     np.testing.assert_array_equal(rows, split_rows)
     np.testing.assert_allclose(scores, split_scores, rtol=0, atol=1e-6)
@@ -70,8 +70,9 @@ def test_quantisers_train_on_a_seeded_sample_read_from_the_parquet(corpus, monke
     assert len(index.train_rows(3000, "IVF16,PQ8", IndexParams(train_size=1000))) == 1000
 
 
-def test_the_stage_with_shards_mines_what_it_mines_with_one_index(pipeline_run, tmp_path):
-    """The issue's test: sharded and single give the same candidates for Flat, through the real stages."""
+def test_the_stage_with_shards_mines_what_it_mines_with_one_index(pipeline_run, tmp_path, monkeypatch):
+    """The issue's test: sharded and single give the same candidates for Flat, through the real stages; and so do
+    search actors that each hold one shard (`mine.shard_actors`), on a real Ray pool."""
     for folder in ("ingested", "embeddings"):
         shutil.copytree(pipeline_run / "data" / folder, tmp_path / "data" / folder)
     params = yaml.safe_load((pipeline_run / "params.yaml").read_text())
@@ -82,4 +83,11 @@ def test_the_stage_with_shards_mines_what_it_mines_with_one_index(pipeline_run, 
     assert [f.name for f in sharded.files(tmp_path / "data/index")] == [f"index-{i:05d}.faiss" for i in range(3)]
     assert artifacts.manifest(tmp_path / "data/index/doc_ids")["index"]["shards"] == [150, 150, 100]
     for name in ("index/doc_ids", "index/doc_topics", "mined/candidates", "mined/negatives"):
+        assert artifacts.read(tmp_path / "data" / name).equals(artifacts.read(pipeline_run / "data" / name)), name
+    params["mine"]["shard_actors"] = 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.setenv("PAIRFORGE_IN_PROCESS_ROWS", "0")  # through Ray, where the search actors are
+    log = run_stage(tmp_path, "mine").stderr
+    assert "1 search actor(s) per shard, 3 shard(s)" in log and "x MineBatch (0 CPU" in log, log[-2000:]
+    for name in ("mined/candidates", "mined/negatives"):
         assert artifacts.read(tmp_path / "data" / name).equals(artifacts.read(pipeline_run / "data" / name)), name
