@@ -114,6 +114,8 @@ class IndexParams:
     train_size: int = 0
     # Vectors per index file (0: one file): the index stage holds one shard at a time, miners search them in turn.
     shard_rows: int = 0
+    # Ray actors that build shards side by side, each adding one shard's vectors (0: the stage adds them itself).
+    build_actors: int = 0
     # k-means topics over docs and queries; 0 turns topics off.
     topics: int = 16
     kmeans_iterations: int = 20
@@ -127,6 +129,7 @@ class IndexParams:
         _at_least(self, "recall_queries", 0)
         _at_least(self, "train_size", 0)
         _at_least(self, "shard_rows", 0)
+        _at_least(self, "build_actors", 0)
         _at_least(self, "topics", 0)
         _at_least(self, "kmeans_iterations", 1)
 

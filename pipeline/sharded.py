@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pairforge.pipeline import artifacts, index, schema
+from pairforge.pipeline import artifacts, index, runtime, schema, work
 from pairforge.pipeline.params import IndexParams
 
 log = logging.getLogger("pairforge.index")
@@ -104,6 +104,55 @@ class ShardWriter:
         index.write(self.current, self.folder / self.names[len(self.sizes)])
         self.sizes.append(self.current.ntotal)
         self.current = None
+
+
+class ShardBuild:
+    """Actor body of `index.build_actors`: one shard from its vectors (a task of `vector` rows), added to a copy of
+    the trained, empty index; returned as the shard's bytes for the stage to write."""
+
+    def __init__(self, template: np.ndarray, params: IndexParams):
+        self.template, self.params = template, params
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        shard = faiss.deserialize_index(self.template)
+        shard.add(np.ascontiguousarray(schema.vectors_matrix(batch["vector"])))
+        index.set_search_params(shard, self.params)
+        return pa.table({"shard": pa.array([faiss.serialize_index(shard).tobytes()], pa.large_binary())})
+
+
+class PooledShardWriter(ShardWriter):
+    """A `ShardWriter` whose shards `params.build_actors` Ray actors build side by side: the stage gathers that many
+    shards' vectors, hands each actor one, and writes the shards they return, in order. It holds `build_actors`
+    shards' vectors at a time, as the actors do."""
+
+    def __init__(self, template: faiss.Index, count: int, params: IndexParams, folder: Path):
+        super().__init__(template, count, params, folder)
+        built = runtime.share(faiss.serialize_index(template))
+        resources = runtime.Resources(params.build_actors, 1, 0)
+        self.call = work.Work(ShardBuild, {"template": built, "params": params}, resources, self.limit, keep_pool=True)
+        self.pending: list[np.ndarray] = []
+
+    def add(self, vectors: np.ndarray) -> None:
+        self.pending.append(vectors)
+        if sum(len(v) for v in self.pending) >= self.limit * self.params.build_actors:
+            self._build(last=False)
+
+    def close(self) -> list[int]:
+        self._build(last=True)
+        runtime.release_kept_pools()
+        return super().close()  # an empty corpus still gets its one empty index
+
+    def _build(self, last: bool) -> None:
+        """Build the gathered whole shards (and, `last`, the rest), keeping a part-filled shard's vectors."""
+        gathered = np.concatenate(self.pending) if self.pending else np.empty((0, 0), np.float32)
+        take = len(gathered) if last else len(gathered) // self.limit * self.limit
+        self.pending = [gathered[take:]] if take < len(gathered) else []
+        if not take:
+            return
+        vectors = pa.table({"vector": schema.vectors_column(gathered[:take])})
+        for start, result in zip(range(0, take, self.limit), work.stream(self.call, vectors)):
+            (self.folder / self.names[len(self.sizes)]).write_bytes(result["shard"][0].as_py())
+            self.sizes.append(min(self.limit, take - start))
 
 
 def merge(found: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -2,8 +2,9 @@
 
 The corpus's vectors are streamed from the embeddings' Parquet, never held whole: quantisers and topics train on
 seeded samples, vectors are added a chunk at a time, and an index of more than `index.shard_rows` vectors is
-written as shards, one at a time (pipeline/sharded.py). An approximate index's recall against exact search is
-measured on a sample of the queries and recorded in the `doc_ids` manifest, next to the factory that built it.
+written as shards, one at a time or `index.build_actors` at a time by Ray actors (pipeline/sharded.py). An
+approximate index's recall against exact search is measured on a sample of the queries and recorded in the
+`doc_ids` manifest, next to the factory that built it.
 """
 
 import time
@@ -28,7 +29,8 @@ def main() -> None:
             k = index.topic_count(count, config)
             kmeans = index.topics(sharded.take(corpus, index.topic_rows(count, config, k)), config, k)
         with artifacts.ArtifactWriter(INDEX, config, {"embeddings": artifacts.fingerprint(EMBEDDINGS)}) as out:
-            shards = sharded.ShardWriter(template, count, config, out.tmp)
+            pooled = config.build_actors and len(sharded.shard_files(count, config)) > 1
+            shards = (sharded.PooledShardWriter if pooled else sharded.ShardWriter)(template, count, config, out.tmp)
             for chunk in progress.tracked(sharded.chunks(corpus, ("id", "vector")), f"{factory}: add", count):
                 vectors = schema.vectors_matrix(chunk["vector"])
                 shards.add(vectors)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import faiss
@@ -61,6 +62,26 @@ def test_a_sharded_index_ranks_exactly_as_one_index(corpus, tmp_path, monkeypatc
         np.testing.assert_array_equal(sharded.exact(path, vectors[:300], 50), rows)
 
 
+def test_shards_built_by_ray_actors_are_the_shards_the_stage_builds(corpus, tmp_path, monkeypatch):
+    """`index.build_actors`: two actors build the shards side by side (on a real Ray pool), byte for byte the
+    shards one process builds, the last part-filled one included."""
+    path, _ = corpus
+    monkeypatch.setattr(sharded, "CHUNK_ROWS", 400)
+    monkeypatch.setenv("PAIRFORGE_IN_PROCESS_ROWS", "0")
+    (tmp_path / "one").mkdir(), (tmp_path / "pooled").mkdir()
+    params = IndexParams(factory="IVF16,Flat", nprobe=4, shard_rows=700)
+    alone = built(path, tmp_path / "one", params)
+    count, dim = sharded.shape(path)
+    template, _ = sharded.trained(path, count, dim, params)
+    writer = sharded.PooledShardWriter(
+        template, count, dataclasses.replace(params, build_actors=2), tmp_path / "pooled"
+    )
+    for chunk in sharded.chunks(path):
+        writer.add(schema.vectors_matrix(chunk["vector"]))
+    assert writer.close() == [700, 700, 700, 700, 200]
+    assert [f.read_bytes() for f in sharded.files(tmp_path / "pooled")] == [f.read_bytes() for f in alone]
+
+
 def test_quantisers_train_on_a_seeded_sample_read_from_the_parquet(corpus, monkeypatch):
     path, vectors = corpus
     monkeypatch.setattr(sharded, "CHUNK_ROWS", 256)
@@ -77,6 +98,7 @@ def test_the_stage_with_shards_mines_what_it_mines_with_one_index(pipeline_run, 
         shutil.copytree(pipeline_run / "data" / folder, tmp_path / "data" / folder)
     params = yaml.safe_load((pipeline_run / "params.yaml").read_text())
     params["index"]["shard_rows"] = 150
+    params["index"]["build_actors"] = 2  # the shards built side by side, as actors would
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     run_stage(tmp_path, "index")
     run_stage(tmp_path, "mine")
