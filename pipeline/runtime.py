@@ -176,10 +176,11 @@ class ShardServers(Shared):
         import ray
 
         if self._ref is None:
-            if self.resources.gpus and not cluster_resources().get("GPU", 0):
+            available = cluster_resources()
+            if self.resources.gpus and not available.get("GPU", 0):
                 raise RuntimeError(f"{self.server.__name__} asks for {self.resources.gpus} GPU; this cluster has none")
             # more search actors than CPUs share them: an actor Ray cannot place would wait forever
-            cpus = min(self.resources.cpus, cluster_resources().get("CPU", 1) / (len(self.value) * self.per_shard))
+            cpus = min(self.resources.cpus, available.get("CPU", 1) / (len(self.value) * self.per_shard))
             serve = ray.remote(num_cpus=cpus, num_gpus=self.resources.gpus, max_restarts=ACTOR_RETRIES,
                                max_task_retries=ACTOR_RETRIES)(self.server)  # fmt: skip
             local = _all_local()

@@ -202,10 +202,11 @@ class Searcher:
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         sent = [shard.send(vectors, min(k, size) or 1) for shard, size in zip(self.shards, self.sizes)]
-        found = [(scores, _shifted(rows, offset)) for (scores, rows), offset in zip(
-            (shard.collect(pending) for shard, pending in zip(self.shards, sent)), self.offsets
-        )]  # fmt: skip
-        return merge(found, min(k, self.ntotal))
+        found = [
+            shard.collect(pending) for shard, pending in zip(self.shards, sent)
+        ]  # every shard asked, then waited on
+        shifted = [(scores, _shifted(rows, offset)) for (scores, rows), offset in zip(found, self.offsets)]
+        return merge(shifted, min(k, self.ntotal))
 
     def is_exact(self) -> bool:
         return self.exact

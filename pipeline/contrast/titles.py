@@ -15,15 +15,14 @@ import re
 
 from spacy.tokens import Doc, Token
 
-from pairforge.pipeline.contrast import lexicon
+from pairforge.pipeline.contrast import lexicon, syntax
 
 AUXILIARIES = {"be", "do", "will", "have", "can"}
 
 
 def searchlike(doc: Doc) -> bool:
     """A question, or a lower-case search query ("the man in the high castle episode 1"): where titles go unmarked."""
-    question = len(doc) and (doc[0].tag_.startswith("W") or doc.text.rstrip().endswith("?"))
-    return bool(question) or not any(c.isupper() for c in doc.text)
+    return syntax.is_question(doc) or not any(c.isupper() for c in doc.text)
 
 
 def _after_maker(doc: Doc) -> int | None:
