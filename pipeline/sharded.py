@@ -155,6 +155,12 @@ class PooledShardWriter(ShardWriter):
             self.sizes.append(min(self.limit, take - start))
 
 
+def writer(template: faiss.Index, count: int, params: IndexParams, folder: Path) -> ShardWriter:
+    """The shard writer the params ask for: Ray actors side by side for a sharded index with `build_actors`."""
+    pooled = params.build_actors and len(shard_files(count, params)) > 1
+    return (PooledShardWriter if pooled else ShardWriter)(template, count, params, folder)
+
+
 def merge(found: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
     """Each query's top `k` over several shards' (scores, index rows): by score, a tie to the lower row, as a single
     flat index keeps it. Missing results (row -1) rank last."""

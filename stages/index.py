@@ -29,8 +29,7 @@ def main() -> None:
             k = index.topic_count(count, config)
             kmeans = index.topics(sharded.take(corpus, index.topic_rows(count, config, k)), config, k)
         with artifacts.ArtifactWriter(INDEX, config, {"embeddings": artifacts.fingerprint(EMBEDDINGS)}) as out:
-            pooled = config.build_actors and len(sharded.shard_files(count, config)) > 1
-            shards = (sharded.PooledShardWriter if pooled else sharded.ShardWriter)(template, count, config, out.tmp)
+            shards = sharded.writer(template, count, config, out.tmp)
             for chunk in progress.tracked(sharded.chunks(corpus, ("id", "vector")), f"{factory}: add", count):
                 vectors = schema.vectors_matrix(chunk["vector"])
                 shards.add(vectors)
