@@ -97,7 +97,7 @@ def own_estimates(source: Path, tmp: Path, splits: list[str], mine: dict, likely
     settings += [(f"target {target}", {"target_fn_rate": target})] if target is not None else []
     for label, filter_ in settings:
         write_params(workdir, tmp / "full-beir", mine, filter_)
-        for name in ("ingest", "embed", "index", "mine", "generate", "filter") if not found else ("filter",):
+        for name in ("ingest", "pairs", "embed", "index", "mine", "generate", "filter") if not found else ("filter",):
             stage(workdir, name)
         found[label] = artifacts.manifest(workdir / "data/filtered/calibration")["false_negatives"]
         if not label.startswith("target"):

@@ -28,7 +28,7 @@ from benchmarks import measure  # noqa: E402
 from pairforge.pipeline import artifacts, models  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("ingest", "embed", "index", "mine")
+STAGES = ("ingest", "pairs", "embed", "index", "mine")
 # The embed stage's own log lines (stages/embed.py): its throughput over the texts it embedded, and what it wrote.
 EMBED_RATE = re.compile(r"embedded (\d+) new texts in ([\d.]+) s \(([\d.]+) texts/s\)")
 EMBED_WROTE = re.compile(r"wrote (\d+) docs and (\d+) queries")

@@ -109,6 +109,27 @@ def _short_queries(counts: dict[str, int] | None, num_negatives: int) -> list[st
     ]
 
 
+def _generated(kinds: dict | None, params: dict) -> list[str]:
+    """The card's section on pairs whose query an LLM wrote: how many, by which model, kept by which checks."""
+    generated = (kinds or {}).get("generated", 0)
+    if not generated:
+        return []
+    pairs = params["pairs"]
+    return [
+        "## Generated queries",
+        "",
+        f"{generated} of the {sum(kinds.values())} (query, positive) pairs have a query that `{pairs['llm_model']}` "
+        f"(backend `{pairs['llm_backend']}`) wrote for the document, in the styles {', '.join(pairs['styles'])} "
+        f"(`positive_kind: generated`; the others are `judged`). Each was kept only when the encoder "
+        f"`{params['embed']['model']}` ranks its document within the top {pairs['round_trip_top_k']} of the corpus "
+        f"for it, fewer than {pairs['ambiguous_docs']} other documents score within {pairs['ambiguous_margin']} of "
+        f"it, it copies at most {pairs['max_copied_words']} consecutive words of the document, and it repeats no "
+        "other query. `data/pairs/written` holds every query written with those measures; the rejected ones are "
+        "in the ledger (stage `pairs`).",
+        "",
+    ]
+
+
 def _promoted(report: dict | None) -> list[str]:
     """The card's section on the candidates the judges found relevant: proposed extra positives, used or not."""
     if not report:
@@ -308,6 +329,7 @@ def card(name: str, version: str, tables: dict[str, dict[str, pa.Table]], manife
         "",
         *_examples(tables),
         *_false_negatives(manifest.get("false_negatives")),
+        *_generated(manifest.get("pairs"), params),
         *_promoted(manifest.get("promoted")),
         *_short_queries(manifest.get("short_queries"), params["mine"]["num_negatives"]),
         "## Provenance",

@@ -222,12 +222,13 @@ def vectors(config: EmbedParams, texts: list[str], sides: list[str]) -> np.ndarr
     return schema.vectors_matrix(_embedded(config, prompts(config), table, sides)[0]["vector"])
 
 
-def chunks(ingested: Path) -> Iterator[pa.Table]:
-    """Tables of CHUNK_ROWS texts (source, id, text) over the corpus, then the queries, in ingest order."""
+def chunks(ingested: Path, pairs: Path) -> Iterator[pa.Table]:
+    """Tables of CHUNK_ROWS texts (source, id, text) over the ingested corpus, then the pairs' queries, in order."""
 
     def rows() -> Iterator[pa.Table]:
         for name, id_column in SOURCES:
-            for batch in artifacts.iter_batches(ingested / name, CHUNK_ROWS, [id_column, "text"]):
+            folder = ingested if name == "corpus" else pairs
+            for batch in artifacts.iter_batches(folder / name, CHUNK_ROWS, [id_column, "text"]):
                 yield pa.table(
                     {"source": pa.array([name] * batch.num_rows), "id": batch[id_column], "text": batch["text"]}
                 )
@@ -253,10 +254,10 @@ class EmbeddedChunk:
     computed: int
 
 
-def embed_ingested(config: EmbedParams, ingested: Path) -> Iterator[EmbeddedChunk]:
-    """Every ingested text's vector, chunk by chunk in ingest order (corpus, then queries)."""
+def embed_texts(config: EmbedParams, ingested: Path, pairs: Path) -> Iterator[EmbeddedChunk]:
+    """Every document's and query's vector, chunk by chunk in order (corpus, then queries)."""
     by_side, fingerprint = prompts(config), models.fingerprint(models.resolve(config.model))
-    for chunk in chunks(ingested):
+    for chunk in chunks(ingested, pairs):
         out, computed = _embedded(config, by_side, chunk, [SIDES[name] for name in chunk["source"].to_pylist()])
         contract = schema.embeddings(out["vector"].type.list_size, config.model, fingerprint)
         parts = {name: out.filter(pc.equal(out["source"], name)) for name, _ in SOURCES}

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from pairforge.pipeline import artifacts, batches, formats, report, schema, split
 from pairforge.pipeline.params import ExportParams
+from pairforge.pipeline.vocabulary import PROMOTED_POSITIVE
 
 
 @dataclass(frozen=True)
@@ -41,18 +42,29 @@ def with_promoted(positives: pa.Table, scores: pa.Table, proposed: pa.Table) -> 
     appended, each after its query's own positives in the triplets' order (relevance 1, the judged similarity)."""
     pairs = {"query_id": proposed["query_id"], "doc_id": proposed["doc_id"]}
     ones = pa.array([1.0] * proposed.num_rows, pa.float32())
+    kinds = (
+        {"positive_kind": [PROMOTED_POSITIVE] * proposed.num_rows} if "positive_kind" in positives.column_names else {}
+    )
     return (
-        pa.concat_tables([positives, pa.table({**pairs, "score": ones}, schema=positives.schema)]),
+        pa.concat_tables([positives, pa.table({**pairs, "score": ones, **kinds}, schema=positives.schema)]),
         pa.concat_tables([scores, pa.table({**pairs, "score": proposed["score"]}, schema=scores.schema)]),
     )
 
 
-def frames(ingested: Path, index: Path, mined: Path, filtered: Path, promote: bool = False) -> Frames:
+def pair_kinds(positives: pa.Table) -> dict[str, int]:
+    """How many (query, positive) pairs of each kind the dataset holds: judged, generated, promoted."""
+    if "positive_kind" not in positives.column_names:
+        return {}
+    found = pc.value_counts(positives["positive_kind"]).to_pylist()
+    return {entry["values"]: entry["counts"] for entry in found}
+
+
+def frames(ingested: Path, pairs: Path, index: Path, mined: Path, filtered: Path, promote: bool = False) -> Frames:
     """Read the artifacts the export needs; of the corpus, only the documents the dataset holds (positives and
     kept negatives), streamed out of it. `promote`: the filter's proposed extra positives join the positives."""
     topics_path = index / "query_topics"
     topics = artifacts.read(topics_path) if topics_path.exists() else schema.TOPICS.empty_table()
-    queries, positives = artifacts.read(ingested / "queries"), artifacts.read(ingested / "positives")
+    queries, positives = artifacts.read(pairs / "queries"), artifacts.read(pairs / "positives")
     positive_scores = artifacts.read(mined / "positive_scores")
     proposed = promoted(filtered)
     if promote:

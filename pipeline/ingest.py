@@ -127,6 +127,8 @@ def read_beir(params: IngestParams, bad_rows: BadRows | None) -> Source:
             title = field(record, "title", corpus_path, row, required=False) or None
             corpus.add(id_, _joined(text, title, params.title_separator), title, corpus_path, row, "_id")
     queries = Collection.empty("query")
+    if params.split is None:  # the corpus alone: queries come from the pairs stage
+        return corpus, queries, []
     queries_path = _find(folder, "queries")
     for row, record in read_records(queries_path, bad_rows):
         with each_row(bad_rows):
@@ -168,10 +170,17 @@ def read_pairs(params: IngestParams, bad_rows: BadRows | None) -> Source:
     return corpus, queries, positives
 
 
-def add_unlabelled(corpus: Collection, params: IngestParams, bad_rows: BadRows | None) -> None:
+def read_corpus(params: IngestParams, bad_rows: BadRows | None) -> Source:
+    """Documents alone (`ingest.format: corpus`), for queries the pairs stage writes: no query, no judged pair."""
+    corpus = Collection.empty("doc")
+    add_unlabelled(corpus, params, bad_rows, params.source)
+    return corpus, Collection.empty("query"), []
+
+
+def add_unlabelled(corpus: Collection, params: IngestParams, bad_rows: BadRows | None, source: str) -> None:
     """Documents no query is judged against (`ingest.corpus`): more to mine negatives from."""
-    path = Path(params.corpus)
-    for row, record in rows(params.corpus, params.split, params.subset, bad_rows):
+    path = Path(source)
+    for row, record in rows(source, params.split, params.subset, bad_rows):
         with each_row(bad_rows):
             text = field(record, params.corpus_column, path, row, param="ingest.corpus_column")
             corpus.add(stable_id("d", text), text, None, path, row, params.corpus_column)
@@ -193,9 +202,10 @@ def fingerprints(params: IngestParams) -> dict[str, str]:
 def ingest(params: IngestParams) -> dict[str, pa.Table]:
     """Read the configured source; returns the corpus, queries, positives and rejections tables."""
     bad_rows = BadRows() if params.on_bad_row == "skip" else None
-    corpus, queries, positives = (read_beir if params.format == "beir" else read_pairs)(params, bad_rows)
+    read = {"beir": read_beir, "pairs": read_pairs, "corpus": read_corpus}[params.format]
+    corpus, queries, positives = read(params, bad_rows)
     if params.corpus is not None:
-        add_unlabelled(corpus, params, bad_rows)
+        add_unlabelled(corpus, params, bad_rows, params.corpus)
     best: dict[tuple[str, str], float] = {}  # the same judgement twice (e.g. via merged ids) counts once, best score
     for query_id, doc_id, score in positives:
         best[query_id, doc_id] = max(score, best.get((query_id, doc_id), score))

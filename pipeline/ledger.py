@@ -12,6 +12,7 @@ from pairforge.pipeline import schema
 # Each stage that rejects things writes a `rejections` artifact in the ledger's schema.
 LEDGERS = {
     "ingest": "ingested/rejections",
+    "pairs": "pairs/rejections",
     "mine": "mined/rejections",
     "generate": "generated/rejections",
     "filter": "filtered/rejections",

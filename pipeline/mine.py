@@ -193,15 +193,15 @@ def _positive_vectors(embeddings: Path, doc_ids: pa.Array) -> tuple[pa.Array, np
     return table["id"], vectors_matrix(table["vector"])
 
 
-def query_table(ingested: Path, embeddings: Path, doc_ids: pa.Array) -> tuple[pa.Table, pa.Table]:
-    """Queries in ingest order with their vector, known positives' index rows (`doc_ids`: row -> doc id) and
+def query_table(pairs: Path, embeddings: Path, doc_ids: pa.Array) -> tuple[pa.Table, pa.Table]:
+    """Queries in the pairs' order with their vector, known positives' index rows (`doc_ids`: row -> doc id) and
     hardest positive's score; and every (query, positive) pair with its score.
 
     Holds the query vectors and the positives' vectors, never the whole corpus's: the index stage is the one
     that needs every corpus vector.
     """
-    positives = artifacts.read(ingested / "positives", ["query_id", "doc_id"])
-    order = artifacts.read(ingested / "queries", ["query_id"])["query_id"]
+    positives = artifacts.read(pairs / "positives", ["query_id", "doc_id"])
+    order = artifacts.read(pairs / "queries", ["query_id"])["query_id"]
     queries = artifacts.read(embeddings / "queries")
     query_vectors = vectors_matrix(queries["vector"])
     positive_ids, positive_matrix = _positive_vectors(embeddings, pc.unique(positives["doc_id"]))

@@ -16,7 +16,7 @@ from typing import Literal
 import yaml
 
 from pairforge.pipeline.schema import InputError
-from pairforge.pipeline.vocabulary import LLM_CONTROLS, RULE_OPS
+from pairforge.pipeline.vocabulary import LLM_CONTROLS, QUERY_STYLES, RULE_OPS
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,11 @@ class IngestParams:
     # A BEIR folder, a pair file, or for `pairs` a Hugging Face dataset: `hf:<id>`, or a folder that
     # `datasets.load_from_disk` / `load_dataset` reads.
     source: str = "../shared/datasets/scifact"
-    format: Literal["beir", "pairs"] = "beir"
-    # BEIR: the qrels file (qrels/<split>.*); a Hugging Face dataset: the split read.
-    split: str = "train"
+    # beir: a folder; pairs: a pair file or dataset; corpus: documents alone (text in `corpus_column`), for queries
+    # the pairs stage writes.
+    format: Literal["beir", "pairs", "corpus"] = "beir"
+    # BEIR: the qrels file (qrels/<split>.*), null for the corpus alone; a Hugging Face dataset: the split read.
+    split: str | None = "train"
     # A Hugging Face dataset's configuration (its subset, e.g. "triplet"); null for its default.
     subset: str | None = None
     # Unlabelled documents added to the corpus to mine negatives from: a file, or a dataset as `source` may be.
@@ -176,22 +178,10 @@ class MineParams:
 
 
 @dataclass(frozen=True)
-class GenerateParams:
-    # What to edit: query texts, the queries' positive documents, or the sentences of a file (STS-B / SICK style).
-    source: Literal["queries", "positives", "sentences"] = "queries"
-    # For source `sentences`: a JSONL / CSV / TSV / Parquet file and the column that holds one sentence.
-    sentences_file: str | None = None
-    sentence_column: str = "sentence"
-    # Source texts edited by the rules, sampled with `seed` (0: all).
-    max_items: int = 0
-    seed: int = 12345
-    # Rule ops (op codes of pipeline/vocabulary.py); [] turns the rules off. The swaps are off by default: read by
-    # hand, fewer than half of their edits were valid (README, "Counterfactual contrast pairs").
-    rules: list[str] = field(default_factory=lambda: [op for op in RULE_OPS if not op.startswith("swap_")])
-    # Texts longer than this many characters are not edited (attempts say `text_too_long`): parsing a 1M-character
-    # document exhausts spaCy and the LLM's context, and an edit of it would not be minimal to any reader.
-    max_chars: int = 20_000
-    # LLM edits (none: off) on the first `llm_max_items` of the same sample, one per control code.
+class LLMWorkParams:
+    """The keys of a stage whose work is LLM calls (generate's edits, pairs' queries): the model, its endpoint, its
+    retries and its actor pool."""
+
     llm_backend: Literal["none", "transformers", "openai", "vllm"] = "transformers"
     llm_model: str = "packaged:SmolLM2-135M-Instruct"
     llm_base_url: str | None = None
@@ -199,8 +189,6 @@ class GenerateParams:
     # Plain http:// is refused to hosts other than this machine (the key and the texts would cross the network in
     # clear) unless this is true.
     llm_allow_http: bool = False
-    llm_controls: list[str] = field(default_factory=lambda: list(LLM_CONTROLS))
-    llm_max_items: int = 4
     llm_max_new_tokens: int = 96
     # Asks again (showing the model its reply) when a reply does not fit the JSON schema.
     llm_retries: int = 1
@@ -218,22 +206,50 @@ class GenerateParams:
     actors: int = 0
     cpus_per_actor: int = 1
     gpus_per_actor: float = 0.0
+    checkpoint_rows: int = 64
+
+    def check_llm_work(self, section: str) -> None:
+        _at_least(self, "llm_retries", 0)
+        for name in ("llm_max_new_tokens", "llm_concurrency", "llm_tensor_parallel_size", "batch_size",
+                     "cpus_per_actor", "checkpoint_rows"):  # fmt: skip
+            _at_least(self, name, 1)
+        _at_least(self, "llm_timeout_s", 0.001)
+        _at_least(self, "actors", 0)
+        _at_least(self, "gpus_per_actor", 0.0)
+        if self.llm_backend == "openai" and not self.llm_base_url:
+            raise InputError("params.yaml", None, f"{section}.llm_base_url", "the openai backend needs a base URL")
+        _check_llm(section, self)
+
+
+@dataclass(frozen=True)
+class GenerateParams(LLMWorkParams):
+    # What to edit: query texts, the queries' positive documents, or the sentences of a file (STS-B / SICK style).
+    source: Literal["queries", "positives", "sentences"] = "queries"
+    # For source `sentences`: a JSONL / CSV / TSV / Parquet file and the column that holds one sentence.
+    sentences_file: str | None = None
+    sentence_column: str = "sentence"
+    # Source texts edited by the rules, sampled with `seed` (0: all).
+    max_items: int = 0
+    seed: int = 12345
+    # Rule ops (op codes of pipeline/vocabulary.py); [] turns the rules off. The swaps are off by default: read by
+    # hand, fewer than half of their edits were valid (README, "Counterfactual contrast pairs").
+    rules: list[str] = field(default_factory=lambda: [op for op in RULE_OPS if not op.startswith("swap_")])
+    # Texts longer than this many characters are not edited (attempts say `text_too_long`): parsing a 1M-character
+    # document exhausts spaCy and the LLM's context, and an edit of it would not be minimal to any reader.
+    max_chars: int = 20_000
+    # LLM edits (llm_backend none: off) on the first `llm_max_items` of the same sample, one per control code.
+    llm_controls: list[str] = field(default_factory=lambda: list(LLM_CONTROLS))
+    llm_max_items: int = 4
     # Finished LLM edits, keyed by model + prompt + text: re-runs and resumed runs edit only what is missing.
     cache: str = "cache/generate"
-    checkpoint_rows: int = 64
 
     def check(self) -> None:
         unknown = [op for op in self.rules if op not in RULE_OPS]
         if unknown:
             raise InputError("params.yaml", None, "generate.rules", f"unknown op {unknown}; known: {list(RULE_OPS)}")
-        for name in ("max_items", "llm_max_items", "llm_retries"):
+        for name in ("max_items", "llm_max_items"):
             _at_least(self, name, 0)
-        for name in ("llm_max_new_tokens", "llm_concurrency", "llm_tensor_parallel_size", "batch_size",
-                     "cpus_per_actor", "checkpoint_rows", "max_chars"):  # fmt: skip
-            _at_least(self, name, 1)
-        _at_least(self, "llm_timeout_s", 0.001)
-        _at_least(self, "actors", 0)
-        _at_least(self, "gpus_per_actor", 0.0)
+        _at_least(self, "max_chars", 1)
         for control in self.llm_controls:
             if control not in LLM_CONTROLS:
                 raise InputError(
@@ -244,9 +260,57 @@ class GenerateParams:
                 )
         if self.source == "sentences" and not self.sentences_file:
             raise InputError("params.yaml", None, "generate.sentences_file", "source `sentences` needs a file")
-        if self.llm_backend == "openai" and not self.llm_base_url:
-            raise InputError("params.yaml", None, "generate.llm_base_url", "the openai backend needs a base URL")
-        _check_llm("generate", self)
+        self.check_llm_work("generate")
+
+
+@dataclass(frozen=True)
+class PairsParams(LLMWorkParams):
+    # Generated queries (Promptagator / InPars style) for documents that have none: [] turns them off; otherwise
+    # each style of `question`, `keywords`, `claim`, `prompt` (the user's own `prompt`, with `{document}`).
+    styles: list[str] = field(default_factory=list)
+    prompt: str | None = None
+    # Up to this many queries per document per style.
+    queries_per_document: int = 1
+    # Documents written for, sampled from the corpus with `seed` (0: all); documents of the judged pairs are left
+    # out unless `include_judged_documents`.
+    max_items: int = 0
+    seed: int = 12345
+    include_judged_documents: bool = False
+    # Judged pairs (the ingested ones) shown to the LLM as worked examples, sampled with `seed`, after the built-in
+    # one. Off by default: the packaged 135M model repeated an example's query for most documents (13 of 20).
+    few_shot: int = 0
+    # Characters of a document put in a prompt (its start): a small model's context holds little more.
+    max_document_chars: int = 2000
+    llm_max_new_tokens: int = 64
+    # Round trip: a query is kept only when the encoder (`embed`'s) ranks its document within this many of the
+    # whole corpus...
+    round_trip_top_k: int = 3
+    # ... and fewer than `ambiguous_docs` other documents score within `ambiguous_margin` of its document's score.
+    ambiguous_margin: float = 0.01
+    ambiguous_docs: int = 3
+    # A query that repeats more than this many consecutive words of its document is a copied span, not a query.
+    max_copied_words: int = 10
+    # Nearly the same as another query of its document (cosine of their vectors at least this): a duplicate.
+    duplicate_cosine: float = 0.95
+    # Finished LLM queries, keyed by model + prompt + document: re-runs and resumed runs ask only what is missing.
+    cache: str = "cache/pairs"
+
+    def check(self) -> None:
+        unknown = [style for style in self.styles if style not in QUERY_STYLES]
+        if unknown:
+            raise InputError("params.yaml", None, "pairs.styles", f"unknown {unknown}; known: {list(QUERY_STYLES)}")
+        if "prompt" in self.styles and "{document}" not in (self.prompt or ""):
+            raise InputError("params.yaml", None, "pairs.prompt", "style `prompt` needs a prompt with {document}")
+        for name in ("max_items", "few_shot", "ambiguous_margin"):
+            _at_least(self, name, 0)
+        for name in ("queries_per_document", "max_document_chars", "round_trip_top_k", "ambiguous_docs",
+                     "max_copied_words"):  # fmt: skip
+            _at_least(self, name, 1)
+        if not 0 < self.duplicate_cosine <= 1:
+            raise InputError("params.yaml", None, "pairs.duplicate_cosine", "must be in (0, 1]")
+        if self.styles and self.llm_backend == "none":
+            raise InputError("params.yaml", None, "pairs.llm_backend", "generated queries need an LLM backend")
+        self.check_llm_work("pairs")
 
 
 @dataclass(frozen=True)
@@ -429,6 +493,7 @@ class ExportParams:
 
 SECTIONS = {
     "ingest": IngestParams,
+    "pairs": PairsParams,
     "embed": EmbedParams,
     "index": IndexParams,
     "mine": MineParams,
@@ -438,7 +503,7 @@ SECTIONS = {
 }
 
 
-def _check_llm(section: str, config: GenerateParams | FilterParams) -> None:
+def _check_llm(section: str, config: LLMWorkParams | FilterParams) -> None:
     """A failure budget that is a share, and a base URL that keeps its secrets: no credentials inside it (they would
     reach the manifest, logs and the card; the key belongs in the environment variable `llm_api_key_env` names), no
     plain http beyond this machine."""

@@ -38,6 +38,16 @@ class EndpointError(RuntimeError):
 CORPUS = pa.schema([("doc_id", pa.string()), ("text", pa.string()), ("title", pa.string())])
 QUERIES = pa.schema([("query_id", pa.string()), ("text", pa.string())])
 POSITIVES = pa.schema([("query_id", pa.string()), ("doc_id", pa.string()), ("score", pa.float32())])
+# pairs/positives: where each pair comes from (`judged`: ingested; `generated`: a query an LLM wrote, round-tripped)
+PAIR_POSITIVES = POSITIVES.append(pa.field("positive_kind", pa.string()))
+# pairs/written: every query an LLM wrote (query_id and text null where the ask failed), its decision and measures
+WRITTEN_QUERIES = pa.schema(
+    [
+        ("query_id", pa.string()), ("doc_id", pa.string()), ("style", pa.string()), ("text", pa.string()),
+        ("decision", pa.string()), ("reason", pa.string()), ("rank", pa.int32()), ("score", pa.float32()),
+        ("best_other", pa.float32()), ("near", pa.int32()), ("copied_words", pa.int32()), ("raw_output", pa.string()),
+    ]
+)  # fmt: skip
 TOPICS = pa.schema([("id", pa.string()), ("topic", pa.int32()), ("distance", pa.float32())])
 CANDIDATES = pa.schema(
     [

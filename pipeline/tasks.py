@@ -22,7 +22,8 @@ from pairforge.pipeline.vocabulary import UNPARSEABLE
 class Task:
     """`user_template` has one `{field}` per corpus text (literal braces doubled); each arrives tagged.
 
-    `schema` maps each output field to its type (str, int, float, bool) or to a tuple of allowed strings.
+    `schema` maps each output field to its type (str, int, float, bool, or list: a non-empty list of non-empty
+    strings) or to a tuple of allowed strings.
     `examples` are (texts, reply) pairs shown as earlier chat turns: small models follow a demonstrated turn far
     better than an example quoted inside the instructions, which they tend to copy as their answer.
     """
@@ -60,7 +61,13 @@ class Task:
         decoding, a forced reply prefix); `parse` still checks every reply, constrained or not."""
         types = {str: "string", int: "integer", float: "number", bool: "boolean"}
         properties = {
-            name: {"type": "string", "enum": list(allowed)} if isinstance(allowed, tuple) else {"type": types[allowed]}
+            name: {"type": "string", "enum": list(allowed)}
+            if isinstance(allowed, tuple)
+            else {"type": "array", "items": {"type": "string"}, "minItems": 1}
+            if allowed is list
+            else {"type": "string", "minLength": 1}
+            if allowed is str
+            else {"type": types[allowed]}
             for name, allowed in self.schema.items()
         }
         return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
@@ -102,10 +109,15 @@ def _check(value, allowed) -> tuple[bool, object]:
         return False, None
     if allowed is bool:
         return isinstance(value, bool), value
+    if allowed is list:
+        strings = [v.strip() for v in value if isinstance(v, str)] if isinstance(value, list) else []
+        return bool(strings) and len(strings) == len(value) and all(strings), strings
     if isinstance(value, bool):  # bool is an int to Python, never to a schema
         return False, None
     if allowed is float and isinstance(value, int):
         return True, float(value)
+    if allowed is str:  # a text field says something: "" or blanks are a reply that does not fit
+        return isinstance(value, str) and bool(value.strip()), value
     return isinstance(value, allowed), value
 
 
@@ -124,6 +136,57 @@ RELEVANCE_JUDGE = Task(
 )
 # What the judge's reply says just before its answer word: P(yes) is read right after it.
 RELEVANCE_ANSWER_PREFIX = '{"relevant": "'
+
+
+@dataclass(frozen=True)
+class Asked:
+    """One item's answer: `record` is None when the item failed, `reason` then unparseable_output or the backend's
+    error code; `attempts` counts the replies asked for."""
+
+    record: dict | None
+    raw_output: str | None
+    reason: str | None
+    attempts: int
+
+
+def repair_turn(task: Task) -> str:
+    """What the model is told after a reply that did not fit: the schema's shape, without a placeholder value
+    (small models copy a placeholder such as "<the text>" verbatim)."""
+    shape = "{" + ", ".join(f"{json.dumps(name)}: ..." for name in task.schema) + "}"
+    return f"That reply was not valid. Answer with JSON only, in the same form as before: {shape}."
+
+
+def ask(llm, items: list[tuple[Task, Mapping[str, str]]], retries: int = 1, max_new_tokens: int = 96) -> list[Asked]:
+    """Ask each (task, its texts) of any backend of `pipeline.models.llm`; one answer per item, never raising. A
+    reply that does not fit its task's schema is asked again, at most `retries` times, with the model's own answer
+    and a repair turn in front of it; the backend has already retried transport failures with backoff."""
+    conversations = [task.render(**texts) for task, texts in items]
+    results: list[Asked | None] = [None] * len(items)
+    pending = list(range(len(items)))
+    for attempt in range(1, retries + 2):
+        by_schema: dict[str, list[int]] = {}
+        for i in pending:  # one call per schema: a backend constrains a whole batch to one
+            by_schema.setdefault(json.dumps(items[i][0].json_schema, sort_keys=True), []).append(i)
+        again = []
+        for group in by_schema.values():
+            task_schema = items[group[0]][0].json_schema
+            completions = llm.generate([conversations[i] for i in group], max_new_tokens, schema=task_schema)
+            for i, completion in zip(group, completions, strict=True):
+                task = items[i][0]
+                if completion.error:
+                    results[i] = Asked(None, completion.text, completion.error, attempt)
+                    continue
+                record, reason = task.parse(completion.text)
+                results[i] = Asked(record, completion.text, reason, attempt)
+                if record is None:
+                    turns = [{"role": "assistant", "content": completion.text or ""},
+                             {"role": "user", "content": repair_turn(task)}]  # fmt: skip
+                    conversations[i] = [*conversations[i], *turns]
+                    again.append(i)
+        pending = sorted(again)
+        if not pending:
+            break
+    return results
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,18 @@ EDIT_DRIFTED = "edit_drifted"
 MEANING_CHANGED = "meaning_changed"
 EDIT_STILL_SUPPORTED = "edit_still_supported"  # its context (a query's positive, a document's query) still fits it
 MEANING_UNJUDGED = "meaning_unjudged"  # an LLM edit no judge able to read meaning accepted (the encoder cannot)
+# pairs: generated queries (a query an LLM wrote for a document, kept only when it finds its way back to it)
+COPIED_SPAN = "copied_span"  # repeats a run of the document's words longer than `pairs.max_copied_words`
+DUPLICATE_QUERY = "duplicate_query"  # the same text as an earlier query, or nearly the same as its document's other
+ROUND_TRIP_MISS = "round_trip_miss"  # the encoder does not rank its document within `pairs.round_trip_top_k`
+AMBIGUOUS_QUERY = "ambiguous_query"  # other documents score within `pairs.ambiguous_margin` of its own
+# Where a positive pair comes from (`pairs/positives`' `positive_kind`).
+JUDGED = "judged"
+GENERATED = "generated"
+PROMOTED_POSITIVE = "promoted"  # a mined candidate every judge found relevant (`export.promote_false_negatives`)
+# Query styles an LLM writes in (`pipeline.query_writing.STYLES`); `prompt` is the user's own (`pairs.prompt`).
+QueryStyle = Literal["question", "keywords", "claim", "prompt"]
+QUERY_STYLES: tuple[str, ...] = get_args(QueryStyle)
 
 # Why a query has fewer negatives than asked (its `short_queries` row, from mine and again from filter).
 WINDOW_EXHAUSTED = "window_exhausted"  # every candidate up to the window's bound failed a score rule or sampling

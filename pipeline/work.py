@@ -29,6 +29,7 @@ from pairforge.pipeline import runtime, shard_cache
 from pairforge.pipeline.runtime import Resources
 from pairforge.pipeline.schema import EndpointError
 from pairforge.pipeline.shard_cache import ShardCache, TableCache, row_keys
+from pairforge.pipeline.vocabulary import UNPARSEABLE, passing_failure
 
 log = logging.getLogger("pairforge.work")
 
@@ -168,6 +169,50 @@ def llm_call(config) -> tuple[dict, Resources]:
         gpus = max(config.gpus_per_actor, float(config.llm_tensor_parallel_size))
         return options, Resources(config.actors, config.cpus_per_actor, gpus)
     return {}, pool
+
+
+def llm_task(config, worker: type, prompts: dict, inputs: tuple[str, ...], columns: tuple[str, ...], **extra) -> Work:
+    """An LLM task of generate's or pairs' params (`worker(backend, model, options, retries, max_new_tokens,
+    **extra)` its actor body) as a declared model call: results cached by backend, model, endpoint, retries, token
+    budget and the prompts' wording (a reworded prompt asks afresh), and the `inputs`. The model's answers are
+    cached, unparseable ones too; an endpoint's failure is not (the next run asks again)."""
+    from pairforge.pipeline import models
+
+    options, resources = llm_call(config)
+    settings = {
+        "backend": config.llm_backend,
+        "model": models.identity(config.llm_model),
+        "base_url": config.llm_base_url,
+        "retries": config.llm_retries,
+        "max_new_tokens": config.llm_max_new_tokens,
+        "prompts": prompts,
+    }
+    args = {
+        "backend": config.llm_backend,
+        "model": config.llm_model,
+        "options": options,
+        "retries": config.llm_retries,
+        "max_new_tokens": config.llm_max_new_tokens,
+        **extra,
+    }
+
+    def worth_keeping(results: pa.Table) -> pa.Array:
+        return pc.or_kleene(pc.is_null(results["reason"]), pc.equal(results["reason"], UNPARSEABLE))
+
+    def failed(results: pa.Table) -> pa.Array:
+        return pa.array([passing_failure(reason) for reason in results["reason"].to_pylist()], pa.bool_())
+
+    return Work(
+        worker=worker,
+        args=args,
+        resources=resources,
+        rows_per_task=config.batch_size,
+        columns=columns,
+        inputs=inputs,
+        cache=Cache(config.cache, settings, config.checkpoint_rows),
+        cacheable=worth_keeping,
+        endpoint=llm_endpoint(config, failed),
+    )
 
 
 def llm_endpoint(config, failed: Callable[[pa.Table], pa.Array]) -> Endpoint | None:

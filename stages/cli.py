@@ -13,7 +13,7 @@ import polars as pl
 
 from pairforge.pipeline.schema import InputError
 
-STAGES = ["ingest", "embed", "index", "mine", "generate", "filter", "export"]  # dvc.yaml's stages, in order
+STAGES = ["ingest", "pairs", "embed", "index", "mine", "generate", "filter", "export"]  # dvc.yaml's stages, in order
 
 
 def rejections(args: argparse.Namespace) -> None:

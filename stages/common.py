@@ -18,6 +18,7 @@ from pairforge.pipeline.schema import EndpointError, InputError
 
 DATA = Path("data")
 INGESTED = DATA / "ingested"
+PAIRS = DATA / "pairs"
 EMBEDDINGS = DATA / "embeddings"
 INDEX = DATA / "index"
 MINED = DATA / "mined"

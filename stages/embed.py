@@ -1,4 +1,4 @@
-"""DVC stage `embed`: ingested corpus and queries -> data/embeddings/{corpus,queries}, in a Ray actor pool.
+"""DVC stage `embed`: ingested corpus and the pairs' queries -> data/embeddings/{corpus,queries}, in a Ray actor pool.
 
 Texts stream through in chunks; only those missing from the embedding cache are embedded, and finished vectors are
 checkpointed as they arrive, so a re-run after a crash, or after documents were added, embeds only what is missing.
@@ -7,7 +7,7 @@ checkpointed as they arrive, so a re-run after a crash, or after documents were 
 import collections
 import time
 
-from pairforge.common import EMBEDDINGS, INGESTED, stage
+from pairforge.common import EMBEDDINGS, INGESTED, PAIRS, stage
 from pairforge.pipeline import artifacts, embed, models, params
 
 
@@ -16,11 +16,12 @@ def main() -> None:
         config = embed.resolved(params.load("embed"), embed.sample(INGESTED))
         inputs = {
             "ingested": artifacts.fingerprint(INGESTED),
+            "pairs": artifacts.fingerprint(PAIRS),
             "model": models.fingerprint(models.resolve(config.model)),
         }
         started, embedded, truncated = time.perf_counter(), 0, collections.Counter()
         with artifacts.ArtifactWriter(EMBEDDINGS, config, inputs) as out:
-            for chunk in embed.embed_ingested(config, INGESTED):
+            for chunk in embed.embed_texts(config, INGESTED, PAIRS):
                 for name, vectors in chunk.vectors.items():
                     out.write(name, vectors)
                 embedded += chunk.computed

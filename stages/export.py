@@ -12,6 +12,7 @@ from pairforge.common import (
     INGESTED,
     METRICS,
     MINED,
+    PAIRS,
     PLOTS,
     fingerprints,
     stage,
@@ -24,10 +25,10 @@ def main() -> None:
         config, mine_config, generate_config = params.load("export"), params.load("mine"), params.load("generate")
         # The card names the source, the encoder (at the precision it ran) and the filter's thresholds the data was
         # built with.
-        card_sections = {name: params.load(name).__dict__ for name in ("ingest", "filter")}
+        card_sections = {name: params.load(name).__dict__ for name in ("ingest", "pairs", "filter")}
         card_sections["embed"] = embed.as_embedded(params.load("embed"), EMBEDDINGS).__dict__
-        frames = export.frames(INGESTED, INDEX, MINED, FILTERED, config.promote_false_negatives)
-        inputs = fingerprints(ingested=INGESTED, index=INDEX, mined=MINED, filtered=FILTERED)
+        frames = export.frames(INGESTED, PAIRS, INDEX, MINED, FILTERED, config.promote_false_negatives)
+        inputs = fingerprints(ingested=INGESTED, pairs=PAIRS, index=INDEX, mined=MINED, filtered=FILTERED)
         with artifacts.ArtifactWriter(EXPORT, config, inputs, rows_per_part=config.rows_per_part) as out:
             written = []
             for part in export.parts(frames, MINED / "candidates", config, mine_config.num_negatives):
@@ -46,6 +47,7 @@ def main() -> None:
                 "short_queries": export.short_queries(FILTERED),
                 "teacher": frames.teacher,
                 "promoted": frames.promoted,
+                "pairs": export.pair_kinds(frames.positives),
                 "params": {
                     **card_sections,
                     "mine": mine_config.__dict__,

@@ -9,7 +9,7 @@ import collections
 
 import pyarrow.compute as pc
 
-from pairforge.common import EMBEDDINGS, FILTERED, GENERATED, INGESTED, MINED, doc_topics, fingerprints, stage
+from pairforge.common import EMBEDDINGS, FILTERED, GENERATED, INGESTED, MINED, PAIRS, doc_topics, fingerprints, stage
 from pairforge.pipeline import artifacts, embed, params, schema
 from pairforge.pipeline.filtering import calibration, edits, judges, negatives, tuning
 
@@ -20,9 +20,9 @@ def main() -> None:
         embed_config = embed.as_embedded(params.load("embed"), EMBEDDINGS)  # vectors at the embed stage's precision
         mine_config = params.load("mine")
         num_negatives = mine_config.num_negatives
-        queries = artifacts.read(INGESTED / "queries", ["query_id", "text"])
+        queries = artifacts.read(PAIRS / "queries", ["query_id", "text"])
         query_text = dict(zip(queries["query_id"].to_pylist(), queries["text"].to_pylist()))
-        positives = artifacts.read(INGESTED / "positives", ["query_id", "doc_id"])
+        positives = artifacts.read(PAIRS / "positives", ["query_id", "doc_id"])
         topics = doc_topics()
         judged_edits = edits.validate_edits(config, embed_config, artifacts.read(GENERATED / "contrast"))
         found = edits.contexts(judged_edits, positives, query_text, INGESTED / "corpus")
@@ -30,7 +30,7 @@ def main() -> None:
         judged_edits = judged_edits.append_column(
             "context_scores", edits.context_scores(judged_edits, found, embed_config)
         )
-        inputs = fingerprints(ingested=INGESTED, embeddings=EMBEDDINGS, mined=MINED, generated=GENERATED)
+        inputs = fingerprints(ingested=INGESTED, pairs=PAIRS, embeddings=EMBEDDINGS, mined=MINED, generated=GENERATED)
         # The hidden-positive protocol on this dataset's own multi-positive queries: the model of unlabelled
         # positives learned from them, its false-negative rate, and with filter.target_fn_rate the setting that
         # meets it, which every query then gets.

@@ -1,8 +1,8 @@
-"""DVC stage `generate`: queries / positives / sentences -> data/generated/{contrast,attempts,rejections}."""
+"""DVC stage `generate`: the pairs' queries / positives / sentences -> data/generated/{contrast,attempts,rejections}."""
 
 import collections
 
-from pairforge.common import GENERATED, INGESTED, stage
+from pairforge.common import GENERATED, INGESTED, PAIRS, stage
 from pairforge.pipeline import artifacts, params, schema
 from pairforge.pipeline.contrast import generate
 
@@ -10,10 +10,12 @@ from pairforge.pipeline.contrast import generate
 def main() -> None:
     with stage("generate", GENERATED) as log:
         config = params.load("generate")
-        items = generate.sample(generate.source_table(config, INGESTED), config.max_items, config.seed)
+        items = generate.sample(generate.source_table(config, INGESTED, PAIRS), config.max_items, config.seed)
         items, too_long, too_long_rejections = generate.within_length(config, items)
-        source = config.sentences_file if config.source == "sentences" else INGESTED
-        inputs = {config.source: artifacts.fingerprint(source)}
+        if config.source == "sentences":
+            inputs = {"sentences": artifacts.fingerprint(config.sentences_file)}
+        else:
+            inputs = {"ingested": artifacts.fingerprint(INGESTED), "pairs": artifacts.fingerprint(PAIRS)}
         outcomes = collections.Counter()
         with artifacts.ArtifactWriter(GENERATED, config, inputs) as out:
             for name, table_schema in (

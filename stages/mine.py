@@ -1,10 +1,11 @@
-"""DVC stage `mine`: query vectors + index + positives -> data/mined/{candidates,negatives,positive_scores}."""
+"""DVC stage `mine`: query vectors + index + the pairs' positives -> data/mined/{candidates,negatives,
+positive_scores}."""
 
 import collections
 
 import pyarrow.compute as pc
 
-from pairforge.common import EMBEDDINGS, INDEX, INGESTED, MINED, doc_topics, fingerprints, stage
+from pairforge.common import EMBEDDINGS, INDEX, MINED, PAIRS, doc_topics, fingerprints, stage
 from pairforge.pipeline import artifacts, mine, params, schema, sharded
 
 
@@ -13,9 +14,9 @@ def main() -> None:
         config = params.load("mine")
         index_config = params.load("index")
         doc_ids = artifacts.read(INDEX / "doc_ids")["doc_id"].combine_chunks()
-        queries, positive_scores = mine.query_table(INGESTED, EMBEDDINGS, doc_ids)
+        queries, positive_scores = mine.query_table(PAIRS, EMBEDDINGS, doc_ids)
         topics = doc_topics()
-        inputs = fingerprints(ingested=INGESTED, embeddings=EMBEDDINGS, index=INDEX)
+        inputs = fingerprints(pairs=PAIRS, embeddings=EMBEDDINGS, index=INDEX)
         reasons, seen, short = collections.Counter(), set(), collections.Counter()
         with artifacts.ArtifactWriter(MINED, config, inputs) as out:
             out.write("positive_scores", positive_scores)

@@ -25,7 +25,7 @@ from pairforge.pipeline import artifacts, models
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("PAIRFORGE_DATASETS", REPO.parent / "shared" / "datasets"))
 SCIFACT = DATASETS / "scifact"
-STAGES = ("ingest", "embed", "index", "mine", "generate", "filter", "export")  # in dvc.yaml's order
+STAGES = ("ingest", "pairs", "embed", "index", "mine", "generate", "filter", "export")  # in dvc.yaml's order
 MODEL = "packaged:all-MiniLM-L6-v2"  # the embed stage's encoder, for its tests and the `reference` vectors
 
 

@@ -45,7 +45,7 @@ def test_card_and_manifest_describe_the_version_and_sizes(pipeline_run, tmp_path
         assert info["dataset_size"] == sum(s["num_bytes"] for s in said.values())
     assert "dataset_info" not in capfd.readouterr().err, "datasets ignored part of the card"
     assert manifest["version"] in card
-    assert set(manifest["inputs"]) == {"ingested", "index", "mined", "filtered"}
+    assert set(manifest["inputs"]) == {"ingested", "pairs", "index", "mined", "filtered"}
     assert manifest["params"]["generate"]["rules"]  # the edits' provenance travels with the version
     assert manifest["params"]["mine"]["num_negatives"] == 3
 

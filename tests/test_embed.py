@@ -69,6 +69,7 @@ def project(small_repro: tuple[Path, str], tmp_path_factory) -> Path:
     params["embed"].update(batch_size=8, checkpoint_rows=16)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     run_stage(workdir, "ingest")
+    run_stage(workdir, "pairs")
     return workdir
 
 
@@ -141,6 +142,7 @@ def test_new_documents_are_the_only_texts_embedded_again(project, scifact):
     params["ingest"]["source"] = str(grown)
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     run_stage(project, "ingest")
+    run_stage(project, "pairs")
     embedded, cached = embed_log(run_stage(project, "embed"))
     assert embedded == len(added) and cached >= before.num_rows
     after = artifacts.read(project / "data/embeddings/corpus")
@@ -156,6 +158,7 @@ def test_another_model_embeds_everything_again(scifact, tmp_path):
     source = write_beir_sample(scifact, tmp_path / "beir", queries=8, docs=24)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(project_params(source)))
     run_stage(tmp_path, "ingest")
+    run_stage(tmp_path, "pairs")
     texts = sum(artifacts.manifest(tmp_path / "data/ingested" / name)["rows"] for name in ("corpus", "queries"))
     assert embed_log(run_stage(tmp_path, "embed")) == (texts, 0)
     assert embed_log(run_stage(tmp_path, "embed")) == (0, texts), "the same model: nothing to embed"

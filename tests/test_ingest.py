@@ -535,6 +535,18 @@ def test_pairs_with_an_unlabelled_corpus_mine_from_both(tmp_path):
         ingest(IngestParams(source=str(pairs), format="pairs", corpus=str(extra)))
 
 
+def test_documents_alone_are_a_source_for_generated_queries(tmp_path):
+    """`format: corpus` (a documents file) and a BEIR folder with `split: null`: a corpus, no query, no pair."""
+    docs = write_delimited(
+        tmp_path / "docs.csv", [["body"], ["Beta is second."], ["Alpha is first."], ["Beta is second."]]
+    )
+    tables = ingest(IngestParams(source=str(docs), format="corpus", corpus_column="body"))
+    assert tables["corpus"]["text"].to_pylist() == ["Beta is second.", "Alpha is first."]
+    assert tables["queries"].num_rows == tables["positives"].num_rows == 0
+    beir = ingest(IngestParams(source=str(make_beir(tmp_path / "beir")), split=None))
+    assert beir["corpus"].num_rows == 4 and beir["queries"].num_rows == beir["positives"].num_rows == 0
+
+
 def test_a_hugging_face_dataset_saved_on_disk_is_a_source(tmp_path):
     import datasets
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pairforge.pipeline import artifacts, ingest, ledger, models, records, schema, work
+from pairforge.pipeline import artifacts, ingest, ledger, records, schema, work
 from pairforge.pipeline.contrast.prompts import CONTROLS, EditBatch, edit_task
 from pairforge.pipeline.params import GenerateParams
 from pairforge.pipeline.runtime import Resources
 from pairforge.pipeline.schema import InputError
-from pairforge.pipeline.vocabulary import APPLIED, PENDING, TEXT_TOO_LONG, UNPARSEABLE, passing_failure
+from pairforge.pipeline.vocabulary import APPLIED, PENDING, TEXT_TOO_LONG, passing_failure
 
 RULES = "rules"  # the `generator` of rule-based edits
 
@@ -34,18 +34,18 @@ def sentences(path: str | Path, column: str) -> pa.Table:
     return pa.table({"source_kind": ["sentence"] * len(texts), "source_id": list(texts), "text": list(texts.values())})
 
 
-def source_table(config: GenerateParams, ingested: Path) -> pa.Table:
-    """`source_kind`, `source_id`, `text` of what the params say to edit, in the ingested order."""
+def source_table(config: GenerateParams, ingested: Path, pairs: Path) -> pa.Table:
+    """`source_kind`, `source_id`, `text` of what the params say to edit, in the pairs' order."""
     if config.source == "sentences":
         return sentences(config.sentences_file, config.sentence_column)
     if config.source == "queries":
-        queries = artifacts.read(ingested / "queries")
+        queries = artifacts.read(pairs / "queries")
         return pa.table(
             {"source_kind": ["query"] * queries.num_rows, "source_id": queries["query_id"], "text": queries["text"]}
         )
     corpus = artifacts.read(ingested / "corpus", ["doc_id", "text"])
     text = dict(zip(corpus["doc_id"].to_pylist(), corpus["text"].to_pylist()))
-    doc_ids = list(dict.fromkeys(artifacts.read(ingested / "positives", ["doc_id"])["doc_id"].to_pylist()))
+    doc_ids = list(dict.fromkeys(artifacts.read(pairs / "positives", ["doc_id"])["doc_id"].to_pylist()))
     return pa.table(
         {"source_kind": ["positive"] * len(doc_ids), "source_id": doc_ids, "text": [text[d] for d in doc_ids]}
     )
@@ -132,42 +132,11 @@ def rule_edits(config: GenerateParams, items: pa.Table) -> Iterator[tuple[pa.Tab
 
 
 def llm_edit_call(config: GenerateParams) -> work.Work:
-    """The LLM editor `config` names, as a declared model call: edits cached by backend, model, endpoint, retries,
-    token budget and the prompts' wording (a reworded prompt asks afresh), and the (text, control)."""
-    options, resources = work.llm_call(config)
-    settings = {
-        "backend": config.llm_backend,
-        "model": models.identity(config.llm_model),
-        "base_url": config.llm_base_url,
-        "retries": config.llm_retries,
-        "max_new_tokens": config.llm_max_new_tokens,
-        "prompts": {control: edit_task(control).render(text="") for control in config.llm_controls},
-    }
-    args = {
-        "backend": config.llm_backend,
-        "model": config.llm_model,
-        "options": options,
-        "retries": config.llm_retries,
-        "max_new_tokens": config.llm_max_new_tokens,
-    }
-
-    def worth_keeping(results: pa.Table) -> pa.Array:
-        """Edits and unparseable replies are the model's answer; an endpoint's failure is retried next run."""
-        return pc.or_kleene(pc.is_null(results["reason"]), pc.equal(results["reason"], UNPARSEABLE))
-
-    def failed(results: pa.Table) -> pa.Array:
-        return pa.array([passing_failure(reason) for reason in results["reason"].to_pylist()], pa.bool_())
-
-    return work.Work(
-        worker=EditBatch,
-        args=args,
-        resources=resources,
-        rows_per_task=config.batch_size,
-        columns=("edited", "raw_output", "reason", "attempts"),
-        inputs=("text", "control"),
-        cache=work.Cache(config.cache, settings, config.checkpoint_rows),
-        cacheable=worth_keeping,
-        endpoint=work.llm_endpoint(config, failed),
+    """The LLM editor `config` names, as a declared model call (`work.llm_task`): edits cached by the model, the
+    prompts' wording, and the (text, control)."""
+    prompts = {control: edit_task(control).render(text="") for control in config.llm_controls}
+    return work.llm_task(
+        config, EditBatch, prompts, ("text", "control"), ("edited", "raw_output", "reason", "attempts")
     )
 
 

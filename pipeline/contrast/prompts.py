@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from pairforge.pipeline.tasks import UNPARSEABLE, Task
+from pairforge.pipeline.tasks import UNPARSEABLE, Task, ask
 
 # control -> (what the edit must do, an example input, its edited output, whether the meaning is preserved)
 CONTROLS = {
@@ -50,8 +50,6 @@ CONTROLS = {
     ),
 }
 EDIT_SCHEMA = {"edited": str}
-# No placeholder such as "<the edited text>" in the instructions: small models copy it verbatim.
-REPAIR = 'That reply was not valid. Answer with JSON only, in the same form as before: {"edited": ...}.'
 
 
 def edit_task(control: str) -> Task:
@@ -88,33 +86,12 @@ class EditResult:
 
 def llm_edits(llm, items: list[tuple[str, str]], retries: int = 1, max_new_tokens: int = 96) -> list[EditResult]:
     """Edit (text, control) items with any backend of `pipeline.models.llm`; one result per item, never raising."""
-    conversations = [edit_task(control).render(text=text) for text, control in items]
-    results: list[EditResult | None] = [None] * len(items)
-    pending = list(range(len(items)))
-    for attempt in range(1, retries + 2):
-        completions = llm.generate(
-            [conversations[i] for i in pending], max_new_tokens=max_new_tokens, schema=EDIT_JSON_SCHEMA
-        )
-        again = []
-        for i, completion in zip(pending, completions, strict=True):
-            if completion.error:  # the backend has already retried transport failures with backoff
-                results[i] = EditResult(None, completion.text, completion.error, attempt)
-                continue
-            record, reason = edit_task(items[i][1]).parse(completion.text)
-            edited = (record or {}).get("edited", "").strip()
-            if record is not None and edited:
-                results[i] = EditResult(edited, completion.text, None, attempt)
-                continue
-            results[i] = EditResult(None, completion.text, reason or UNPARSEABLE, attempt)
-            conversations[i] = [
-                *conversations[i],
-                {"role": "assistant", "content": completion.text or ""},
-                {"role": "user", "content": REPAIR},
-            ]
-            again.append(i)
-        pending = again
-        if not pending:
-            break
+    asked = ask(llm, [(edit_task(control), {"text": text}) for text, control in items], retries, max_new_tokens)
+    results = []
+    for answer in asked:
+        edited = (answer.record or {}).get("edited", "").strip()
+        reason = None if edited else answer.reason or UNPARSEABLE
+        results.append(EditResult(edited or None, answer.raw_output, reason, answer.attempts))
     return results
 
 

@@ -169,8 +169,12 @@ class TransformersLLM:
     ) -> list[Completion]:
         """One completion per conversation; `logprobs=k` adds the top k alternatives of every generated token. With
         a JSON `schema`, the reply is made to open as its object does (`{"edited": "`): the model writes only
-        the value, which is where small models go wrong least; the completion includes the forced opening."""
+        the value, which is where small models go wrong least; the completion includes the forced opening. With
+        one field, decoding also stops where the value ends and the object is closed there, as decoding held to
+        the schema would (a small model goes on to invent more keys)."""
         completions, opening = [], reply_opening(schema)
+        one_value = bool(opening) and len(schema["properties"]) == 1
+        stops = {"stop_strings": [opening[-1] if opening.endswith('"') else "]"], "tokenizer": self.tokenizer}
         for start in range(0, len(batch), self.batch_size):
             inputs = self._inputs(batch[start : start + self.batch_size], opening)
             result = self.model.generate(
@@ -180,10 +184,12 @@ class TransformersLLM:
                 pad_token_id=self.tokenizer.pad_token_id,
                 output_logits=logprobs > 0,
                 return_dict_in_generate=True,
+                **(stops if one_value else {}),
             )
             for row, ids in enumerate(result.sequences[:, inputs["input_ids"].shape[1] :].tolist()):
                 length = next((i for i, token in enumerate(ids) if token in self.stop_ids), len(ids))
                 text = opening + self.tokenizer.decode(ids[:length], skip_special_tokens=True)
+                text = closed_after_value(text, opening) if one_value else text
                 steps = range(length) if logprobs else ()
                 top = [self._token_logprobs(result.logits[i][row], ids[i], logprobs) for i in steps]
                 completions.append(Completion(text=text, logprobs=top or None))
@@ -524,11 +530,23 @@ def _vllm_json_constraint(schema: dict) -> dict:
 
 
 def reply_opening(schema: dict | None) -> str:
-    """What a reply that fits `schema` must begin with, up to its first value: `{"edited": "` for a string."""
+    """What a reply that fits `schema` must begin with, up to its first value: `{"edited": "` for a string,
+    `{"queries": ["` for a list of strings."""
     if not schema or not schema.get("properties"):
         return ""
     name, spec = next(iter(schema["properties"].items()))
-    return "{" + json.dumps(name) + ": " + ('"' if spec.get("type") == "string" else "")
+    opening = {"string": '"', "array": '["' if spec.get("items", {}).get("type") == "string" else "["}
+    return "{" + json.dumps(name) + ": " + opening.get(spec.get("type"), "")
+
+
+def closed_after_value(text: str, opening: str) -> str:
+    """`text` (a reply that began with `opening`) cut where its one value ends, and its object closed there."""
+    start = len(opening) - (2 if opening.endswith('["') else 1)
+    try:
+        _, end = json.JSONDecoder().raw_decode(text, start)
+    except ValueError:  # the value did not end within the token budget: the reply stays as it is (unparseable)
+        return text
+    return text[:end] + "}"
 
 
 def _vllm_steps(reply) -> list[dict]:

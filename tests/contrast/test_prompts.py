@@ -38,8 +38,9 @@ class Scripted:
 def test_llm_retries_ask_again_showing_the_model_its_reply(retries):
     """`generate.llm_retries`: after a reply that does not fit the schema, the model is shown it and asked again,
     at most this many times; the item ends with the first reply that fits, or unparseable after the last."""
-    from pairforge.pipeline.contrast.prompts import REPAIR, llm_edits
+    from pairforge.pipeline.contrast.prompts import edit_task, llm_edits
     from pairforge.pipeline.models import llm
+    from pairforge.pipeline.tasks import repair_turn
     from tests.openai_server import OpenAIServer
 
     wrong = ["Sure! Here it is.", "edited: Aspirin does not reduce fever."]
@@ -57,5 +58,7 @@ def test_llm_retries_ask_again_showing_the_model_its_reply(retries):
         # Each retry adds the model's reply and the request to repair it after the text to edit.
         tail = conversation[len(conversation) - 2 * turn :]
         assert "Aspirin reduces fever." in conversation[len(conversation) - 2 * turn - 1]["content"]
-        assert [m["content"] for m in tail] == [text for reply in wrong[:turn] for text in (reply, REPAIR)]
+        assert [m["content"] for m in tail] == [
+            text for reply in wrong[:turn] for text in (reply, repair_turn(edit_task("negate")))
+        ]
         assert [m["role"] for m in tail] == ["assistant", "user"] * turn

@@ -20,6 +20,16 @@ SEEDS = (1, 2)
 # Per stage: a param change that changes its output (so "previous" and "new" differ), and what it writes.
 CHANGES = {
     "ingest": {"ingest": {"max_queries": 15}},
+    # Three queries written one per task and cache shard: a kill lands between checkpoints.
+    "pairs": {
+        "pairs": {
+            "styles": ["question"],
+            "max_items": 3,
+            "batch_size": 1,
+            "checkpoint_rows": 1,
+            "llm_max_new_tokens": 32,
+        }
+    },  # fmt: skip
     "embed": {"embed": {"max_length": 64}},
     "index": {"index": {"topics": 3}},
     "mine": {"mine": {"num_negatives": 2}},
@@ -28,6 +38,7 @@ CHANGES = {
 }
 OUTPUTS = {
     "ingest": ["data/ingested"],
+    "pairs": ["data/pairs"],
     "embed": ["data/embeddings"],
     "index": ["data/index"],
     "mine": ["data/mined"],

@@ -28,7 +28,15 @@ EXPORT_OUTPUTS = [
     "plots/scores.csv",
     "plots/rejections.csv",
 ]
-DATA_OUTPUTS = ["data/ingested", "data/embeddings", "data/index", "data/mined", "data/generated", "data/filtered"]
+DATA_OUTPUTS = [
+    "data/ingested",
+    "data/pairs",
+    "data/embeddings",
+    "data/index",
+    "data/mined",
+    "data/generated",
+    "data/filtered",
+]
 
 
 def dvc_repro(repo) -> subprocess.Popen:
