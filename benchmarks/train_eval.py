@@ -11,7 +11,12 @@ SciFact train data built five ways, then score nDCG@10 and Recall@100 on SciFact
     and filtered triplets of the `triplet` export (`negative_kind: mined`), batches in random order;
 (d) (c) in topic batches (`export.batching: topic`), and (d-b3) in B3 batches, trained on the export's batches;
 (e) (c) plus the counterfactual triplets of the same export: `contrast-triplet` (rule edits of the queries, each
-    anchored on the query's positive document, which supports the claim and not its edit).
+    anchored on the query's positive document, which supports the claim and not its edit);
+(f) the `triplet` export of a run that edits the positive documents instead (`generate.source: positives`): (c)'s
+    rows plus (query, positive document, its edit) rows, every row read query -> document;
+(g) no judged pair at all: SciFact's corpus alone (`ingest.split: null`), queries written for `--generated-docs`
+    of its documents by `--query-llm` in `--query-style` and kept by the round trip (`pairs`), then mined and filtered
+    as (c) is: the `triplet` export of generated pairs.
 Every setting trains with the same loss, optimiser, epochs, batch size and seeds; (a), (b), (c) and (e) use the
 sentence-transformers NO_DUPLICATES batch sampler (its advice for in-batch negatives). Evaluation embeds with
 pairforge's Encoder at bf16 (cosine >= 0.9999 to fp32; benchmarks/retrieval_quality.py measured nDCG@10 within
@@ -39,7 +44,7 @@ from benchmarks.retrieval_quality import load_beir, ndcg_recall  # noqa: E402
 from pairforge.pipeline import artifacts, models  # noqa: E402
 
 MODEL = "packaged:all-MiniLM-L6-v2"
-STAGES = ("ingest", "embed", "index", "mine", "generate", "filter", "export")
+STAGES = ("ingest", "pairs", "embed", "index", "mine", "generate", "filter", "export")
 TEXT = ["anchor", "positive", "negative"]
 
 
@@ -64,9 +69,10 @@ def pairforge_exports(
     params["embed"]["precision"] = "bf16"
     params["generate"]["llm_backend"] = "none"  # rule-based edits: the packaged 135M LLM is too weak to help
     params["export"].update(formats=["triplet", "contrast-triplet"], dev_fraction=0.0, batch_size=batch_size)
-    rules, last_edits = params["generate"]["rules"], None
+    rules, last_edits = params["generate"]["rules"], "not run yet"
     exports = {}
-    runs = (("c", "random", False), ("d", "topic", False), ("d-b3", "b3", False), ("e", "random", True))
+    runs = (("c", "random", None), ("d", "topic", None), ("d-b3", "b3", None), ("e", "random", "queries"),
+            ("f", "random", "positives"))  # fmt: skip
     for name, batching, edits in runs:
         if name not in settings:
             continue
@@ -75,8 +81,9 @@ def pairforge_exports(
             continue
         params["export"]["batching"] = batching
         params["generate"]["rules"] = rules if edits else []  # (c), (d): no counterfactuals in the export at all
+        params["generate"]["source"] = edits or "queries"
         (project / "params.yaml").write_text(yaml.safe_dump(params))
-        steps = STAGES if last_edits is None else ("export",) if last_edits == edits else STAGES[-3:]
+        steps = STAGES if last_edits == "not run yet" else ("export",) if last_edits == edits else STAGES[-3:]
         for step in steps:
             stage(project, step)
         last_edits = edits
@@ -84,6 +91,26 @@ def pairforge_exports(
         shutil.rmtree(exports[name], ignore_errors=True)
         shutil.copytree(project / "data/export", exports[name])
     return exports
+
+
+def generated_export(scifact: Path, work: Path, args) -> Path:
+    """Setting (g): the pipeline on SciFact's corpus with its qrels withheld, on the queries the pairs stage writes
+    and keeps; the corpus's vectors come from the main project's embedding cache when it has them."""
+    project = work / "project-generated"
+    project.mkdir(parents=True, exist_ok=True)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["ingest"].update(source=str(scifact), split=None)
+    params["pairs"].update(styles=[args.query_style], max_items=args.generated_docs, llm_model=args.query_llm)
+    params["mine"]["num_negatives"] = args.num_negatives
+    params["embed"].update(precision="bf16", cache=str((work / "project" / "cache" / "embeddings").resolve()))
+    params["generate"].update(llm_backend="none", rules=[])
+    params["export"].update(formats=["triplet"], dev_fraction=0.0, batch_size=args.batch_size, batching="random")
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    for step in STAGES:
+        stage(project, step)
+    shutil.rmtree(work / "export-g", ignore_errors=True)
+    shutil.copytree(project / "data/export", work / "export-g")
+    return work / "export-g"
 
 
 def peer_triplets(scifact: Path, model, num_negatives: int = 3) -> list[dict]:
@@ -152,7 +179,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scifact", type=Path, nargs="?", default=REPO.parent / "shared/datasets/scifact")
     parser.add_argument("--seeds", default="1,2,3")
-    parser.add_argument("--settings", default="a,b,c,d,d-b3,e")
+    parser.add_argument("--settings", default="a,b,c,d,d-b3,e,f,g")
+    parser.add_argument("--generated-docs", type=int, default=1000, help="(g): documents queries are written for")
+    parser.add_argument("--query-style", default="claim", help="(g): pairs.styles, one of them")
+    parser.add_argument("--query-llm", default="packaged:SmolLM2-135M-Instruct", help="(g): pairs.llm_model")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
@@ -180,6 +210,9 @@ def main() -> None:
     exports = pairforge_exports(
         args.scifact, args.work, settings, args.batch_size, args.reuse_exports, args.num_negatives
     )
+    if "g" in settings:
+        reused = args.reuse_exports and (args.work / "export-g").exists()
+        exports["g"] = args.work / "export-g" if reused else generated_export(args.scifact, args.work, args)
     for name, folder in exports.items():
         table = artifacts.read(folder / "triplet")
         kinds = dict(zip(*(column.to_pylist() for column in pc.value_counts(table["negative_kind"]).flatten())))

@@ -5,6 +5,7 @@ on its triplets, and nDCG@10 / Recall@100 on a few test queries, printed beside 
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,17 @@ def test_the_training_benchmark_trains_on_a_pairforge_export_and_scores_it_besid
     assert trained[0] > 0, "the export's triplets are the training rows"
     for _, ndcg, ndcg_std, recall, recall_std in (base, trained):
         assert 0 < ndcg <= 1 and 0 < recall <= 1 and ndcg_std == recall_std == 0  # one seed: no spread
+
+
+@pytest.mark.slow
+def test_the_training_benchmark_trains_on_generated_queries_with_the_qrels_withheld(scifact, tmp_path):
+    folder = train_and_test_sample(scifact, tmp_path / "scifact", queries=4, docs=20)
+    # Setting (g): the corpus alone, queries written for 3 of its documents by the packaged LLM, round-tripped,
+    # mined and exported, then one training step and the test queries scored.
+    flags = ["--seeds", "1", "--settings", "g", "--generated-docs", "3", "--batch-size", "2", "--max-steps", "1",
+             "--work", str(tmp_path / "work")]  # fmt: skip
+    printed = run("train_eval.py", str(folder), *flags)
+    assert re.search(r"^g: [1-9]\d* triplets", printed, re.MULTILINE), printed[-2000:]
+    trained = figures(printed, "g")
+    assert trained[0] > 0, "the kept generated pairs are the training rows"
+    assert 0 < trained[1] <= 1 and 0 < trained[3] <= 1
