@@ -128,6 +128,24 @@ def _converted(folder: Path, gguf_file: str) -> Path:
     return target
 
 
+NLL_BATCH_TOKENS = 4096  # padded tokens per fluency batch (see TransformersLLM.mean_nll)
+
+
+def token_batches(lengths: list[int], budget: int, max_rows: int) -> list[tuple[int, int]]:
+    """Consecutive (start, end) slices of at most `max_rows` texts whose padded size (rows x longest) stays within
+    `budget` tokens; a text longer than the budget goes alone."""
+    slices, start, longest = [], 0, 0
+    for i, length in enumerate(lengths):
+        wider = max(longest, length)
+        if i > start and (i - start >= max_rows or wider * (i - start + 1) > budget):
+            slices.append((start, i))
+            start, wider = i, length
+        longest = wider
+    if start < len(lengths):
+        slices.append((start, len(lengths)))
+    return slices
+
+
 class TransformersLLM:
     """A local causal LM loaded once; greedy decoding, so the same prompts give the same text."""
 
@@ -206,12 +224,15 @@ class TransformersLLM:
 
     @torch.inference_mode()
     def mean_nll(self, texts: list[str]) -> list[float]:
-        """Mean negative log-likelihood (nats) per predicted token of each plain text, no chat template: fluency."""
+        """Mean negative log-likelihood (nats) per predicted token of each plain text, no chat template: fluency.
+        Batches hold at most `NLL_BATCH_TOKENS` padded tokens: the logits are tokens x vocabulary floats (twice,
+        with the softmax), so 32 documents of 1,000 tokens would take 12 GB; this bound keeps it near 1.5 GB."""
+        lengths = [len(ids) for ids in self.tokenizer([as_text(t, self.control_tokens) for t in texts])["input_ids"]]
         scores = []
-        for start in range(0, len(texts), self.batch_size):
+        for start, end in token_batches(lengths, NLL_BATCH_TOKENS, self.batch_size):
             # Right padding: real tokens keep positions 0..n whatever else is in the batch, so scores don't
             # depend on batching.
-            inputs = self._plain_inputs(texts[start : start + self.batch_size])
+            inputs = self._plain_inputs(texts[start:end])
             logits = self.model(**inputs).logits[:, :-1].float()
             targets, mask = inputs["input_ids"][:, 1:], inputs["attention_mask"][:, 1:].float()
             nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")

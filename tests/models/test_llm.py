@@ -383,3 +383,14 @@ def test_control_tokens_inside_a_text_stay_text(local_llm):
     assert controls(local_llm._plain_inputs([hostile])["input_ids"][0]) == []
     assert "im_end" in tokenizer.decode(chat[hostile], skip_special_tokens=True), "the text itself is kept"
     assert llms.as_text(benign, local_llm.control_tokens) == benign, "a text without control tokens is unchanged"
+
+
+def test_fluency_batches_are_bounded_by_padded_tokens_not_rows():
+    # 32 documents of 1,000 tokens in one batch would hold 32,000 x 49,152 logits (twice): 12 GB. Batches are
+    # cut where rows x longest would pass the budget; a text longer than the budget goes alone.
+    assert llms.token_batches([10, 10, 10, 5000, 10, 3000, 3000], 4096, 2) == [
+        (0, 2), (2, 3), (3, 4), (4, 5), (5, 6), (6, 7),
+    ]  # fmt: skip
+    assert llms.token_batches([100] * 10, 4096, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert llms.token_batches([1000] * 8, 4096, 32) == [(0, 4), (4, 8)]
+    assert llms.token_batches([], 4096, 4) == []
