@@ -114,7 +114,7 @@ def _generated(kinds: dict | None, params: dict) -> list[str]:
     generated = (kinds or {}).get("generated", 0)
     if not generated:
         return []
-    pairs = params["pairs"]
+    pairs, judge = params["pairs"], params["filter"]["cross_encoder"]
     return [
         "## Generated queries",
         "",
@@ -123,9 +123,11 @@ def _generated(kinds: dict | None, params: dict) -> list[str]:
         f"(`positive_kind: generated`; the others are `judged`). Each was kept only when the encoder "
         f"`{params['embed']['model']}` ranks its document within the top {pairs['round_trip_top_k']} of the corpus "
         f"for it, fewer than {pairs['ambiguous_docs']} other documents score within {pairs['ambiguous_margin']} of "
-        f"it, it copies at most {pairs['max_copied_words']} consecutive words of the document, and it repeats no "
-        "other query. `data/pairs/written` holds every query written with those measures; the rejected ones are "
-        "in the ledger (stage `pairs`).",
+        f"it, it copies at most {pairs['max_copied_words']} consecutive words of the document, it repeats no "
+        "other query"
+        + (f", and the cross-encoder `{judge}` gives it at least {pairs['ce_min']}" if judge else "")
+        + ". `data/pairs/written` holds every query written with those measures; the rejected ones are in the ledger "
+        "(stage `pairs`).",
         "",
     ]
 

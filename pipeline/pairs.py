@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pairforge.pipeline import artifacts, embed, ingest, ledger, query_writing, round_trip, schema
-from pairforge.pipeline.params import EmbedParams, PairsParams
+from pairforge.pipeline.filtering import judges
+from pairforge.pipeline.params import EmbedParams, FilterParams, PairsParams
 from pairforge.pipeline.schema import InputError
 from pairforge.pipeline.vocabulary import GENERATED, JUDGED, KEPT, PENDING, REJECTED, UNPARSEABLE, passing_failure
 
@@ -68,7 +69,9 @@ class Generated:
     asked: int
 
 
-def generate(config: PairsParams, embedding: EmbedParams, ingested: Path, judged_queries: pa.Table) -> Generated:
+def generate(
+    config: PairsParams, embedding: EmbedParams, ingested: Path, judged_queries: pa.Table, judge: FilterParams | None
+) -> Generated:
     """Write queries for the sampled documents, judge every one, and return them all (see `Generated`)."""
     sources = documents(ingested, config)
     corpus_text = dict(zip(sources["doc_id"].to_pylist(), sources["text"].to_pylist()))
@@ -91,7 +94,7 @@ def generate(config: PairsParams, embedding: EmbedParams, ingested: Path, judged
     known = set(judged_queries["text"].to_pylist())  # a copy of one of these is a duplicate, not a new query
     for task in query_writing.tasks(config, shown).values():
         known |= query_writing.example_queries(task)
-    measures = judge(config, embedding, ingested, texts, doc_ids, corpus_text, known)
+    measures = measure(config, embedding, judge, ingested, texts, doc_ids, corpus_text, known)
     ids = [ingest.stable_id("g", f"{d}\x1f{t}") for d, t in zip(doc_ids, texts)]
     written = pa.table(
         {
@@ -116,11 +119,12 @@ def generate(config: PairsParams, embedding: EmbedParams, ingested: Path, judged
     )
 
 
-def judge(config, embedding, ingested, texts, doc_ids, corpus_text, known: set[str]) -> dict[str, list]:
+def measure(config, embedding, judge, ingested, texts, doc_ids, corpus_text, known: set[str]) -> dict[str, list]:
     """Every measure of every written query, and the reason it is rejected (None: kept); `known`: the texts a
-    query must not repeat (judged queries, the prompts' example queries)."""
+    query must not repeat (judged queries, the prompts' example queries); `judge`: the filter's params, when they
+    name a cross-encoder (its scores go to the filter's cache, where the filter stage finds them)."""
     if not texts:
-        return {name: [] for name in ("reason", "rank", "score", "best_other", "near", "copied_words")}
+        return {name: [] for name in ("reason", "rank", "score", "best_other", "near", "copied_words", "ce_score")}
     copied = np.array([round_trip.copied_words(t, corpus_text[d]) for t, d in zip(texts, doc_ids)])
     query_vectors = embed.vectors(embedding, texts, ["query"] * len(texts))
     source_texts = [corpus_text[d] for d in doc_ids]
@@ -128,8 +132,12 @@ def judge(config, embedding, ingested, texts, doc_ids, corpus_text, known: set[s
     duplicate = round_trip.duplicates(texts, doc_ids, query_vectors, known, config.duplicate_cosine)
     trip = round_trip.round_trip(query_vectors, source_vectors, doc_ids, corpus_vectors(embedding, ingested),
                                  config.ambiguous_margin)  # fmt: skip
+    ce = None
+    if judge is not None:
+        ce = judges.cross_encoder_scores(judge, texts, [corpus_text[d] for d in doc_ids])
     return {
-        "reason": round_trip.reasons(copied, duplicate, trip, config),
+        "reason": round_trip.reasons(copied, duplicate, trip, config, ce),
+        "ce_score": [None] * len(texts) if ce is None else ce.tolist(),
         "rank": trip.rank.astype(np.int32).tolist(),
         "score": trip.score.tolist(),
         "best_other": [float(b) if np.isfinite(b) else None for b in trip.best_other],
@@ -174,5 +182,5 @@ def rejections(written: pa.Table) -> pa.Table:
     rejected = rejected.append_column("detail", pa.array(detail, pa.string()))
     ids = pc.fill_null(rejected["query_id"], "")  # an ask that failed has no query id
     rejected = rejected.set_column(rejected.schema.get_field_index("query_id"), "query_id", ids)
-    scores = ("rank", "score", "best_other", "near", "copied_words")
+    scores = ("rank", "score", "best_other", "near", "copied_words", "ce_score")
     return ledger.entries("pairs", "generated_query", rejected, scores, ("doc_id", "style", "query_id"))

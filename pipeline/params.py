@@ -292,6 +292,8 @@ class PairsParams(LLMWorkParams):
     max_copied_words: int = 10
     # Nearly the same as another query of its document (cosine of their vectors at least this): a duplicate.
     duplicate_cosine: float = 0.95
+    # Where the filter has a cross-encoder (`filter.cross_encoder`), it must give (query, document) at least this.
+    ce_min: float = 0.5
     # Finished LLM queries, keyed by model + prompt + document: re-runs and resumed runs ask only what is missing.
     cache: str = "cache/pairs"
 

@@ -3,8 +3,9 @@
 A query is kept when it is a query (not a span copied out of its document), new (not a repeat of an earlier query,
 nor nearly the same as another of its document's), and finds its way back (Promptagator's round-trip consistency):
 searching the whole corpus with it ranks its document within the top k, and few other documents score about as
-well (a query that many documents answer equally well teaches nothing about its own). Every measure is returned
-for the ledger, whatever the decision.
+well (a query that many documents answer equally well teaches nothing about its own); and, where a cross-encoder
+is configured, it agrees that the document answers the query. Every measure is returned for the ledger, whatever
+the decision.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from pairforge.pipeline.params import PairsParams
-from pairforge.pipeline.vocabulary import AMBIGUOUS_QUERY, COPIED_SPAN, DUPLICATE_QUERY, ROUND_TRIP_MISS
+from pairforge.pipeline.vocabulary import (
+    AMBIGUOUS_QUERY,
+    COPIED_SPAN,
+    DUPLICATE_QUERY,
+    JUDGE_DISAGREES,
+    ROUND_TRIP_MISS,
+)
 
 WORD = re.compile(r"\w+")
 QUERY_BLOCK = 4096  # queries scored against a corpus chunk at once: bounds the score matrix
@@ -87,10 +94,14 @@ def round_trip(
     return RoundTrip(above + 1, own, best, near)
 
 
-def reasons(copied: np.ndarray, duplicate: np.ndarray, trip: RoundTrip, config: PairsParams) -> list[str | None]:
-    """The first check each query fails, in the order a reader would reject it, or None: kept."""
+def reasons(
+    copied: np.ndarray, duplicate: np.ndarray, trip: RoundTrip, config: PairsParams, ce: np.ndarray | None = None
+) -> list[str | None]:
+    """The first check each query fails, in the order a reader would reject it, or None: kept. `ce`: the
+    cross-encoder's score of each (query, document), where one is configured."""
     found = np.full(len(copied), None, object)
     checks = (
+        (ce < config.ce_min if ce is not None else np.zeros(len(copied), bool), JUDGE_DISAGREES),
         (trip.near >= config.ambiguous_docs, AMBIGUOUS_QUERY),
         (trip.rank > config.round_trip_top_k, ROUND_TRIP_MISS),
         (duplicate, DUPLICATE_QUERY),

@@ -45,7 +45,8 @@ WRITTEN_QUERIES = pa.schema(
     [
         ("query_id", pa.string()), ("doc_id", pa.string()), ("style", pa.string()), ("text", pa.string()),
         ("decision", pa.string()), ("reason", pa.string()), ("rank", pa.int32()), ("score", pa.float32()),
-        ("best_other", pa.float32()), ("near", pa.int32()), ("copied_words", pa.int32()), ("raw_output", pa.string()),
+        ("best_other", pa.float32()), ("near", pa.int32()), ("copied_words", pa.int32()), ("ce_score", pa.float32()),
+        ("raw_output", pa.string()),
     ]
 )  # fmt: skip
 TOPICS = pa.schema([("id", pa.string()), ("topic", pa.int32()), ("distance", pa.float32())])

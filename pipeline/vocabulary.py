@@ -62,6 +62,7 @@ COPIED_SPAN = "copied_span"  # repeats a run of the document's words longer than
 DUPLICATE_QUERY = "duplicate_query"  # the same text as an earlier query, or nearly the same as its document's other
 ROUND_TRIP_MISS = "round_trip_miss"  # the encoder does not rank its document within `pairs.round_trip_top_k`
 AMBIGUOUS_QUERY = "ambiguous_query"  # other documents score within `pairs.ambiguous_margin` of its own
+JUDGE_DISAGREES = "judge_disagrees"  # the cross-encoder (`filter.cross_encoder`) scores it below `pairs.ce_min`
 # Where a positive pair comes from (`pairs/positives`' `positive_kind`).
 JUDGED = "judged"
 GENERATED = "generated"

@@ -17,7 +17,9 @@ def main() -> None:
             found = None
             if config.styles:
                 embedding = embed.resolved(params.load("embed"), embed.sample(INGESTED))
-                found = pairs.generate(config, embedding, INGESTED, queries)
+                judge = params.load("filter")
+                judge = judge if judge.cross_encoder else None
+                found = pairs.generate(config, embedding, INGESTED, queries, judge)
                 outcomes = collections.Counter(r or d for d, r in zip(found.written["decision"].to_pylist(),
                                                                       found.written["reason"].to_pylist()))  # fmt: skip
                 log.info("generated queries: %d asks of the LLM now (the rest from its cache); %s", found.asked,

@@ -124,3 +124,25 @@ def test_generated_queries_are_round_tripped_accounted_for_and_flow_through_ever
     assert sum(group["good"] for name, group in found.items() if name in ("kept", "rejected")) == len(labelled) - 1
     query_review.public(sheet, tmp_path / "public.csv")
     assert "document" not in (tmp_path / "public.csv").read_text().splitlines()[0]
+
+
+@pytest.mark.slow
+def test_a_configured_cross_encoder_scores_every_generated_query_and_has_the_last_word(pipeline_run, cross_encoder_dir,
+                                                                                       tmp_path):  # fmt: skip
+    from pairforge.pipeline import embed, pairs
+    from pairforge.pipeline.filtering import judges
+
+    corpus = artifacts.read(pipeline_run / "data/ingested/corpus").slice(0, 3)
+    doc_ids, texts = corpus["doc_id"].to_pylist(), corpus["text"].to_pylist()
+    queries = [" ".join(text.split()[:6]) + "?" for text in texts]  # short, on topic: they pass the round trip
+    embedding = embed.as_embedded(params.load("embed", pipeline_run / "params.yaml"), pipeline_run / "data/embeddings")
+    embedding = embedding.__class__(**{**embedding.__dict__, "cache": str(pipeline_run / "cache/embeddings")})
+    judge = params.parse("filter", {"cross_encoder": str(cross_encoder_dir), "cache": str(tmp_path / "filter")})
+    expected = judges.cross_encoder_scores(judge, queries, texts)
+    for ce_min, reason in ((-1.0, None), (1.01, "judge_disagrees")):
+        config = params.parse("pairs", {"styles": ["question"], "ce_min": ce_min, "round_trip_top_k": 50,
+                                        "ambiguous_docs": 50})  # fmt: skip
+        found = pairs.measure(config, embedding, judge, pipeline_run / "data/ingested", queries, doc_ids,
+                              dict(zip(doc_ids, texts)), set())  # fmt: skip
+        assert found["ce_score"] == pytest.approx(expected.tolist())
+        assert found["reason"] == [reason] * 3

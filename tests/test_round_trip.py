@@ -66,3 +66,7 @@ def test_reasons_give_the_first_failed_check_in_reading_order():
     assert round_trip.reasons(copied, duplicate, trip, config) == [
         None, "copied_span", "copied_span", "ambiguous_query", "round_trip_miss",
     ]  # fmt: skip
+    # A configured cross-encoder has the last word: a query every other check passed, scored below ce_min.
+    ce = np.array([0.2, 0.9, 0.9, 0.9, 0.9])
+    assert round_trip.reasons(copied, duplicate, trip, config, ce)[0] == "judge_disagrees"
+    assert round_trip.reasons(copied, duplicate, trip, config, ce + 0.5)[0] is None
