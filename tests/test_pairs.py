@@ -50,7 +50,7 @@ def test_generated_queries_are_round_tripped_accounted_for_and_flow_through_ever
     shutil.copytree(pipeline_run, workdir)
     monkeypatch.setenv(KEY_ENV, KEY)
     local = llms.load("transformers", "packaged:SmolLM2-135M-Instruct", batch_size=4)
-    styles, documents = ["question", "claim"], 6
+    styles, documents = ["question", "claim"], 4
     with OpenAIServer(local) as server:
         set_params(
             workdir,

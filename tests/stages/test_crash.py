@@ -20,7 +20,7 @@ SEEDS = (1, 2)
 # Per stage: a param change that changes its output (so "previous" and "new" differ), and what it writes.
 CHANGES = {
     "ingest": {"ingest": {"max_queries": 15}},
-    # Three queries written one per task and cache shard: a kill lands between checkpoints.
+    # Two queries written one per task and cache shard: a kill lands between checkpoints.
     "pairs": {
         "pairs": {
             "styles": ["question"],
