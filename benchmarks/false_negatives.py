@@ -254,7 +254,13 @@ def main() -> None:
         default_mine = {"num_negatives": n, "range_max": args.range_max}
         write_params(workdir, tmp / "beir", default_mine, {})
         # A kept workdir's stages that ran already are still valid: the data and its vectors do not change.
-        done = {"ingest": "ingested", "embed": "embeddings", "index": "index", "generate": "generated"}
+        done = {
+            "ingest": "ingested",
+            "pairs": "pairs",
+            "embed": "embeddings",
+            "index": "index",
+            "generate": "generated",
+        }
         setup = {name: stage(workdir, name) for name, out in done.items() if not (workdir / "data" / out).exists()}
         queries = artifacts.read(workdir / "data/ingested/queries").num_rows
         results, found_by = {}, {}

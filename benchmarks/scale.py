@@ -8,7 +8,7 @@ Usage: python benchmarks/scale.py [--sizes 10000,100000,1000000] [--factory Flat
 The inputs are GENERATED VECTORS, not texts: N clustered unit vectors of dim 384 as documents (a few thousand random
 centres plus noise) and N/10 queries (fewer with --max-queries), each one its positive document plus noise. Texts
 are short unique placeholders, there only because the artifacts and the peer's API carry them. Nothing is embedded:
-the script writes pairforge's ingested and embeddings artifacts itself (the embed stage is skipped) and runs the
+the script writes pairforge's ingested, pairs and embeddings artifacts itself (the embed stage is skipped) and runs the
 real `index` and `mine` stage processes on them; the peer loads the same vectors from its own embedding cache
 (`cache_folder`), with its encode methods replaced by ones that raise, so a cache miss fails instead of encoding.
 
@@ -48,7 +48,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import measure  # noqa: E402
-from pairforge.common import EMBEDDINGS, INDEX, INGESTED, MINED  # noqa: E402
+from pairforge.common import EMBEDDINGS, INDEX, INGESTED, MINED, PAIRS  # noqa: E402
 from pairforge.pipeline import artifacts, schema  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,6 +118,7 @@ def write_inputs(project: Path, cache: Path, docs: int, seed: int, every: int) -
     settings = {"generated_docs": docs, "seed": seed}
     with contextlib.ExitStack() as stack:
         ingested = stack.enter_context(artifacts.ArtifactWriter(project / INGESTED, settings))
+        pairs = stack.enter_context(artifacts.ArtifactWriter(project / PAIRS, settings))
         embedded = stack.enter_context(artifacts.ArtifactWriter(project / EMBEDDINGS, settings))
         peer_docs = stack.enter_context(npy_writer(cache / "corpus.npy", docs))
         peer_queries = stack.enter_context(npy_writer(cache / "query.npy", docs // every))
@@ -133,6 +134,9 @@ def write_inputs(project: Path, cache: Path, docs: int, seed: int, every: int) -
             positive_ids = pa.array([f"d{every * j}" for j in query_rows])
             scores = pa.array(np.ones(len(query_rows), np.float32))
             ingested.write("positives", pa.table([query_ids, positive_ids, scores], schema=schema.POSITIVES))
+            pairs.write("queries", pa.table([query_ids, query_texts], schema=schema.QUERIES))  # the pairs stage's
+            kinds = pa.array(["judged"] * len(query_rows))
+            pairs.write("positives", pa.table([query_ids, positive_ids, scores, kinds], schema=schema.PAIR_POSITIVES))
             embedded.write("corpus", pa.table([doc_ids, schema.vectors_column(doc_vectors)], schema=vectors_schema))
             embedded.write(
                 "queries", pa.table([query_ids, schema.vectors_column(query_vectors)], schema=vectors_schema)
