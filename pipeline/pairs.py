@@ -27,6 +27,7 @@ from pairforge.pipeline.schema import InputError
 from pairforge.pipeline.vocabulary import GENERATED, JUDGED, KEPT, PENDING, REJECTED, UNPARSEABLE, passing_failure
 
 CORPUS_CHUNK = 65_536  # documents embedded and searched at once in the round trip
+DOCUMENT_BLOCK = 16_384  # documents written for, then judged, at once
 
 
 def judged(ingested: Path) -> tuple[pa.Table, pa.Table]:
@@ -36,18 +37,22 @@ def judged(ingested: Path) -> tuple[pa.Table, pa.Table]:
     return artifacts.read(ingested / "queries"), positives.append_column("positive_kind", kinds)
 
 
-def documents(ingested: Path, config: PairsParams) -> pa.Table:
-    """doc_id, text of the documents to write queries for: `max_items` sampled with `seed` (0: all), in a seeded
-    order, the judged pairs' documents left out unless `include_judged_documents`."""
+def document_ids(ingested: Path, config: PairsParams) -> pa.Array:
+    """The ids of the documents to write queries for: `max_items` sampled with `seed` (0: all), in a seeded order,
+    the judged pairs' documents left out unless `include_judged_documents`."""
     doc_ids = artifacts.read(ingested / "corpus", ["doc_id"])["doc_id"]
     if not config.include_judged_documents:
         labelled = artifacts.read(ingested / "positives", ["doc_id"])["doc_id"]
         doc_ids = doc_ids.filter(pc.invert(pc.is_in(doc_ids, labelled)))
     order = list(range(len(doc_ids)))
     random.Random(config.seed).shuffle(order)
-    chosen = doc_ids.take(order[: config.max_items or None])
-    found = artifacts.select(ingested / "corpus", "doc_id", chosen, ["doc_id", "text"])
-    position = {d: i for i, d in enumerate(chosen.to_pylist())}
+    return doc_ids.take(order[: config.max_items or None]).combine_chunks()
+
+
+def documents(ingested: Path, doc_ids: pa.Array) -> pa.Table:
+    """doc_id, text of these documents, in this order."""
+    found = artifacts.select(ingested / "corpus", "doc_id", doc_ids, ["doc_id", "text"])
+    position = {d: i for i, d in enumerate(doc_ids.to_pylist())}
     return found.take(sorted(range(found.num_rows), key=lambda i: position[found["doc_id"][i].as_py()]))
 
 
@@ -71,18 +76,29 @@ class Generated:
 
 def generate(
     config: PairsParams, embedding: EmbedParams, ingested: Path, judged_queries: pa.Table, judge: FilterParams | None
-) -> Generated:
-    """Write queries for the sampled documents, judge every one, and return them all (see `Generated`)."""
-    sources = documents(ingested, config)
-    corpus_text = dict(zip(sources["doc_id"].to_pylist(), sources["text"].to_pylist()))
+) -> Iterator[Generated]:
+    """Write queries for the sampled documents and judge every one, `DOCUMENT_BLOCK` documents at a time (memory
+    holds one block's documents and queries, and a chunk of the corpus's vectors); one `Generated` per block."""
     queries, positives = judged(ingested)
     if config.few_shot and positives.num_rows:
-        shown_docs = artifacts.select(ingested / "corpus", "doc_id", pc.unique(positives["doc_id"]), ["doc_id", "text"])
+        shown_docs = documents(ingested, pc.unique(positives["doc_id"]))
         shown_text = dict(zip(shown_docs["doc_id"].to_pylist(), shown_docs["text"].to_pylist()))
         shown = query_writing.examples(queries, positives, shown_text, config.few_shot, config.seed,
                                        config.max_document_chars)  # fmt: skip
     else:
         shown = []
+    # Texts no query may repeat: the judged queries, the prompts' example queries, then every query written.
+    seen = {round_trip.normal(text) for text in judged_queries["text"].to_pylist()}
+    for task in query_writing.tasks(config, shown).values():
+        seen |= {round_trip.normal(text) for text in query_writing.example_queries(task)}
+    doc_ids = document_ids(ingested, config)
+    for start in range(0, len(doc_ids), DOCUMENT_BLOCK):
+        yield _block(config, embedding, judge, ingested, documents(ingested, doc_ids[start : start + DOCUMENT_BLOCK]),
+                     shown, seen)  # fmt: skip
+
+
+def _block(config, embedding, judge, ingested, sources: pa.Table, shown, seen: set[str]) -> Generated:
+    corpus_text = dict(zip(sources["doc_id"].to_pylist(), sources["text"].to_pylist()))
     results, asked = query_writing.write(config, sources, shown)
     failures = results.filter(pc.is_null(results["queries"]))
     flat = [
@@ -91,10 +107,7 @@ def generate(
         for text in written or ()
     ]
     doc_ids, styles, texts = (list(column) for column in zip(*flat)) if flat else ([], [], [])
-    known = set(judged_queries["text"].to_pylist())  # a copy of one of these is a duplicate, not a new query
-    for task in query_writing.tasks(config, shown).values():
-        known |= query_writing.example_queries(task)
-    measures = measure(config, embedding, judge, ingested, texts, doc_ids, corpus_text, known)
+    measures = measure(config, embedding, judge, ingested, texts, doc_ids, corpus_text, seen)
     ids = [ingest.stable_id("g", f"{d}\x1f{t}") for d, t in zip(doc_ids, texts)]
     written = pa.table(
         {
@@ -119,17 +132,17 @@ def generate(
     )
 
 
-def measure(config, embedding, judge, ingested, texts, doc_ids, corpus_text, known: set[str]) -> dict[str, list]:
-    """Every measure of every written query, and the reason it is rejected (None: kept); `known`: the texts a
-    query must not repeat (judged queries, the prompts' example queries); `judge`: the filter's params, when they
-    name a cross-encoder (its scores go to the filter's cache, where the filter stage finds them)."""
+def measure(config, embedding, judge, ingested, texts, doc_ids, corpus_text, seen: set[str]) -> dict[str, list]:
+    """Every measure of every written query, and the reason it is rejected (None: kept); `seen`: the normalised
+    texts no query may repeat, to which these queries are added; `judge`: the filter's params, when they name a
+    cross-encoder (its scores go to the filter's cache, where the filter stage finds them)."""
     if not texts:
         return {name: [] for name in ("reason", "rank", "score", "best_other", "near", "copied_words", "ce_score")}
     copied = np.array([round_trip.copied_words(t, corpus_text[d]) for t, d in zip(texts, doc_ids)])
     query_vectors = embed.vectors(embedding, texts, ["query"] * len(texts))
     source_texts = [corpus_text[d] for d in doc_ids]
     source_vectors = embed.vectors(embedding, source_texts, ["document"] * len(texts))
-    duplicate = round_trip.duplicates(texts, doc_ids, query_vectors, known, config.duplicate_cosine)
+    duplicate = round_trip.duplicates(texts, doc_ids, query_vectors, seen, config.duplicate_cosine)
     trip = round_trip.round_trip(query_vectors, source_vectors, doc_ids, corpus_vectors(embedding, ingested),
                                  config.ambiguous_margin)  # fmt: skip
     ce = None
@@ -146,17 +159,18 @@ def measure(config, embedding, judge, ingested, texts, doc_ids, corpus_text, kno
     }
 
 
-def require_pairs(judged_pairs: int, found: Generated | None) -> None:
-    """Stop with the reason when there is nothing to train on: no judged pair, and no generated query kept."""
-    if judged_pairs or (found is not None and found.positives.num_rows):
+def require_pairs(judged_pairs: int, generated: int, outcomes: collections.Counter | None) -> None:
+    """Stop with the reason when there is nothing to train on: no judged pair, and no generated query kept
+    (`outcomes`: what became of the generated ones, None when none were asked for)."""
+    if judged_pairs or generated:
         return
-    if found is None:
+    if outcomes is None:
         problem = ("the source has no judged pairs: set query styles to write queries for its documents (README, "
                    "'Pairs from unlabelled documents')")  # fmt: skip
         raise InputError("params.yaml", None, "pairs.styles", problem)
-    why = dict(collections.Counter(found.written["reason"].to_pylist()))
-    problem = (f"no pairs: the source has no judged pairs and none of the {found.written.num_rows} generated queries "
-               f"was kept ({why}); write for more documents (max_items), or use a stronger llm_model")  # fmt: skip
+    written = sum(outcomes.values())
+    problem = (f"no pairs: the source has no judged pairs and none of the {written} generated queries was kept "
+               f"({dict(outcomes)}); write for more documents (max_items), or use a stronger llm_model")  # fmt: skip
     raise InputError("params.yaml", None, "pairs", problem)
 
 

@@ -41,17 +41,22 @@ def copied_words(query: str, document: str) -> int:
     return matcher.find_longest_match(0, len(query_words), 0, len(document_words)).size
 
 
-def duplicates(texts: list[str], doc_ids: list[str], vectors: np.ndarray, known: set[str], cosine: float) -> np.ndarray:
-    """Per query: the same words as an earlier query or a `known` one (the judged queries), or a cosine of at least
-    `cosine` to an earlier query of the same document (its other styles and samples)."""
-    seen = {" ".join(words(text)) for text in known}
+def normal(text: str) -> str:
+    """A text's words, lower case, single-spaced: what "the same words" compares."""
+    return " ".join(words(text))
+
+
+def duplicates(texts: list[str], doc_ids: list[str], vectors: np.ndarray, seen: set[str], cosine: float) -> np.ndarray:
+    """Per query: the same words as one already `seen` (normalised texts: the judged queries, every earlier query;
+    each query's are added to it), or a cosine of at least `cosine` to an earlier query of the same document (its
+    other styles and samples; a document's queries are judged together)."""
     earlier: dict[str, list[int]] = {}
     found = np.zeros(len(texts), bool)
     for i, (text, doc_id) in enumerate(zip(texts, doc_ids)):
-        normal = " ".join(words(text))
+        normal_text = normal(text)
         siblings = earlier.setdefault(doc_id, [])
-        found[i] = normal in seen or bool(siblings and (vectors[siblings] @ vectors[i]).max() >= cosine)
-        seen.add(normal)
+        found[i] = normal_text in seen or bool(siblings and (vectors[siblings] @ vectors[i]).max() >= cosine)
+        seen.add(normal_text)
         siblings.append(i)
     return found
 

@@ -146,3 +146,29 @@ def test_a_configured_cross_encoder_scores_every_generated_query_and_has_the_las
                               dict(zip(doc_ids, texts)), set())  # fmt: skip
         assert found["ce_score"] == pytest.approx(expected.tolist())
         assert found["reason"] == [reason] * 3
+
+
+@pytest.mark.slow
+def test_documents_are_written_for_and_judged_block_by_block_as_they_would_be_at_once(pipeline_run, tmp_path,
+                                                                                      monkeypatch):  # fmt: skip
+    """A large sample goes through in blocks of documents (memory holds one block); the blocks' rows are the rows
+    of one pass, duplicates across blocks included."""
+    from pairforge.pipeline import embed, pairs
+
+    ingested = pipeline_run / "data/ingested"
+    embedding = embed.as_embedded(params.load("embed", pipeline_run / "params.yaml"), pipeline_run / "data/embeddings")
+    embedding = embedding.__class__(**{**embedding.__dict__, "cache": str(pipeline_run / "cache/embeddings")})
+    config = params.parse("pairs", {"styles": ["keywords"], "max_items": 4, "llm_max_new_tokens": 24,
+                                    "cache": str(tmp_path / "cache")})  # fmt: skip
+    queries = artifacts.read(ingested / "queries")
+    (whole,) = pairs.generate(config, embedding, ingested, queries, None)
+    monkeypatch.setattr(pairs, "DOCUMENT_BLOCK", 3)
+    blocks = list(pairs.generate(config, embedding, ingested, queries, None))
+    assert [block.asked for block in blocks] == [0, 0], "the second pass finds every reply in the cache"
+
+    def rows(tables):
+        found = [row for table in tables for row in table.to_pylist()]
+        return sorted(found, key=lambda r: (r["doc_id"], r.get("style", ""), r["query_id"] or ""))
+
+    assert len(blocks) == 2 and rows(b.written for b in blocks) == rows([whole.written])
+    assert rows(b.positives for b in blocks) == rows([whole.positives])

@@ -26,8 +26,11 @@ def test_duplicates_are_repeated_words_anywhere_or_near_copies_among_one_documen
     texts = ["What lowers stroke risk?", "what lowers  stroke risk", "Aspirin and stroke", "Aspirin & stroke!"]
     vectors = unit([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0.05]])
     # Same words as an earlier query (any document) -> duplicate; a judged query's words too.
-    found = round_trip.duplicates(texts, ["d1", "d2", "d3", "d3"], vectors, {"Aspirin and stroke?"}, 0.95)
+    seen = {round_trip.normal("Aspirin and stroke?")}
+    found = round_trip.duplicates(texts, ["d1", "d2", "d3", "d3"], vectors, seen, 0.95)
     assert found.tolist() == [False, True, True, True]
+    assert round_trip.normal("What lowers stroke risk?") in seen, "every query's words are seen by the next block"
+    assert round_trip.duplicates(["WHAT lowers stroke risk"], ["d9"], vectors[:1], seen, 0.95).tolist() == [True]
     # The last two are close in meaning: a duplicate within one document, not across two.
     apart = round_trip.duplicates(texts[2:], ["d3", "d4"], vectors[2:], set(), 0.95)
     assert apart.tolist() == [False, False]
