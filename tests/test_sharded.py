@@ -94,7 +94,7 @@ def test_quantisers_train_on_a_seeded_sample_read_from_the_parquet(corpus, monke
 def test_the_stage_with_shards_mines_what_it_mines_with_one_index(pipeline_run, tmp_path, monkeypatch):
     """The issue's test: sharded and single give the same candidates for Flat, through the real stages; and so do
     search actors that each hold one shard (`mine.shard_actors`), on a real Ray pool."""
-    for folder in ("ingested", "embeddings"):
+    for folder in ("ingested", "pairs", "embeddings"):
         shutil.copytree(pipeline_run / "data" / folder, tmp_path / "data" / folder)
     params = yaml.safe_load((pipeline_run / "params.yaml").read_text())
     params["index"]["shard_rows"] = 150
