@@ -75,20 +75,24 @@ class Generated:
 
 
 def generate(
-    config: PairsParams, embedding: EmbedParams, ingested: Path, judged_queries: pa.Table, judge: FilterParams | None
+    config: PairsParams,
+    embedding: EmbedParams,
+    ingested: Path,
+    judged_pairs: tuple[pa.Table, pa.Table],
+    judge: FilterParams | None,
 ) -> Iterator[Generated]:
     """Write queries for the sampled documents and judge every one, `DOCUMENT_BLOCK` documents at a time (memory
-    holds one block's documents and queries, and a chunk of the corpus's vectors); one `Generated` per block."""
-    queries, positives = judged(ingested)
-    if config.few_shot and positives.num_rows:
-        shown_docs = documents(ingested, pc.unique(positives["doc_id"]))
+    holds one block's documents and queries, and a chunk of the corpus's vectors); one `Generated` per block.
+    `judged_pairs`: the ingested queries and positives (`judged`)."""
+    queries, positives = judged_pairs
+    shown = []
+    chosen = query_writing.example_pairs(queries, positives, config.few_shot, config.seed)
+    if chosen:
+        shown_docs = documents(ingested, pa.array([d for d, _ in chosen], pa.string()))
         shown_text = dict(zip(shown_docs["doc_id"].to_pylist(), shown_docs["text"].to_pylist()))
-        shown = query_writing.examples(queries, positives, shown_text, config.few_shot, config.seed,
-                                       config.max_document_chars)  # fmt: skip
-    else:
-        shown = []
+        shown = [(shown_text[d][: config.max_document_chars], query) for d, query in chosen]
     # Texts no query may repeat: the judged queries, the prompts' example queries, then every query written.
-    seen = {round_trip.normal(text) for text in judged_queries["text"].to_pylist()}
+    seen = {round_trip.normal(text) for text in queries["text"].to_pylist()}
     for task in query_writing.tasks(config, shown).values():
         seen |= {round_trip.normal(text) for text in query_writing.example_queries(task)}
     doc_ids = document_ids(ingested, config)

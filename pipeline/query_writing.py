@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping
 
 import pyarrow as pa
 
@@ -83,17 +82,14 @@ def example_queries(task: Task) -> set[str]:
     return {query for _, reply in task.examples for query in answer(json.loads(reply)) or ()}
 
 
-def examples(queries: pa.Table, positives: pa.Table, corpus_text: Mapping[str, str], count: int, seed: int,
-             max_chars: int) -> list[tuple[str, str]]:  # fmt: skip
-    """Up to `count` judged (document, query) pairs, sampled with `seed`, each document cut to `max_chars`."""
+def example_pairs(queries: pa.Table, positives: pa.Table, count: int, seed: int) -> list[tuple[str, str]]:
+    """Up to `count` judged (doc_id, query text) pairs, sampled with `seed`: the worked examples' documents are
+    then read alone, not every judged document."""
     if not count or not positives.num_rows:
         return []
     text = dict(zip(queries["query_id"].to_pylist(), queries["text"].to_pylist()))
-    pairs = [
-        (d, q) for q, d in zip(positives["query_id"].to_pylist(), positives["doc_id"].to_pylist()) if d in corpus_text
-    ]
-    chosen = random.Random(seed).sample(pairs, min(count, len(pairs)))
-    return [(corpus_text[d][:max_chars], text[q]) for d, q in chosen]
+    pairs = list(zip(positives["doc_id"].to_pylist(), positives["query_id"].to_pylist()))
+    return [(d, text[q]) for d, q in random.Random(seed).sample(pairs, min(count, len(pairs)))]
 
 
 class QueryBatch:

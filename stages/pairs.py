@@ -21,7 +21,7 @@ def main() -> None:
                 embedding = embed.resolved(params.load("embed"), embed.sample(INGESTED))
                 judge = params.load("filter")
                 judge = judge if judge.cross_encoder else None
-                for found in pairs.generate(config, embedding, INGESTED, queries, judge):
+                for found in pairs.generate(config, embedding, INGESTED, (queries, positives), judge):
                     for name in ("queries", "positives", "written", "rejections"):
                         out.write(name, getattr(found, name))
                     decisions = zip(found.written["decision"].to_pylist(), found.written["reason"].to_pylist())

@@ -160,10 +160,10 @@ def test_documents_are_written_for_and_judged_block_by_block_as_they_would_be_at
     embedding = embedding.__class__(**{**embedding.__dict__, "cache": str(pipeline_run / "cache/embeddings")})
     config = params.parse("pairs", {"styles": ["keywords"], "max_items": 4, "llm_max_new_tokens": 24,
                                     "cache": str(tmp_path / "cache")})  # fmt: skip
-    queries = artifacts.read(ingested / "queries")
-    (whole,) = pairs.generate(config, embedding, ingested, queries, None)
+    judged = pairs.judged(ingested)
+    (whole,) = pairs.generate(config, embedding, ingested, judged, None)
     monkeypatch.setattr(pairs, "DOCUMENT_BLOCK", 3)
-    blocks = list(pairs.generate(config, embedding, ingested, queries, None))
+    blocks = list(pairs.generate(config, embedding, ingested, judged, None))
     assert [block.asked for block in blocks] == [0, 0], "the second pass finds every reply in the cache"
 
     def rows(tables):
