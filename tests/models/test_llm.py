@@ -337,7 +337,7 @@ def test_edits_are_held_to_their_json_schema_locally_and_through_a_server(local_
         "required": ["edited"],
         "additionalProperties": False,
     }
-    texts = ["Aspirin reduces the risk of stroke.", "who wrote the novel dracula", "Three patients died."]
+    texts = ["Aspirin reduces the risk of stroke.", "who wrote the novel dracula"]
     batch = [edit_task(control).render(text=t) for t in texts for control in ("negate", "change_quantity")]
     free = local_llm.generate(batch, max_new_tokens=40)
     held = local_llm.generate(batch, max_new_tokens=40, schema=EDIT_JSON_SCHEMA)

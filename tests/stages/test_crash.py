@@ -24,7 +24,7 @@ CHANGES = {
     "pairs": {
         "pairs": {
             "styles": ["question"],
-            "max_items": 3,
+            "max_items": 2,
             "batch_size": 1,
             "checkpoint_rows": 1,
             "llm_max_new_tokens": 32,
