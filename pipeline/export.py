@@ -75,7 +75,8 @@ def frames(ingested: Path, pairs: Path, index: Path, mined: Path, filtered: Path
     teacher_path = filtered / "teacher"
     teacher = artifacts.read(teacher_path) if teacher_path.exists() else schema.TEACHER.empty_table()
     scored = teacher if teacher.num_rows else None
-    triplets = formats.triplet_frame(corpus, queries, positive_scores, negatives, topics, scored)
+    scores = formats.with_kinds(positive_scores, positives)
+    triplets = formats.triplet_frame(corpus, queries, scores, negatives, topics, scored)
     contrast = formats.contrast_frame(artifacts.read(filtered / "edits"), corpus, queries, positives, topics)
     judge = artifacts.manifest(teacher_path).get("cross_encoder") if teacher.num_rows else None
     found = None

@@ -12,7 +12,7 @@ import functools
 import polars as pl
 import pyarrow as pa
 
-from pairforge.pipeline.vocabulary import KEPT
+from pairforge.pipeline.vocabulary import JUDGED, KEPT
 
 TEXT_COLUMNS = {
     "triplet": ["anchor", "positive", "negative"],
@@ -37,6 +37,23 @@ def to_arrow(frame: pl.DataFrame) -> pa.Table:
     return table.cast(pa.schema([pa.field(f.name, plain(f.type)) for f in table.schema]))
 
 
+PAIR_KIND = ["query_id", "doc_id", "positive_kind"]
+
+
+def _kinded(positives: pa.Table) -> pl.DataFrame:
+    """`positives` with each pair's `positive_kind` (judged, generated, promoted): judged where the table has none
+    (a pairs artifact older than the column holds judged pairs only)."""
+    pairs = pl.from_arrow(positives)
+    return pairs if "positive_kind" in pairs.columns else pairs.with_columns(pl.lit(JUDGED).alias("positive_kind"))
+
+
+def with_kinds(scores: pa.Table, positives: pa.Table) -> pa.Table:
+    """`scores` (one row per (query, positive) pair) with each pair's `positive_kind` from `positives`."""
+    kinds = _kinded(positives).select(PAIR_KIND).unique(["query_id", "doc_id"], keep="first")
+    joined = pl.from_arrow(scores).join(kinds, on=["query_id", "doc_id"], how="left", maintain_order="left")
+    return joined.with_columns(pl.col("positive_kind").fill_null(JUDGED)).to_arrow()
+
+
 def triplet_frame(
     corpus: pa.Table,
     queries: pa.Table,
@@ -47,8 +64,9 @@ def triplet_frame(
 ) -> pl.DataFrame:
     """One row per (query, positive, negative), in query order, then positive order, then negative rank.
 
-    `positives` holds each (query, positive) pair with its model similarity in `score`. With `teacher`
-    (`schema.TEACHER`), its scores of the pairs become `pos_teacher` and `neg_teacher`.
+    `positives` holds each (query, positive) pair with its model similarity in `score` (and its `positive_kind`,
+    judged where it has none: see `with_kinds`). With `teacher` (`schema.TEACHER`), its scores of the pairs become
+    `pos_teacher` and `neg_teacher`.
     """
     docs = pl.from_arrow(corpus).select("doc_id", "text")
     query_topics = pl.from_arrow(topics).select(pl.col("id").alias("query_id"), "topic")
@@ -58,7 +76,7 @@ def triplet_frame(
         .rename({"text": "anchor"})
         .join(query_topics, on="query_id", how="left")
         .join(
-            pl.from_arrow(positives).with_row_index("p_order").rename({"doc_id": "positive_id", "score": "pos_score"}),
+            _kinded(positives).with_row_index("p_order").rename({"doc_id": "positive_id", "score": "pos_score"}),
             on="query_id",
         )
         .join(
@@ -96,7 +114,7 @@ def contrast_frame(
     kept = pl.from_arrow(edits).filter(pl.col("decision") == KEPT)
     negatives = kept.filter(~pl.col("preserves_meaning")).with_row_index("e_order")
     docs = pl.from_arrow(corpus).select("doc_id", pl.col("text").alias("doc_text"))
-    pairs = pl.from_arrow(positives).select("query_id", "doc_id").with_row_index("p_order")
+    pairs = _kinded(positives).select(PAIR_KIND).with_row_index("p_order")
     query_text = pl.from_arrow(queries).select("query_id", pl.col("text").alias("query_text"))
     common = [pl.col("edited").alias("negative"), pl.col("pair_id").alias("negative_id"), "op", "generator"]
     from_queries = (
@@ -106,7 +124,7 @@ def contrast_frame(
         .select(
             "e_order", "p_order", pl.col("doc_text").alias("anchor"), pl.col("original").alias("positive"),
             pl.col("doc_id").alias("anchor_id"), pl.col("source_id").alias("positive_id"), *common,
-            pl.col("source_id").alias("query_id"), "source_kind",
+            pl.col("source_id").alias("query_id"), "source_kind", "positive_kind",
         )
     )  # fmt: skip
     from_positives = (
@@ -116,7 +134,7 @@ def contrast_frame(
         .select(
             "e_order", "p_order", pl.col("query_text").alias("anchor"), pl.col("original").alias("positive"),
             pl.col("query_id").alias("anchor_id"), pl.col("source_id").alias("positive_id"), *common,
-            "query_id", "source_kind",
+            "query_id", "source_kind", "positive_kind",
         )
     )  # fmt: skip
     paraphrases = (
@@ -132,7 +150,7 @@ def contrast_frame(
             "e_order", pl.lit(0, pl.UInt32).alias("p_order"), pl.col("original").alias("anchor"),
             pl.col("paraphrase").alias("positive"), pl.col("source_id").alias("anchor_id"),
             pl.col("paraphrase_id").alias("positive_id"), *common, pl.lit(None, pl.String).alias("query_id"),
-            "source_kind",
+            "source_kind", pl.lit(None, pl.String).alias("positive_kind"),
         )
     )  # fmt: skip
     query_topics = pl.from_arrow(topics).select(pl.col("id").alias("query_id"), "topic")
@@ -159,7 +177,7 @@ def _query_anchored(contrast: pl.DataFrame) -> pl.DataFrame:
 
 def contrast_triplet(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
     """Every kept meaning-changing edit, of queries and documents alike; `direction` says which way a row reads."""
-    return contrast.select(*CONTRAST_COLUMNS, "direction", "op", "generator", "source_kind", "topic")
+    return contrast.select(*CONTRAST_COLUMNS, "direction", "op", "generator", "source_kind", "topic", "positive_kind")
 
 
 def triplet(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> pl.DataFrame:
@@ -168,6 +186,7 @@ def triplet(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int) -> 
     counterfactual = _query_anchored(contrast).select(
         "anchor", "positive", "negative", "query_id", "positive_id", "negative_id", "negative_kind", "op",
         pl.lit(None, pl.Float32).alias("pos_score"), pl.lit(None, pl.Float32).alias("neg_score"), "topic",
+        "positive_kind",
     )  # fmt: skip
     return pl.concat([_mined_triplet(frame), counterfactual], how="vertical_relaxed")
 
@@ -185,6 +204,7 @@ def _mined_triplet(frame: pl.DataFrame) -> pl.DataFrame:
         "pos_score",
         "neg_score",
         "topic",
+        "positive_kind",
     )
 
 
@@ -193,7 +213,9 @@ def _per_positive(frame: pl.DataFrame) -> pl.DataFrame:
     rank order."""
     teacher = [pl.col("pos_teacher").first(), pl.col("neg_teacher")] if "neg_teacher" in frame.columns else []
     return frame.group_by("q_order", "p_order", maintain_order=True).agg(
-        pl.col("anchor", "positive", "query_id", "positive_id", "negative_kind", "pos_score", "topic").first(),
+        pl.col(
+            "anchor", "positive", "query_id", "positive_id", "negative_kind", "pos_score", "topic", "positive_kind"
+        ).first(),
         pl.col("negative").alias("negatives"),
         pl.col("negative_id").alias("negative_ids"),
         pl.col("neg_score").alias("neg_scores"),
@@ -222,6 +244,7 @@ def _n_tuple(frame: pl.DataFrame, num_negatives: int, *after_negatives: pl.Expr)
         "pos_score",
         "neg_scores",
         "topic",
+        "positive_kind",
     )
 
 
@@ -248,6 +271,7 @@ def labeled_list(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int
         pl.concat_list(pl.col("positive_id"), pl.col("negative_ids")).alias("doc_ids"),
         pl.concat_list(pl.col("pos_score"), pl.col("neg_scores")).alias("scores"),
         "topic",
+        "positive_kind",
     )
 
 
@@ -262,6 +286,7 @@ def labeled_pair(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int
         pl.col("positive_id").alias("doc_id"),
         pl.lit("positive").alias("kind"),
         pl.col("pos_score").alias("score"),
+        "positive_kind",
         pl.lit(0).alias("group"),
         pl.col("p_order").cast(pl.Int64).alias("order"),
     )
@@ -272,15 +297,16 @@ def labeled_pair(frame: pl.DataFrame, contrast: pl.DataFrame, num_negatives: int
         pl.col("negative_id").alias("doc_id"),
         pl.col("negative_kind").alias("kind"),
         pl.col("neg_score").alias("score"),
+        pl.lit(None, pl.String).alias("positive_kind"),
         pl.lit(1).alias("group"),
         pl.col("rank").cast(pl.Int64).alias("order"),
     )
     both = pl.concat([positives, negatives]).sort("q_order", "group", "order")
-    columns = ["anchor", "document", "label", "query_id", "doc_id", "kind", "score", "topic"]
+    columns = ["anchor", "document", "label", "query_id", "doc_id", "kind", "score", "topic", "positive_kind"]
     counterfactual = _query_anchored(contrast).select(
         "anchor", pl.col("negative").alias("document"), pl.lit(0, pl.Int64).alias("label"), "query_id",
         pl.col("negative_id").alias("doc_id"), pl.col("negative_kind").alias("kind"),
-        pl.lit(None, pl.Float32).alias("score"), "topic",
+        pl.lit(None, pl.Float32).alias("score"), "topic", pl.lit(None, pl.String).alias("positive_kind"),
     )  # fmt: skip
     return pl.concat([both.select(columns), counterfactual], how="vertical_relaxed")
 

@@ -50,6 +50,9 @@ GLOSSARY = {
     "neg_scores": f"{COSINE} the anchor and each of negative_1, negative_2, ...",
     "topic": "the query's k-means topic (`index.topics` clusters of the query vectors)",
     "pair_doc": "the document of the (query, positive) pair whose negatives the row holds",
+    "positive_kind": "where the row's (query, positive) pair comes from: `judged` (the source's labels), "
+    "`generated` (a query the pairs stage wrote and kept) or `promoted` (a mined candidate every judge found "
+    "relevant); null on a row that holds no such pair",
     "batch_id": "the training batch (`export.batching`): a batch's rows are consecutive",
 }
 

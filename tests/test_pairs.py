@@ -13,7 +13,7 @@ import pytest
 
 from pairforge.pipeline import artifacts, params, query_writing
 from pairforge.pipeline.schema import InputError
-from tests.conftest import STAGES, run_stage, set_params
+from tests.conftest import STAGES, export_table, run_stage, set_params
 
 KEY_ENV, KEY = "PAIRFORGE_TEST_QUERY_KEY", "sk-test-queries-never-written"
 
@@ -94,6 +94,14 @@ def test_generated_queries_are_round_tripped_accounted_for_and_flow_through_ever
     assert set(kept["query_id"].to_pylist()) <= embedded
     mined = set(artifacts.read(workdir / "data/mined/candidates")["query_id"].to_pylist())
     assert set(kept["query_id"].to_pylist()) <= mined, "generated queries are mined like judged ones"
+    generated_pairs = set(zip(generated["query_id"].to_pylist(), generated["doc_id"].to_pylist()))
+    for fmt in ("triplet", "n-tuple", "labeled-pair"):  # every row says which kind of pair it holds
+        rows = export_table(workdir, fmt).to_pylist()
+        pairs = {(r["query_id"], r.get("positive_id") or r["doc_id"]): r["positive_kind"] for r in rows
+                 if r.get("label", 1) == 1}  # fmt: skip
+        assert {kind for pair, kind in pairs.items() if pair in generated_pairs} <= {"generated"}, fmt
+        assert {kind for pair, kind in pairs.items() if pair not in generated_pairs} == {"judged"}, fmt
+    assert "generated" in {r["positive_kind"] for r in export_table(workdir, "triplet").to_pylist()}
     manifest = json.loads((workdir / "data/export/_manifest.json").read_text())
     assert manifest["pairs"]["generated"] == kept.num_rows
     card = (workdir / "data/export/README.md").read_text()

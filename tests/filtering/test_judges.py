@@ -217,6 +217,8 @@ def test_cross_encoder_judge_decides_by_its_thresholds(pipeline_run, cross_encod
     used = {pair for pair in promoted if pair[0] in with_negatives}
     triplets = export_table(workdir, "triplet")
     assert used and used <= set(zip(triplets["query_id"].to_pylist(), triplets["positive_id"].to_pylist()))
+    kinds = {(r["query_id"], r["positive_id"]): r["positive_kind"] for r in triplets.to_pylist()}
+    assert {kinds[pair] for pair in used} == {"promoted"} and set(kinds.values()) == {"judged", "promoted"}
     assert "They are positives in every format here" in (workdir / "data/export/README.md").read_text()
     distilled = export_table(workdir, "n-tuple-scores").to_pylist()
     assert used & {(row["query_id"], row["positive_id"]) for row in distilled}, "with the teacher's score (below)"
