@@ -223,6 +223,9 @@ def main() -> None:
           f"pairforge embedded at {pf['precision']}")  # fmt: skip
     print(f"1-min load average before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs\n")
     print(table(pf, peer, enc, ov))
+    stage, at_peak = max(pf["stages"].items(), key=lambda item: item[1]["peak_mib"])
+    at_peaks = [measure.describe(found["peak_by_process"]) for found in (at_peak, peer)]
+    print(f"\nwhere the peaks are (PSS MiB by process): pairforge's {stage} stage: {at_peaks[0]}; peer: {at_peaks[1]}")
     if args.json:
         settings = {**mine, "dataset": str(args.dataset), "max_queries": args.max_queries, "max_docs": args.max_docs}
         ratios = {

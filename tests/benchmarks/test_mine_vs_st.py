@@ -25,3 +25,8 @@ def test_the_peer_benchmark_runs_on_a_tiny_sample_and_prints_its_ratios(tmp_path
     found = json.loads(figures.read_text())
     assert all(math.isfinite(value) and value > 0 for value in found["ratios"].values()), found["ratios"]
     assert found["pairforge"]["texts"] >= 40
+    # Where each peak was, by process: the stage's own process among them, and they add up to the peak.
+    stage = max(found["pairforge"]["stages"].values(), key=lambda s: s["peak_mib"])
+    assert any(name.startswith("python -m pairforge.") for name in stage["peak_by_process"])
+    assert sum(mib for _, mib in stage["peak_by_process"].values()) == pytest.approx(stage["peak_mib"])
+    assert "where the peaks are (PSS MiB by process): pairforge's" in done.stdout
