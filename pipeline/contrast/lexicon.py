@@ -27,6 +27,9 @@ CATEGORY = {"best", "worst"}  # after "for" they name an award's category: "the 
 RELEASE_VERBS = {"release", "premiere", "air", "debut", "film", "shoot", "start", "begin", "end", "return", "resume"}
 RELEASE_PHRASES = {"come": {"out", "on", "back"}, "take": {"place"}}
 EPISODES = {"season", "episode", "series"}
+# Words that take a "whether" / "if" of what is (not) known: "not clear if" (a conditional "if" is another thing)
+KNOWING = {"clear", "known", "sure", "certain", "established", "determined", "understood", "evident", "obvious"}
+TIME_ADVERBS = {"previously", "recently", "newly", "originally", "initially", "already", "formerly"}
 QUANTIFIERS = {"most", "least", "more", "less"}  # antonyms as quantities of things only with care (antonym_flip)
 CLITICS = {"'re": "are", "'ll": "will", "'ve": "have", "'m": "am"}  # "'d" is would/had: ambiguous, left alone
 

@@ -47,6 +47,8 @@ def negation_insert(doc: Doc) -> Edit | None:
         return None
     if syntax.coordinated(root) or syntax.misparsed_question(doc):
         return None
+    if any((t.dep_ == "neg" or t.lower_ in ("not", "never")) and not titles.inside(t) for t in root.sent):
+        return None  # "effective in X but not in Y": a second "not" makes the contrast say nothing
     aux = next((c for c in root.children if c.dep_ in ("aux", "auxpass") and c.tag_ in lexicon.FINITE), None)
     if aux is None and root.tag_ in lexicon.FINITE and (root.pos_ == "AUX" or root.lemma_ == "be"):
         aux = root  # copula or modal as the main verb: "is a cause" -> "is not a cause"
@@ -94,6 +96,12 @@ def _unnegate(doc: Doc, neg: Token) -> Edit | None:
         return None  # "ain't" could be is/are/am/has/have
     if any(t.lower_ in lexicon.NEGATIVE_POLARITY for t in doc[neg.i + 1 :]):
         return None  # "does not cause any adverse events" -> "causes any adverse events" is not English
+    after = [t.lower_ for t in neg.sent if t.i > neg.i]
+    asks = any(w == "whether" or w == "if" and v in lexicon.KNOWING for v, w in zip(after, after[1:4]))
+    if asks or after[:1] == ["whether"]:
+        return None  # "it is not clear whether X" -> "it is clear whether X" says nothing
+    if any(a == "but" and b in ("instead", "rather") for a, b in zip(after, after[1:])):
+        return None  # "does not block X but instead causes Y": the "but" answers the negation
     between = doc[neg.i + 1 : verb.i]
     if prev.lower_ in lexicon.DO_TAG and verb.i > neg.i and all(t.pos_ in ("ADV", "SPACE") for t in between):
         forms = getInflection(syntax.lemma(verb), tag=lexicon.DO_TAG[prev.lower_])

@@ -84,7 +84,9 @@ def _clashes(tok: Token, new: str) -> bool:
     restated = any(abs(t.i - tok.i) <= 4 and syntax.value(t) == syntax.value(tok) for t in others)
     digits = lexicon.NUMBER_RE.fullmatch(new)
     new_value = Decimal(new.replace(",", "")) if digits else lexicon.WORD_VALUE.get(new.lower())
-    return restated or any(syntax.value(t) == new_value for t in others)
+    bound = syntax.range_partner(tok)  # a range's bound may move, not cross the other ("30% to 50%" -> "60% to 50%")
+    crosses = bound is not None and new_value is not None and (new_value >= syntax.value(bound[0])) == bound[1]
+    return restated or crosses or any(syntax.value(t) == new_value for t in others)
 
 
 def number_change(doc: Doc) -> Edit | None:
@@ -95,6 +97,8 @@ def number_change(doc: Doc) -> Edit | None:
             or syntax.breaks_agreement(tok)
             or syntax.in_number_run(tok)
             or syntax.not_a_quantity(tok)
+            or syntax.enumerated(tok)
+            or syntax.abbreviated(tok)
             or titles.inside(tok)
             and not titles.edition(tok)
         ):
@@ -110,11 +114,10 @@ def _opposite_quantity(tok: Token, new: str) -> str | None:
     the lexicon's; as a count of things, "the fewest titles", "fewer patients"; otherwise ("most T cells are",
     "most of the oil") no clean opposite, None."""
     nxt = tok.doc[tok.i + 1] if tok.i + 1 < len(tok.doc) else None
-    if (
-        tok.lower_ not in lexicon.QUANTIFIERS
-        or nxt is not None
-        and (nxt.pos_ in ("ADJ", "ADV") or nxt.lower_ == "than")
-    ):
+    # a degree of the next word ("most dangerous", "most frequently used", "more than"); not of a time ("most
+    # previously described regions" counts regions)
+    degree = nxt is not None and nxt.lower_ not in lexicon.TIME_ADVERBS and nxt.pos_ in ("ADJ", "ADV")
+    if tok.lower_ not in lexicon.QUANTIFIERS or degree or nxt is not None and nxt.lower_ == "than":
         return new
     prev = syntax.previous(tok)
     counted = tok.head.tag_ in ("NNS", "NNPS") and tok.head.i > tok.i  # "the most (college football) titles"
@@ -142,7 +145,8 @@ def antonym_flip(doc: Doc) -> Edit | None:
         new = _opposite_quantity(span[0], new) if new is not None and not present else None
         before = syntax.previous(span[0]) if span is not None else None
         category = word in lexicon.CATEGORY and before is not None and before.lower_ == "for"
-        new = None if span is None or titles.inside(span[0]) or _in_compound(span) or category else new
+        named = span is not None and syntax.abbreviated(span[-1])  # "genome activation (EGA)" names a thing
+        new = None if span is None or titles.inside(span[0]) or _in_compound(span) or category or named else new
         if new is not None:
             start, new = with_article(span[0], match_case(match.group(), new))
             return make_edit("antonym_flip", doc.text, [(start, match.end(), new)])

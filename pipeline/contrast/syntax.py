@@ -165,3 +165,76 @@ def not_a_quantity(tok: Token) -> bool:
     code = bool(re.fullmatch(r"\d{5,}", tok.text)) and not counts_plural(tok)
     before = previous(tok)
     return enumerator or pronoun or code or before is not None and before.lower_ in lexicon.NAMING
+
+
+RANGE_WORDS = {"to", "-", "–", "through", "and"}
+
+
+def range_partner(tok: Token) -> tuple[Token, bool] | None:
+    """The other bound of the range `tok` bounds ("30% to 50%", "from 2009 to 2014", "between 5 and 10"), and
+    whether `tok` is the lower one; None outside a range."""
+    doc = tok.doc
+
+    def unit_skipped(i: int, step: int) -> int:
+        return i + step if 0 <= i < len(doc) and doc[i].lower_ in ("%", "percent") else i
+
+    word = unit_skipped(tok.i + 1, 1)
+    if word + 1 < len(doc) and doc[word].lower_ in RANGE_WORDS and value(doc[word + 1]) is not None:
+        return doc[word + 1], True
+    word = tok.i - 1
+    if word >= 1 and doc[word].lower_ in RANGE_WORDS:
+        lower = unit_skipped(word - 1, -1)
+        if lower >= 0 and value(doc[lower]) is not None:
+            return doc[lower], False
+    return None
+
+
+def enumerated(tok: Token) -> bool:
+    """The count of a set the text names: "all three layers", "both two" (a set known by its size), or a counted
+    noun its list or parenthesis follows ("the 6 trials: A, B, ...", "three factors (IF1-IF3)", "two cohorts of
+    patients (A and B)"): another count contradicts what the text lists."""
+    before = previous(tok)
+    if before is not None and before.lower_ in ("all", "both"):
+        return True
+    noun = tok.head if tok.dep_ == "nummod" and tok.head.i > tok.i else None
+    if noun is None or noun.i + 1 >= len(tok.doc):
+        return False
+    if tok.doc[noun.i + 1].text in (":", "("):
+        return True
+    # further on, a parenthesis that lists ("studies of patients (the A cohort and the B cohort)")
+    opened = next((t for t in tok.doc[noun.i + 1 : noun.right_edge.i + 2] if t.text == "("), None)
+    inside = tok.doc[opened.i + 1 :] if opened is not None else ()
+    listed = []
+    for t in inside:
+        if t.text == ")":
+            break
+        listed.append(t.lower_)
+    return "," in listed or "and" in listed
+
+
+ABBREVIATION = re.compile(r"[A-Z][A-Za-z0-9-]*[A-Z0-9][A-Za-z0-9-]*")
+
+
+def abbreviated(tok: Token, reach: int = 8) -> bool:
+    """A word of a term the text abbreviates right after it ("embryonic genome activation (EGA)", "angiopoietin-like 3
+    (Angptl3)", "AMP-activated protein kinase (AMPK)"): the words back from the parenthesis whose first letters are
+    letters of the abbreviation, up to a finite verb ("promotes nucleoside triphosphate (NTP)") or a word that is
+    not ("Increased diastolic blood pressure (DBP)": "Increased" is no part of the name)."""
+    doc = tok.doc
+    opened = next(
+        (t for t in doc[tok.i + 1 : tok.i + 1 + reach] if t.text == "(" or t.is_punct and t.text not in "-–/"), None
+    )
+    if (
+        opened is None
+        or opened.text != "("
+        or opened.i + 1 >= len(doc)
+        or not ABBREVIATION.match(doc[opened.i + 1].text)
+    ):
+        return False
+    letters = set(doc[opened.i + 1].text.lower())
+    for word in reversed(doc[tok.i : opened.i]):
+        if word.text in "-–/":
+            continue
+        if word.tag_ in lexicon.FINITE or word.lower_[0] not in letters:
+            return False
+    return True

@@ -288,6 +288,42 @@ CASES = [
     ("negation_insert", "when did super smash bros 64 come out", None),
     ("paraphrase_contraction", "who said it ain t over til it's over", None),
     ("paraphrase_contraction", "the very last episode of that's so raven", None),
+    # A count the text restates by listing (or knows the size of) and a range's bounds stay as they are.
+    ("number_change", "We pooled the 4 trials: ALPHA, BETA, GAMMA and DELTA.", None),
+    ("number_change", "Three release factors (RF1-RF3) bind the ribosome.", None),
+    ("number_change", "Grafts gave rise to all three lineages in mice.", None),
+    ("number_change", "Levels fell by 30% to 50% in treated rats.", None),
+    # A negation answered by what follows it, or asking "whether", is not removed; a sentence with a "not" already
+    # gets no second one.
+    ("negation_remove", "It is not clear whether the drug lowers mortality.", None),
+    ("negation_remove", "It is not known if the drug lowers mortality.", None),
+    (
+        "negation_remove",
+        "The test may not be useful if pain began within 3 hours.",
+        "The test may be useful if pain began within 3 hours.",
+    ),
+    (
+        "number_change",
+        "About 40% of deaths from the syndrome (ABC) occur early.",
+        "About 80% of deaths from the syndrome (ABC) occur early.",
+    ),
+    ("negation_remove", "Loss of the kinase does not block activation but instead delays it.", None),
+    ("negation_insert", "The drug is effective in adults but not in children.", None),
+    # A term its abbreviation follows is a name; a statement its figure follows is held to the figure.
+    ("antonym_flip", "Zygotic genome activation (ZGA) starts early.", "Zygotic genome activation (ZGA) starts late."),
+    ("number_change", "We measured cyclin-like 3 (Ccnl3) in 40 mice.", "We measured cyclin-like 3 (Ccnl3) in 80 mice."),
+    (
+        "antonym_flip",
+        "Increased systolic blood pressure (SBP) is common.",
+        "Decreased systolic blood pressure (SBP) is common.",
+    ),
+    (
+        "antonym_flip",
+        "AMP-activated protein kinase (AMPK) is low in fat.",
+        "AMP-activated protein kinase (AMPK) is high in fat.",
+    ),
+    # "most" counting a noun has no clean opposite.
+    ("antonym_flip", "Breaks occurred in most previously described regions.", None),
 ]
 
 
