@@ -71,7 +71,8 @@ def fluency_call(config: FilterParams) -> work.Work:
 
 
 def fluency(config: FilterParams, original: list[str], edited: list[str]) -> np.ndarray:
-    """Mean token NLL increase (nats) of each edit over its original under `edit_lm`."""
+    """Mean token NLL increase (nats) of each edit over its original under `edit_lm` (`validate_edits` gives the
+    sentences an edit changed)."""
     texts = pa.table({"text": pa.array(original + edited, pa.string())})
     nll = work.compute(fluency_call(config), texts)[0]["nll"].to_numpy().astype(np.float32)
     return nll[len(original) :] - nll[: len(original)]
@@ -102,7 +103,10 @@ def validate_edits(config: FilterParams, embed_config: EmbedParams, contrast: pa
     """Every generated edit with `decision`, `reason`, `detail` and its measures (NaN where not measured)."""
     checked = validate.check(contrast, config.edit_max_tokens, config.edit_max_ratio)
     reasons, details = checked["reason"].to_pylist(), checked["detail"].to_pylist()
-    original, edited = checked["original"].to_pylist(), checked["edited"].to_pylist()
+    # fluency and meaning are judged on the sentences the edit changed (a claim's: the claim)
+    pairs = zip(checked["original"].to_pylist(), checked["edited"].to_pylist())
+    local = [validate.changed_sentences(before, after) for before, after in pairs]
+    original, edited = [before for before, _ in local], [after for _, after in local]
     measures = {name: np.full(checked.num_rows, np.nan, np.float32) for name in ("nll_increase", "sameness")}
     live = [i for i, reason in enumerate(reasons) if reason is None]
     if config.edit_max_nll_increase is not None and live:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import re
 import shutil
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import yaml
 
-from pairforge.pipeline import artifacts, schema
-from pairforge.pipeline.contrast import generate
+from pairforge.pipeline import artifacts, params, schema
+from pairforge.pipeline.contrast import generate, validate
 from pairforge.pipeline.params import GenerateParams
 from tests.conftest import (
     DATASETS,
@@ -281,3 +282,16 @@ def test_positive_documents_as_the_source_give_query_anchored_triplets(tmp_path,
         assert (row["query_id"], row["positive_id"]) in pairs
         assert row["anchor"] == query_text[row["query_id"]] and row["positive"] == text[row["positive_id"]]
         assert row["negative"] != row["positive"]
+    # Fluency is judged on the sentence the edit changed, not the abstract: the LM's mean NLL of those sentences.
+    from pairforge.pipeline.filtering.edits import FluencyBatch
+
+    config = params.load("filter", workdir / "params.yaml")
+    lm = FluencyBatch(config.edit_lm, config.batch_size).lm
+    measured = [e for e in artifacts.read(workdir / "data/filtered/edits").to_pylist() if e["nll_increase"] is not None]
+    measured = [e for e in measured if e["nll_increase"] == e["nll_increase"]]  # not NaN
+    assert measured
+    for edit in measured:
+        before, after = validate.changed_sentences(edit["original"], edit["edited"])
+        assert len(before) < len(edit["original"]), "a sentence of the abstract, not all of it"
+        increase = np.subtract(*lm.mean_nll([after, before]))
+        assert edit["nll_increase"] == pytest.approx(increase, abs=1e-4), edit

@@ -108,3 +108,24 @@ def test_minimality_on_real_scifact_claim_pairs():
     minimal = [p for p in contrast if validate.edit_ratio(p["a"], p["b"]) <= 0.3]
     assert np.mean(accepted(minimal)) > 0.95
     assert not any(accepted(unrelated))
+
+
+@pytest.mark.parametrize(
+    ("original", "edited", "changed"),
+    [
+        # a one-sentence text is its own window
+        ("Aspirin lowers the risk of stroke.", "Aspirin raises the risk of stroke.", None),
+        # in a document, the sentence the edit touched, whatever stands around it
+        (
+            "Background text here. Aspirin lowers the risk of stroke in S. cerevisiae, e.g. in yeast. More text.",
+            "Background text here. Aspirin raises the risk of stroke in S. cerevisiae, e.g. in yeast. More text.",
+            ("Aspirin lowers the risk of stroke in S. cerevisiae, e.g. in yeast.",
+             "Aspirin raises the risk of stroke in S. cerevisiae, e.g. in yeast."),
+        ),
+        # an edit that joins two sentences: both, against the joined one
+        ("First part. Second part. Rest.", "First part and second part. Rest.",
+         ("First part. Second part.", "First part and second part.")),
+    ],
+)  # fmt: skip
+def test_fluency_and_meaning_are_judged_on_the_sentences_an_edit_changed(original, edited, changed):
+    assert validate.changed_sentences(original, edited) == (changed or (original, edited))
