@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pairforge.pipeline import artifacts, models, schema, work
-from pairforge.pipeline.models import st_config
+from pairforge.pipeline.models import hardware, st_config
 from pairforge.pipeline.params import EmbedParams
 from pairforge.pipeline.runtime import Resources
 from pairforge.pipeline.schema import InputError
@@ -69,8 +69,8 @@ class EmbedBatch:
         runtime: str = "torch",
         prompt: str = "",
     ):
-        # Imported here, in the actor: stage drivers that only read vectors (index, mine) would otherwise pay torch's
-        # ~1.4 s import before Ray even starts (the embed driver imports it only to resolve precision `auto`).
+        # Imported here, in the actor: a stage's own process, whose encoders run in the pool, would otherwise pay
+        # torch's ~1.4 s import and ~140 MiB before Ray even starts.
         from pairforge.pipeline.models.encoder import Encoder
 
         self.encoder = Encoder(model, max_length, batch_size, device, precision, runtime)
@@ -104,11 +104,7 @@ def precision(config: EmbedParams) -> str:
     """The precision `config`'s encoders run at: `auto` made concrete, as this machine's hardware answers, for the
     device they get: a GPU only where actors are given one (Ray hides the GPUs from the others, and work runs in
     the stage's process only on a machine without any)."""
-    if config.precision != "auto":  # no torch to import
-        return config.precision
-    from pairforge.pipeline.models.encoder import resolve_precision
-
-    return resolve_precision(config.precision, config.runtime, _device(config))
+    return hardware.resolve_precision(config.precision, config.runtime, _device(config))
 
 
 def _device(config: EmbedParams) -> str:
@@ -126,26 +122,24 @@ class PrecisionCheck(EmbedBatch):
 
 def resolved(config: EmbedParams, sample: list[str]) -> EmbedParams:
     """`config` with its precision as it will run: `auto` made concrete (see `precision`) and, where that is a
-    reduced precision, held to cosine `MIN_COSINE` of fp32 on the `sample` texts (where an encoder of the pool would
-    run; the result cached by model, precision and hardware, so a machine checks once), else fp32, with a warning.
-    What the stage's manifest, log and cache keys then say."""
+    reduced precision, held to cosine `hardware.MIN_COSINE` of fp32 on the `sample` texts (where an encoder of the
+    pool would run; the result cached by model, precision and hardware, so a machine checks once), else fp32, with a
+    warning. What the stage's manifest, log and cache keys then say."""
     chosen = precision(config)
     if config.precision != "auto" or chosen == "fp32" or not sample:
         return dataclasses.replace(config, precision=chosen)
-    from pairforge.pipeline.models.encoder import MIN_COSINE, hardware
-
     check = embedding(dataclasses.replace(config, precision=chosen), prompts(config)["document"])
-    settings = {**check.cache.settings, "hardware": hardware(_device(config))}
+    settings = {**check.cache.settings, "hardware": hardware.describe(_device(config))}
     check = dataclasses.replace(
         check, worker=PrecisionCheck, columns=("cosine",), inputs=("text",), rows_per_task=len(sample), arrange=None,
         cache=work.Cache(Path(config.cache) / "precision-check", settings, len(sample)),
     )  # fmt: skip
     table = pa.table({"text": pa.array(sample, pa.string())})
     cosine = float(pc.min(work.compute(check, table)[0]["cosine"]).as_py())
-    if cosine < MIN_COSINE:
+    if cosine < hardware.MIN_COSINE:
         log.warning(
             "embed.precision auto: %s moved vectors to cosine %.6f of fp32 on the corpus's first %d texts, below "
-            "%s: running fp32 (slower, exact)", chosen, cosine, len(sample), MIN_COSINE,
+            "%s: running fp32 (slower, exact)", chosen, cosine, len(sample), hardware.MIN_COSINE,
         )  # fmt: skip
         chosen = "fp32"
     else:

@@ -6,8 +6,8 @@ back to mean pooling, no prompt and the tokenizer's limit otherwise. The forward
 Runtime on a graph exported from the same transformers model when the encoder starts (about 1 s for MiniLM; 2 s
 more for int8), so there is no second set of weights to keep in step.
 
-Precision `auto` picks the fastest setting the hardware at hand runs natively (`resolve_precision`); the embed stage
-holds it to cosine `MIN_COSINE` of fp32 on a sample (`fp32_cosine`) before using it.
+Precision `auto` picks the fastest setting the hardware at hand runs natively (`hardware.resolve_precision`); the
+embed stage holds it to cosine `hardware.MIN_COSINE` of fp32 on a sample (`fp32_cosine`) before using it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 
 from pairforge.pipeline import models
 from pairforge.pipeline.models import st_config
+from pairforge.pipeline.models.hardware import resolve_precision
 
 
 def _max_length(transformer: Path, tokenizer, model_config) -> int:
@@ -51,45 +52,10 @@ def _head(stack: st_config.Stack, device: torch.device, dim: int) -> tuple[list,
     return steps, dim
 
 
-# Reduced precision runs the matrix multiplies under autocast (weights stay float32; layer norms, softmax and the
-# pooling stay float32), so vectors keep cosine >= 0.9999 to the float32 ones while bf16 GEMMs run about twice as
-# fast on CPUs with AVX512-BF16 / AMX and on GPUs. fp16 is a GPU choice: CPUs have no fast fp16 GEMM.
+# The autocast dtype of each torch precision (see `hardware`).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # ONNX Runtime: fp32 with all graph optimisations, or int8 weights with dynamic activation quantisation.
 ONNX_PRECISIONS = ("fp32", "int8")
-# What autocast promises: every text of the check's sample at least this close (cosine) to its fp32 vector. bf16
-# measured 0.99997 at worst on 768 SciFact abstracts and claims with MiniLM.
-MIN_COSINE = 0.9999
-
-
-def hardware(device: str) -> str:
-    """What a precision check's result depends on besides the model: torch's version and the device's kind (the
-    CPU's instruction sets, the GPU's name where this process sees it)."""
-    if device == "cuda" and torch.cuda.is_available():
-        return f"torch {torch.__version__}, {torch.cuda.get_device_name()}"
-    found = sorted(name for name, present in torch.cpu.get_capabilities().items() if present is True)
-    return f"torch {torch.__version__}, {device}: {' '.join(found)}"
-
-
-def _bf16_in_hardware() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX): elsewhere bf16 GEMMs are emulated, slower than
-    fp32. torch's own probe (cpuinfo) answers on every platform torch runs on; a flag it does not know is False."""
-    capabilities = torch.cpu.get_capabilities()
-    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
-
-
-def resolve_precision(precision: str, runtime: str, device: str) -> str:
-    """`precision`, with `auto` made concrete for `runtime` on `device` ("cpu" or "cuda"): on a GPU bf16 where it
-    runs natively (Ampere on), else fp16; on a CPU bf16 where it runs in hardware, else fp32; onnx fp32, since its
-    int8 moves vectors (cosine ~0.99), a trade to choose rather than a default."""
-    if precision != "auto":
-        return precision
-    if runtime != "torch":
-        return "fp32"
-    if device == "cuda":
-        # Native only: emulated bf16 on an older GPU is slower than its fp16.
-        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
-    return "bf16" if _bf16_in_hardware() else "fp32"
 
 
 def _check(runtime: str, precision: str, device: torch.device) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +15,15 @@ import pytest
 import torch
 
 from pairforge.pipeline import embed, params, work
-from pairforge.pipeline.models import encoder as encoder_module
-from pairforge.pipeline.models.encoder import MIN_COSINE, Encoder, resolve_precision
+from pairforge.pipeline.models import hardware
+from pairforge.pipeline.models.encoder import Encoder
+from pairforge.pipeline.models.hardware import MIN_COSINE, resolve_precision
 from tests.conftest import MODEL
 
 
-def cpu_flags() -> set[str]:
-    """The kernel's CPU flags (Linux), a second opinion on torch's probe."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        pytest.skip("no /proc/cpuinfo to check torch's CPU probe against")
-    return set(cpuinfo.read_text().split())
-
-
 def test_auto_resolves_per_runtime_and_device():
-    on_cpu = "bf16" if cpu_flags() & {"avx512_bf16", "amx_bf16"} else "fp32"
+    # torch's own probe, a second opinion on the kernel's flags that `hardware` reads where it can
+    on_cpu = "bf16" if any(torch.cpu.get_capabilities().get(f) for f in ("avx512_bf16", "amx_bf16")) else "fp32"
     # Ampere (compute capability 8) on runs bf16 natively; a stage process that sees no GPU picks fp16, which every
     # CUDA GPU runs.
     on_gpu = "bf16" if torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8 else "fp16"
@@ -44,6 +40,19 @@ def test_auto_resolves_per_runtime_and_device():
     assert embed.precision(params.parse("embed", {"device": "cuda"})) == on_gpu
     assert embed.precision(params.parse("embed", {"runtime": "onnx"})) == "fp32"
     assert embed.resolved(config, []).precision == on_cpu
+
+
+def test_the_embed_stage_process_resolves_auto_and_keys_its_check_without_importing_torch():
+    """The stage's own process, whose encoders run in the pool, need not pay for torch (~1.2 s, ~140 MiB)."""
+    code = (
+        "import sys\n"
+        "from pairforge.pipeline import embed, params\n"
+        "from pairforge.pipeline.models import hardware\n"
+        "print(embed.precision(params.parse('embed', {})), hardware.describe('cpu'), 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    precision, *_, imported = done.stdout.split()
+    assert precision == hardware.resolve_precision("auto", "torch", "cpu") and imported == "False", done.stdout
 
 
 def test_the_cache_is_keyed_by_the_resolved_precision_and_explicit_keys_stay(tmp_path):
@@ -85,7 +94,7 @@ def test_auto_is_checked_once_per_machine_and_falls_back_to_fp32_with_a_warning(
     checks = [r.getMessage() for r in caplog.records if r.getMessage().startswith("PrecisionCheck")]
     assert [m.split(",")[1] for m in checks] == [" 4 computed now", " 0 computed now"], "the second: from the cache"
     caplog.clear()
-    monkeypatch.setattr(encoder_module, "MIN_COSINE", 1.0)  # a bound no reduced precision meets
+    monkeypatch.setattr(hardware, "MIN_COSINE", 1.0)  # a bound no reduced precision meets
     with caplog.at_level(logging.WARNING, logger="pairforge.embed"):
         assert embed.resolved(config, sample).precision == "fp32"
     (warning,) = [r.getMessage() for r in caplog.records]

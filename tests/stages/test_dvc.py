@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pairforge.pipeline import artifacts
-from pairforge.pipeline.models.encoder import resolve_precision
+from pairforge.pipeline.models.hardware import resolve_precision
 from tests.conftest import REPO, STAGES, dvc, ran
 
 
