@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sklearn.linear_model import LogisticRegression
 
 # Each query's first TOP candidates (by rank) are its neighbourhood: what the relative signals compare with, and
 # what the model learns from (deeper candidates are seldom positives, and the window's depth varies).
@@ -85,6 +84,9 @@ class LikelyPositive:
         positives = int(labels.sum())
         if positives < MIN_POSITIVES or positives == len(labels):
             return None
+        # Imported here: scikit-learn takes ~1.1 s to import, which every filter run paid with the rule off.
+        from sklearn.linear_model import LogisticRegression
+
         model = LogisticRegression(max_iter=2000).fit(x, labels)
         return cls(tuple(float(w) for w in model.coef_[0]), float(model.intercept_[0]), len(labels), positives)
 
