@@ -97,8 +97,8 @@ def _unnegate(doc: Doc, neg: Token) -> Edit | None:
     if any(t.lower_ in lexicon.NEGATIVE_POLARITY for t in doc[neg.i + 1 :]):
         return None  # "does not cause any adverse events" -> "causes any adverse events" is not English
     after = [t.lower_ for t in neg.sent if t.i > neg.i]
-    asks = any(w == "whether" or w == "if" and v in lexicon.KNOWING for v, w in zip(after, after[1:4]))
-    if asks or after[:1] == ["whether"]:
+    known_if = any(word in lexicon.KNOWING and nxt == "if" for word, nxt in zip(after[:3], after[1:4]))
+    if "whether" in after[:4] or known_if:
         return None  # "it is not clear whether X" -> "it is clear whether X" says nothing
     if any(a == "but" and b in ("instead", "rather") for a, b in zip(after, after[1:])):
         return None  # "does not block X but instead causes Y": the "but" answers the negation

@@ -6,6 +6,7 @@ is `pipeline.contrast.titles`. Each answer is a small function the ops in `pipel
 
 from __future__ import annotations
 
+import itertools
 import re
 from decimal import Decimal
 
@@ -203,13 +204,8 @@ def enumerated(tok: Token) -> bool:
         return True
     # further on, a parenthesis that lists ("studies of patients (the A cohort and the B cohort)")
     opened = next((t for t in tok.doc[noun.i + 1 : noun.right_edge.i + 2] if t.text == "("), None)
-    inside = tok.doc[opened.i + 1 :] if opened is not None else ()
-    listed = []
-    for t in inside:
-        if t.text == ")":
-            break
-        listed.append(t.lower_)
-    return "," in listed or "and" in listed
+    inside = itertools.takewhile(lambda t: t.text != ")", tok.doc[opened.i + 1 :] if opened is not None else ())
+    return any(t.lower_ in (",", "and") for t in inside)
 
 
 ABBREVIATION = re.compile(r"[A-Z][A-Za-z0-9-]*[A-Z0-9][A-Za-z0-9-]*")
