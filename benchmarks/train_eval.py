@@ -11,7 +11,9 @@ SciFact train data built five ways, then score nDCG@10 and Recall@100 on SciFact
     and filtered triplets of the `triplet` export (`negative_kind: mined`), batches in random order;
 (d) (c) in topic batches (`export.batching: topic`), and (d-b3) in B3 batches, trained on the export's batches;
 (e) (c) plus the counterfactual triplets of the same export: `contrast-triplet` (rule edits of the queries, each
-    anchored on the query's positive document, which supports the claim and not its edit);
+    anchored on the query's positive document, which supports the claim and not its edit), each batch mixing both;
+(e-own) (e)'s rows, the counterfactual triplets in batches of their own (a second dataset, sampled in proportion):
+    every batch reads one way, query -> document or document -> query, never both;
 (f) the `triplet` export of a run that edits the positive documents instead (`generate.source: positives`): (c)'s
     rows plus (query, positive document, its edit) rows, every row read query -> document;
 (g) no judged pair at all: SciFact's corpus alone (`ingest.split: null`), queries written for `--generated-docs`
@@ -148,7 +150,12 @@ def train(rows, seed: int, args, out: Path, batch_ids=None) -> Path:
 
     from pairforge.pipeline.training import export_batches
 
-    dataset = rows if not isinstance(rows, list) else Dataset.from_list(rows)
+    if isinstance(rows, dict):  # datasets of their own: each batch is drawn from one of them
+        from datasets import DatasetDict
+
+        dataset = DatasetDict({name: Dataset.from_list(part) for name, part in rows.items()})
+    else:
+        dataset = rows if not isinstance(rows, list) else Dataset.from_list(rows)
     model = SentenceTransformer(str(models.resolve(MODEL)), device="cpu")
     model.max_seq_length = args.max_seq_length
     sampler = export_batches(batch_ids) if batch_ids is not None else BatchSamplers.NO_DUPLICATES
@@ -179,7 +186,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scifact", type=Path, nargs="?", default=REPO.parent / "shared/datasets/scifact")
     parser.add_argument("--seeds", default="1,2,3")
-    parser.add_argument("--settings", default="a,b,c,d,d-b3,e,f,g")
+    parser.add_argument("--settings", default="a,b,c,d,d-b3,e,e-own,f,g")
     parser.add_argument("--generated-docs", type=int, default=1000, help="(g): documents queries are written for")
     parser.add_argument("--query-style", default="claim", help="(g): pairs.styles, one of them")
     parser.add_argument("--query-llm", default="packaged:SmolLM2-135M-Instruct", help="(g): pairs.llm_model")
@@ -207,9 +214,10 @@ def main() -> None:
 
         model = SentenceTransformer(str(models.resolve(MODEL)), device="cpu")
         data["b"] = (peer_triplets(args.scifact, model, args.num_negatives), None)
-    exports = pairforge_exports(
-        args.scifact, args.work, settings, args.batch_size, args.reuse_exports, args.num_negatives
-    )
+    built = settings + ["e"] * ("e-own" in settings)  # (e-own) trains on (e)'s export
+    exports = pairforge_exports(args.scifact, args.work, built, args.batch_size, args.reuse_exports, args.num_negatives)
+    if "e-own" in settings:
+        exports = {**exports, "e-own": exports["e"]} if "e" in settings else {**exports, "e-own": exports.pop("e")}
     if "g" in settings:
         reused = args.reuse_exports and (args.work / "export-g").exists()
         exports["g"] = args.work / "export-g" if reused else generated_export(args.scifact, args.work, args)
@@ -219,14 +227,16 @@ def main() -> None:
         print(f"{name}: {table.num_rows} triplets, {kinds}", flush=True)
         batch_ids = table["batch_id"].to_numpy() if name.startswith("d") else None
         rows = table.select(TEXT).to_pylist()
-        if name == "e":  # edits of queries read document -> query, so the triplet export leaves them out
-            rows += artifacts.read(folder / "contrast-triplet").select(TEXT).to_pylist()
+        if name.startswith("e"):  # edits of queries read document -> query, so the triplet export leaves them out
+            edits = artifacts.read(folder / "contrast-triplet").select(TEXT).to_pylist()
+            rows = {"triplet": rows, "contrast": edits} if name == "e-own" else rows + edits
         data[name] = (rows, batch_ids)
-    rows = {name: len(rows) for name, (rows, _) in data.items()}
+    every = {name: sum(rows.values(), []) if isinstance(rows, dict) else rows for name, (rows, _) in data.items()}
+    rows = {name: len(examples) for name, examples in every.items()}
     print(f"training rows: {rows}", flush=True)
     # by query: pairforge joins a title and its text without BEIR's doubled full stop, so positives differ in form
     queries = {p["anchor"] for p in train_pairs(args.scifact)}
-    covered = {name: len(queries & {r["anchor"] for r in rows}) for name, (rows, _) in data.items()}
+    covered = {name: len(queries & {r["anchor"] for r in examples}) for name, examples in every.items()}
     print(f"train queries with at least one row, of {len(queries)}: {covered}", flush=True)
     for done, seed in enumerate(seeds, start=1):  # seeds outermost: every setting has as many seeds at any time
         for name in settings:
