@@ -30,6 +30,7 @@ EPISODES = {"season", "episode", "series"}
 # Words that take a "whether" / "if" of what is (not) known: "not clear if" (a conditional "if" is another thing)
 KNOWING = {"clear", "known", "sure", "certain", "established", "determined", "understood", "evident", "obvious"}
 TIME_ADVERBS = {"previously", "recently", "newly", "originally", "initially", "already", "formerly"}
+DESIGN_PARTICIPLES = {"randomized", "randomised"}  # "a randomized controlled trial" names a design
 QUANTIFIERS = {"most", "least", "more", "less"}  # antonyms as quantities of things only with care (antonym_flip)
 CLITICS = {"'re": "are", "'ll": "will", "'ve": "have", "'m": "am"}  # "'d" is would/had: ambiguous, left alone
 
@@ -57,6 +58,7 @@ activate inhibit activates inhibits activated inhibited activating inhibiting ac
 upregulate downregulate upregulates downregulates upregulated downregulated upregulating downregulating
 up-regulate down-regulate up-regulates down-regulates up-regulated down-regulated up-regulating down-regulating
 upregulation downregulation up-regulation down-regulation
+reduce increase reduces increases reduced increased reducing increasing
 enhance reduce enhances reduces enhanced reduced enhancing reducing
 improve worsen improves worsens improved worsened improving worsening
 before after high low above below maximum minimum maximal minimal most least better worse best worst
@@ -70,7 +72,8 @@ for _word, _opposite in list(ANTONYMS.items()):
     ANTONYMS.setdefault(_opposite, _word)
 # Where a word's sense depends on its part of speech: replacement by POS, None = leave that sense alone.
 SENSE = {"lower": {"VERB": "raise"}, "present": {"VERB": None, "NOUN": None}, "gain": {"VERB": "lose"}}
-SENSE |= {"fast": {"VERB": None, "NOUN": None}, "late": {"NOUN": None}, "poor": {"NOUN": None}}
+# "poor" as a quality ("poor prognosis", "poor outcome") is the opposite of "good", not of "rich"
+SENSE |= {"fast": {"VERB": None, "NOUN": None}, "late": {"NOUN": None}, "poor": {"NOUN": None, "ADJ": "good"}}
 # Opposites outside the pairs: "upper and lower egypt" already holds its contrast (and "upper and higher" is none).
 OPPOSED_TOO = {"lower": {"upper"}, "upper": {"lower"}}
 # Fixed compounds holding a word of the pairs: a name or a term, not a degree ("high school" has no "low school").

@@ -68,7 +68,7 @@ def negation_insert(doc: Doc) -> Edit | None:
         subjectless = not any(c.dep_ in ("nsubj", "nsubjpass", "expl", "csubj") for c in root.children)
         if anchor is aux and aux.i + 1 < root.i and subjectless:
             return None  # "what does n mean": words between auxiliary and verb, none parsed as the subject
-        new = anchor.text + ("not" if anchor.lower_ == "can" else " not")
+        new = anchor.text + match_case(anchor.text, "not" if anchor.lower_ == "can" else " not")
         return make_edit("negation_insert", doc.text, [(anchor.idx, syntax.end(anchor), new)])
     if root.tag_ not in lexicon.DO_FORM or syntax.lemma(root) == "do" or titles.inside(root):
         # "When did World War II end?" parsed with "did" as the verb: no second "do" to add; "who played little

@@ -128,6 +128,11 @@ def misparsed_verb(root: Token) -> bool:
     word = root.lower_
     if root.pos_ not in ("VERB", "AUX") or (getAllLemmas(word, "NOUN") and not getAllLemmas(word, "VERB")):
         return True
+    if root.tag_ == "VBZ" and not word.endswith("s"):
+        return True  # a present third-person verb ends in -s: "in Escherichia coli" gave "coli"
+    designs = (c for c in root.children if c.dep_ == "dobj" and c.lemma_ in ("trial", "study"))
+    if word in lexicon.DESIGN_PARTICIPLES and any(designs):
+        return True  # "the Physicians' Health Study II randomized controlled trial": a design, no act
     # "season 2 of X release date": a plural-form verb with a singular noun subject, or two subjects, is a noun
     subjects = [c for c in root.children if c.dep_ in ("nsubj", "nsubjpass") and c.pos_ in ("NOUN", "PROPN")]
     if len(subjects) > 1 or root.tag_ == "VBP" and subjects and subjects[0].tag_ in ("NN", "NNP"):
@@ -159,13 +164,15 @@ def in_number_run(tok: Token) -> bool:
 
 def not_a_quantity(tok: Token) -> bool:
     """A list's enumerator ("1. what was", "1 the bureau of"), "one" as a pronoun ("one who signals"), a long
-    digit string that is a code ("90210", a zip code or a show), or a name ("the big ten"): changing it changes no
-    amount."""
+    digit string that is a code ("90210", a zip code or a show), a mass in kDa, or a name ("the big ten"): changing
+    it changes no amount."""
     enumerator = tok.i == 0 and len(tok.doc) > 1 and (tok.doc[1].text in ".)" or tok.doc[1].pos_ == "DET")
     pronoun = tok.lower_ == "one" and tok.dep_ not in ("nummod", "quantmod", "compound")
     code = bool(re.fullmatch(r"\d{5,}", tok.text)) and not counts_plural(tok)
     before = previous(tok)
-    return enumerator or pronoun or code or before is not None and before.lower_ in lexicon.NAMING
+    # a protein's mass names it ("tail interacting protein of 47 kDa", "the 70 kDa subunit")
+    mass = tok.i + 1 < len(tok.doc) and tok.doc[tok.i + 1].lower_ == "kda"
+    return enumerator or pronoun or code or mass or before is not None and before.lower_ in lexicon.NAMING
 
 
 RANGE_WORDS = {"to", "-", "–", "through", "and"}
@@ -193,7 +200,8 @@ def range_partner(tok: Token) -> tuple[Token, bool] | None:
 def enumerated(tok: Token) -> bool:
     """The count of a set the text names: "all three layers", "both two" (a set known by its size), or a counted
     noun its list or parenthesis follows ("the 6 trials: A, B, ...", "three factors (IF1-IF3)", "two cohorts of
-    patients (A and B)"): another count contradicts what the text lists."""
+    patients (A and B)", "two cell lines, H9.1 and H9.2", "two mutations in the daf-2 gene and the clk-1 gene"):
+    another count contradicts what the text lists."""
     before = previous(tok)
     if before is not None and before.lower_ in ("all", "both"):
         return True
@@ -202,9 +210,27 @@ def enumerated(tok: Token) -> bool:
         return False
     if tok.doc[noun.i + 1].text in (":", "("):
         return True
-    # further on, a parenthesis that lists ("studies of patients (the A cohort and the B cohort)")
-    opened = next((t for t in tok.doc[noun.i + 1 : noun.right_edge.i + 2] if t.text == "("), None)
-    inside = itertools.takewhile(lambda t: t.text != ")", tok.doc[opened.i + 1 :] if opened is not None else ())
+    count = value(tok)
+    # a small count, then a comma and a list ("two cell lines, H9.1 and H9.2"), or a coordination of as many
+    # items under the counted noun ("two mutations in the daf-2 gene and the clk-1 gene")
+    rest = tok.doc[noun.i + 2 : noun.sent.end]
+    if count is not None and count <= 10 and tok.doc[noun.i + 1].text == "," and any(t.lower_ == "and" for t in rest):
+        return True
+    heads = (t for t in noun.subtree if t.i > noun.i and t.dep_ != "conj")
+    return any(conjuncts(t) == count for t in heads if any(c.dep_ == "conj" for c in t.children)) or listed(noun)
+
+
+def conjuncts(tok: Token) -> int:
+    """How many items a coordination headed by `tok` joins ("A, B and C": 3)."""
+    nxt = next((c for c in tok.children if c.dep_ == "conj"), None)
+    return 1 + (conjuncts(nxt) if nxt is not None else 0)
+
+
+def listed(noun: Token) -> bool:
+    """Further on from a counted noun, a parenthesis that lists ("studies of patients (the A cohort and the B
+    cohort)")."""
+    opened = next((t for t in noun.doc[noun.i + 1 : noun.right_edge.i + 2] if t.text == "("), None)
+    inside = itertools.takewhile(lambda t: t.text != ")", noun.doc[opened.i + 1 :] if opened is not None else ())
     return any(t.lower_ in (",", "and") for t in inside)
 
 

@@ -324,6 +324,18 @@ CASES = [
     ),
     # "most" counting a noun has no clean opposite.
     ("antonym_flip", "Breaks occurred in most previously described regions.", None),
+    # A count its list restates after a comma or in a coordination under the counted noun; a protein's mass.
+    ("number_change", "We grew two mouse lines, B6 and C3 in the lab.", None),
+    ("number_change", "It is driven by two variants in the abc-1 gene and the xyz-2 gene.", None),
+    ("number_change", "It binds a protein of 52 kDa in yeast.", None),
+    ("number_change", "We grew two mouse lines in the lab.", "We grew four mouse lines in the lab."),
+    # "reduce" flips to "increase" ("enhance the risk" is no phrase); "poor" as a quality to "good".
+    ("antonym_flip", "Aspirin reduces the risk of stroke.", "Aspirin increases the risk of stroke."),
+    ("antonym_flip", "Smokers have a poor prognosis.", "Smokers have a good prognosis."),
+    # No verb in a title: a present-tense form without its -s, a study design's participle; "not" in capitals.
+    ("negation_insert", "A Transport System Required for Iron Uptake in Escherichia coli.", None),
+    ("negation_insert", "Aspirin and stroke: the Nurses' Health Study III randomized controlled trial.", None),
+    ("negation_insert", "BASOPHILS CAN PROMOTE LUPUS NEPHRITIS.", "BASOPHILS CANNOT PROMOTE LUPUS NEPHRITIS."),
 ]
 
 
