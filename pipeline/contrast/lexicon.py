@@ -72,8 +72,12 @@ for _word, _opposite in list(ANTONYMS.items()):
     ANTONYMS.setdefault(_opposite, _word)
 # Where a word's sense depends on its part of speech: replacement by POS, None = leave that sense alone.
 SENSE = {"lower": {"VERB": "raise"}, "present": {"VERB": None, "NOUN": None}, "gain": {"VERB": "lose"}}
-# "poor" as a quality ("poor prognosis", "poor outcome") is the opposite of "good", not of "rich"
-SENSE |= {"fast": {"VERB": None, "NOUN": None}, "late": {"NOUN": None}, "poor": {"NOUN": None, "ADJ": "good"}}
+SENSE |= {"fast": {"VERB": None, "NOUN": None}, "late": {"NOUN": None}, "poor": {"NOUN": None}}
+# Before its noun, a quality: "poor prognosis" is the opposite of "good prognosis" ("the poor" of "the rich"), unless
+# the noun is one that has wealth ("poor families")
+ATTRIBUTIVE = {"poor": "good"}
+WEALTH_NOUNS = {"people", "person", "family", "household", "country", "nation", "community", "neighborhood", "area"}
+WEALTH_NOUNS |= {"region", "man", "woman", "child", "kid", "student", "farmer", "worker", "city", "state", "village"}
 # Opposites outside the pairs: "upper and lower egypt" already holds its contrast (and "upper and higher" is none).
 OPPOSED_TOO = {"lower": {"upper"}, "upper": {"lower"}}
 # Fixed compounds holding a word of the pairs: a name or a term, not a degree ("high school" has no "low school").

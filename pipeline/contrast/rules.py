@@ -138,7 +138,11 @@ def antonym_flip(doc: Doc) -> Edit | None:
         span = doc.char_span(match.start(), match.end())  # None inside a token, e.g. part of an identifier
         word = match.group().lower()
         new = lexicon.SENSE.get(word, {}).get(span[0].pos_, lexicon.ANTONYMS[word]) if span is not None else None
+        quality = span is not None and span[0].dep_ == "amod" and span[0].head.lemma_ not in lexicon.WEALTH_NOUNS
+        if quality and word in lexicon.ATTRIBUTIVE:
+            new = lexicon.ATTRIBUTIVE[word]
         opposites = {lexicon.ANTONYMS[word], *filter(None, lexicon.SENSE.get(word, {}).values())}
+        opposites |= {lexicon.ATTRIBUTIVE[word]} if word in lexicon.ATTRIBUTIVE else set()
         opposites |= lexicon.OPPOSED_TOO.get(word, set())
         # the opposite already present ("male ... than female", "raise or lower") would make a tautology
         present = any(re.search(rf"\b{re.escape(o)}\b", doc.text, re.I) for o in opposites)

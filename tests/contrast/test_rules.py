@@ -332,6 +332,8 @@ CASES = [
     # "reduce" flips to "increase" ("enhance the risk" is no phrase); "poor" as a quality to "good".
     ("antonym_flip", "Aspirin reduces the risk of stroke.", "Aspirin increases the risk of stroke."),
     ("antonym_flip", "Smokers have a poor prognosis.", "Smokers have a good prognosis."),
+    ("antonym_flip", "The king gave bread to the poor.", "The king gave bread to the rich."),
+    ("antonym_flip", "Poor families moved to the city.", "Rich families moved to the city."),
     # No verb in a title: a present-tense form without its -s, a study design's participle; "not" in capitals.
     ("negation_insert", "A Transport System Required for Iron Uptake in Escherichia coli.", None),
     ("negation_insert", "Aspirin and stroke: the Nurses' Health Study III randomized controlled trial.", None),
