@@ -123,8 +123,9 @@ def _generated(kinds: dict | None, params: dict) -> list[str]:
         f"(`positive_kind: generated`; the others are `judged`). Each was kept only when the encoder "
         f"`{params['embed']['model']}` ranks its document within the top {pairs['round_trip_top_k']} of the corpus "
         f"for it, fewer than {pairs['ambiguous_docs']} other documents score within {pairs['ambiguous_margin']} of "
-        f"it, it copies at most {pairs['max_copied_words']} consecutive words of the document, it repeats no "
-        "other query"
+        f"it, it copies at most {pairs['max_copied_words']} consecutive words of the document"
+        + (f" and less than {pairs['max_copied_share']:.0%} of its own words" if pairs.get("max_copied_share") else "")
+        + ", it repeats no other query"
         + (f", and the cross-encoder `{judge}` gives it at least {pairs['ce_min']}" if judge else "")
         + ". `data/pairs/written` holds every query written with those measures; the rejected ones are in the ledger "
         "(stage `pairs`).",

@@ -143,6 +143,7 @@ def measure(config, embedding, judge, ingested, texts, doc_ids, corpus_text, see
     if not texts:
         return {name: [] for name in ("reason", "rank", "score", "best_other", "near", "copied_words", "ce_score")}
     copied = np.array([round_trip.copied_words(t, corpus_text[d]) for t, d in zip(texts, doc_ids)])
+    lengths = np.array([len(round_trip.words(t)) for t in texts])
     query_vectors = embed.vectors(embedding, texts, ["query"] * len(texts))
     source_texts = [corpus_text[d] for d in doc_ids]
     source_vectors = embed.vectors(embedding, source_texts, ["document"] * len(texts))
@@ -153,7 +154,7 @@ def measure(config, embedding, judge, ingested, texts, doc_ids, corpus_text, see
     if judge is not None:
         ce = judges.cross_encoder_scores(judge, texts, [corpus_text[d] for d in doc_ids])
     return {
-        "reason": round_trip.reasons(copied, duplicate, trip, config, ce),
+        "reason": round_trip.reasons(round_trip.copied_span(copied, lengths, config), duplicate, trip, config, ce),
         "ce_score": [None] * len(texts) if ce is None else ce.tolist(),
         "rank": trip.rank.astype(np.int32).tolist(),
         "score": trip.score.tolist(),

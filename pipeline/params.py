@@ -290,6 +290,9 @@ class PairsParams(LLMWorkParams):
     ambiguous_docs: int = 3
     # A query that repeats more than this many consecutive words of its document is a copied span, not a query.
     max_copied_words: int = 10
+    # ... and one whose longest copied run is at least this share of its own words (a title copied whole: titles
+    # are shorter than `max_copied_words`); null: the run's length alone decides.
+    max_copied_share: float | None = 0.8
     # Nearly the same as another query of its document (cosine of their vectors at least this): a duplicate.
     duplicate_cosine: float = 0.95
     # Where the filter has a cross-encoder (`filter.cross_encoder`), it must give (query, document) at least this.
@@ -308,8 +311,9 @@ class PairsParams(LLMWorkParams):
         for name in ("queries_per_document", "max_document_chars", "round_trip_top_k", "ambiguous_docs",
                      "max_copied_words"):  # fmt: skip
             _at_least(self, name, 1)
-        if not 0 < self.duplicate_cosine <= 1:
-            raise InputError("params.yaml", None, "pairs.duplicate_cosine", "must be in (0, 1]")
+        for name in ("duplicate_cosine", "max_copied_share"):
+            if getattr(self, name) is not None and not 0 < getattr(self, name) <= 1:
+                raise InputError("params.yaml", None, f"pairs.{name}", "must be in (0, 1]")
         if self.styles and self.llm_backend == "none":
             raise InputError("params.yaml", None, "pairs.llm_backend", "generated queries need an LLM backend")
         self.check_llm_work("pairs")

@@ -99,18 +99,28 @@ def round_trip(
     return RoundTrip(above + 1, own, best, near)
 
 
+def copied_span(copied: np.ndarray, lengths: np.ndarray, config: PairsParams) -> np.ndarray:
+    """Per query: a copy of its document rather than a query, by its longest copied run of words (`copied`) against
+    `max_copied_words`, and against its own length (`lengths`, in words) where `max_copied_share` is set: a title
+    copied whole is shorter than any run bound a real query stays under."""
+    long_run = copied > config.max_copied_words
+    if config.max_copied_share is None:
+        return long_run
+    return long_run | (copied >= config.max_copied_share * np.maximum(lengths, 1))
+
+
 def reasons(
     copied: np.ndarray, duplicate: np.ndarray, trip: RoundTrip, config: PairsParams, ce: np.ndarray | None = None
 ) -> list[str | None]:
-    """The first check each query fails, in the order a reader would reject it, or None: kept. `ce`: the
-    cross-encoder's score of each (query, document), where one is configured."""
+    """The first check each query fails, in the order a reader would reject it, or None: kept. `copied`: each
+    query's `copied_span`; `ce`: the cross-encoder's score of each (query, document), where one is configured."""
     found = np.full(len(copied), None, object)
     checks = (
         (ce < config.ce_min if ce is not None else np.zeros(len(copied), bool), JUDGE_DISAGREES),
         (trip.near >= config.ambiguous_docs, AMBIGUOUS_QUERY),
         (trip.rank > config.round_trip_top_k, ROUND_TRIP_MISS),
         (duplicate, DUPLICATE_QUERY),
-        (copied > config.max_copied_words, COPIED_SPAN),
+        (copied, COPIED_SPAN),
     )
     for failed, reason in checks:  # last written wins: the first check in reading order
         found[failed] = reason

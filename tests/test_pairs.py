@@ -11,7 +11,7 @@ import shutil
 import pyarrow.compute as pc
 import pytest
 
-from pairforge.pipeline import artifacts, params, query_writing
+from pairforge.pipeline import artifacts, params, query_writing, round_trip
 from pairforge.pipeline.schema import InputError
 from tests.conftest import STAGES, export_table, run_stage, set_params
 
@@ -74,6 +74,7 @@ def test_generated_queries_are_round_tripped_accounted_for_and_flow_through_ever
     for row in kept.to_pylist():
         assert row["rank"] <= config.round_trip_top_k and row["near"] < config.ambiguous_docs
         assert row["copied_words"] <= config.max_copied_words
+        assert row["copied_words"] < config.max_copied_share * len(round_trip.words(row["text"]))
     ledger = artifacts.read(workdir / "data/pairs/rejections")
     assert ledger.num_rows == rejected.num_rows and set(ledger["stage"].to_pylist()) == {"pairs"}
     assert ledger["reason"].to_pylist() == rejected["reason"].to_pylist()
@@ -142,14 +143,15 @@ def test_a_configured_cross_encoder_scores_every_generated_query_and_has_the_las
 
     corpus = artifacts.read(pipeline_run / "data/ingested/corpus").slice(0, 3)
     doc_ids, texts = corpus["doc_id"].to_pylist(), corpus["text"].to_pylist()
-    queries = [" ".join(text.split()[:6]) + "?" for text in texts]  # short, on topic: they pass the round trip
+    # short, on topic: they pass the round trip (copies of the document's opening words: no share bound on copies)
+    queries = [" ".join(text.split()[:6]) + "?" for text in texts]
     embedding = embed.as_embedded(params.load("embed", pipeline_run / "params.yaml"), pipeline_run / "data/embeddings")
     embedding = embedding.__class__(**{**embedding.__dict__, "cache": str(pipeline_run / "cache/embeddings")})
     judge = params.parse("filter", {"cross_encoder": str(cross_encoder_dir), "cache": str(tmp_path / "filter")})
     expected = judges.cross_encoder_scores(judge, queries, texts)
     for ce_min, reason in ((-1.0, None), (1.01, "judge_disagrees")):
         config = params.parse("pairs", {"styles": ["question"], "ce_min": ce_min, "round_trip_top_k": 50,
-                                        "ambiguous_docs": 50})  # fmt: skip
+                                        "ambiguous_docs": 50, "max_copied_share": None})  # fmt: skip
         found = pairs.measure(config, embedding, judge, pipeline_run / "data/ingested", queries, doc_ids,
                               dict(zip(doc_ids, texts)), set())  # fmt: skip
         assert found["ce_score"] == pytest.approx(expected.tolist())

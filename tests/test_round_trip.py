@@ -8,6 +8,7 @@ import pytest
 
 from pairforge.pipeline import round_trip
 from pairforge.pipeline.params import PairsParams
+from pairforge.pipeline.schema import InputError
 
 
 def unit(rows) -> np.ndarray:
@@ -63,9 +64,9 @@ def test_reasons_give_the_first_failed_check_in_reading_order():
     trip = round_trip.RoundTrip(
         rank=np.array([1, 1, 9, 1, 9]), score=np.zeros(5), best_other=np.zeros(5), near=np.array([0, 0, 9, 5, 0])
     )
-    copied = np.array([3, 30, 30, 0, 0])
     duplicate = np.array([False, True, True, False, False])
     config = PairsParams(round_trip_top_k=3, ambiguous_docs=3, max_copied_words=10)
+    copied = round_trip.copied_span(np.array([3, 30, 30, 0, 0]), np.array([12, 40, 40, 6, 6]), config)
     assert round_trip.reasons(copied, duplicate, trip, config) == [
         None, "copied_span", "copied_span", "ambiguous_query", "round_trip_miss",
     ]  # fmt: skip
@@ -73,3 +74,18 @@ def test_reasons_give_the_first_failed_check_in_reading_order():
     ce = np.array([0.2, 0.9, 0.9, 0.9, 0.9])
     assert round_trip.reasons(copied, duplicate, trip, config, ce)[0] == "judge_disagrees"
     assert round_trip.reasons(copied, duplicate, trip, config, ce + 0.5)[0] is None
+
+
+def test_a_title_copied_whole_is_a_copied_span_by_its_share_of_the_query():
+    document = "Aspirin and the risk of stroke in older adults. We followed 2,000 adults for ten years."
+    queries = ["Aspirin and the risk of stroke in older adults", "Does aspirin lower stroke risk in the elderly?"]
+    copied = np.array([round_trip.copied_words(q, document) for q in queries])
+    lengths = np.array([len(round_trip.words(q)) for q in queries])
+    assert copied.tolist() == [9, 1] and lengths.tolist() == [9, 8]  # the title's 9 words: under max_copied_words
+    assert round_trip.copied_span(copied, lengths, PairsParams(max_copied_share=None)).tolist() == [False, False]
+    assert round_trip.copied_span(copied, lengths, PairsParams()).tolist() == [True, False]  # default share 0.8
+
+
+def test_a_copied_share_outside_zero_to_one_is_an_error_naming_the_key():
+    with pytest.raises(InputError, match="pairs.max_copied_share"):
+        PairsParams(max_copied_share=1.5).check()
