@@ -145,15 +145,24 @@ def test_rows_come_batch_by_batch_as_a_sequential_trainer_reads_them(pipeline_ru
         ("labeled-pair", "contrastive"),
         ("contrast-triplet", "mnrl"),
         ("mixed", "mnrl"),
+        ("triplet+contrast-triplet", "mnrl"),  # the README's recipe: edits of queries as a dataset of their own
     ],
 )
 def test_a_sentence_transformers_model_trains_on_each_format(pipeline_run, tmp_path, fmt, loss):
     import torch
+    from datasets import DatasetDict
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer import losses
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
-    dataset = load(pipeline_run, fmt).select_columns(TEXT_COLUMNS[fmt]).select(range(16))
+    names = fmt.split("+")
+    parts = {name: load(pipeline_run, name) for name in names}
+    if len(names) > 1:  # edits of queries read document -> query: a dataset of their own, each batch one way
+        parts["contrast-triplet"] = parts["contrast-triplet"].filter(lambda row: row["direction"] == "document->query")
+    parts = {name: part.select_columns(TEXT_COLUMNS[name]) for name, part in parts.items()}
+    parts = {name: part.select(range(min(16, part.num_rows))) for name, part in parts.items()}
+    assert all(part.num_rows for part in parts.values())
+    dataset = DatasetDict(parts) if len(names) > 1 else parts[fmt]
     model = SentenceTransformer(str(models.resolve("packaged:all-MiniLM-L6-v2")), device="cpu")
     model.max_seq_length = 64
     before = [p.detach().clone() for p in model.parameters()][-4]
