@@ -217,7 +217,7 @@ def main() -> None:
     built = settings + ["e"] * ("e-own" in settings)  # (e-own) trains on (e)'s export
     exports = pairforge_exports(args.scifact, args.work, built, args.batch_size, args.reuse_exports, args.num_negatives)
     if "e-own" in settings:
-        exports = {**exports, "e-own": exports["e"]} if "e" in settings else {**exports, "e-own": exports.pop("e")}
+        exports["e-own"] = exports["e"] if "e" in settings else exports.pop("e")
     if "g" in settings:
         reused = args.reuse_exports and (args.work / "export-g").exists()
         exports["g"] = args.work / "export-g" if reused else generated_export(args.scifact, args.work, args)
