@@ -58,7 +58,7 @@ MEANING_CHANGED = "meaning_changed"
 EDIT_STILL_SUPPORTED = "edit_still_supported"  # its context (a query's positive, a document's query) still fits it
 MEANING_UNJUDGED = "meaning_unjudged"  # an LLM edit no judge able to read meaning accepted (the encoder cannot)
 # pairs: generated queries (a query an LLM wrote for a document, kept only when it finds its way back to it)
-COPIED_SPAN = "copied_span"  # repeats a run of the document's words longer than `pairs.max_copied_words`
+COPIED_SPAN = "copied_span"  # a run of its document over `pairs.max_copied_words`, or most of it (`max_copied_share`)
 DUPLICATE_QUERY = "duplicate_query"  # the same text as an earlier query, or nearly the same as its document's other
 ROUND_TRIP_MISS = "round_trip_miss"  # the encoder does not rank its document within `pairs.round_trip_top_k`
 AMBIGUOUS_QUERY = "ambiguous_query"  # other documents score within `pairs.ambiguous_margin` of its own
