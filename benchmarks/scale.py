@@ -150,6 +150,8 @@ def write_params(project: Path, args: argparse.Namespace) -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     # Topics only label the export; k-means over the corpus would add to the figures without being mining.
     params["index"].update(factory=args.factory, topics=0, shard_rows=args.shard_rows)
+    if args.target_recall is not None:
+        params["index"]["target_recall"] = args.target_recall
     if args.memory_budget_mb:
         params["index"]["memory_budget_mb"] = args.memory_budget_mb
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -370,6 +372,10 @@ def notes(rows: list[dict]) -> list[str]:
             lines.append(f"{size}: pairforge failed: {pf['error']}")
         elif pf:
             lines.append(f"{size}: pairforge index {pf['index']}")
+            if "search" in pf["index"]:
+                tried = pf["index"]["search"]
+                measured = ", ".join(f"{value}: {r:.3f}" for value, r in tried["recall_at_10"].items())
+                lines.append(f"{size}: recall@10 by {tried['setting']} ({measured}); mined at {tried['value']}")
         if peer and peer.get("error"):
             lines.append(f"{size}: peer failed: {peer['error']}")
         elif peer:
@@ -385,6 +391,7 @@ def main() -> None:
     parser.add_argument("--factory", default="Flat", help="pairforge's index.factory: Flat, auto, HNSW32, IVF...")
     parser.add_argument("--shard-rows", type=int, default=0, help="pairforge's index.shard_rows (0: one index)")
     parser.add_argument("--memory-budget-mb", type=int, default=0, help="pairforge's index.memory_budget_mb (auto)")
+    parser.add_argument("--target-recall", type=float, help="pairforge's index.target_recall (default: params.yaml's)")
     parser.add_argument("--max-queries", type=int, default=0, help="at most this many queries per size (0: docs/10)")
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--keep", action="store_true", help="keep each size's temp folder (projects, logs)")

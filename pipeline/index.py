@@ -114,13 +114,30 @@ def _skip_polysemous_training(index: faiss.Index) -> None:
             layer.do_polysemous_training = False
 
 
+# The deepest efSearch `index.target_recall` raises an HNSW index to (nprobe stops at the index's lists).
+EF_SEARCH_LIMIT = 4096
+
+
+def search_setting(index: faiss.Index) -> tuple[str, int, int] | None:
+    """The setting that trades an approximate index's search time for recall: (name, value, the most it can be) for
+    nprobe (IVF) or efSearch (HNSW); None for exact search."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        return "nprobe", ivf.nprobe, ivf.nlist
+    inner = faiss.downcast_index(index)
+    return ("efSearch", inner.hnsw.efSearch, EF_SEARCH_LIMIT) if hasattr(inner, "hnsw") else None
+
+
+def set_search_setting(index: faiss.Index, name: str, value: int) -> None:
+    faiss.ParameterSpace().set_index_parameter(index, name, value)
+
+
 def set_search_params(index: faiss.Index, params: IndexParams) -> None:
-    """nprobe for IVF indexes, efSearch for HNSW ones (read from the index, so `auto` choices get them too)."""
-    space = faiss.ParameterSpace()
-    if faiss.try_extract_index_ivf(index) is not None:
-        space.set_index_parameter(index, "nprobe", params.nprobe)
-    if "HNSW" in type(faiss.downcast_index(index)).__name__:
-        space.set_index_parameter(index, "efSearch", params.ef_search)
+    """nprobe for IVF indexes, efSearch for HNSW ones (read from the index, so `auto` choices get them too). They
+    are written with the index: whoever loads it searches as the index stage measured."""
+    setting = search_setting(index)
+    if setting is not None:
+        set_search_setting(index, setting[0], params.nprobe if setting[0] == "nprobe" else params.ef_search)
 
 
 def write(index: faiss.Index, path: str | Path) -> None:
@@ -132,14 +149,14 @@ def gpus() -> int:
     return faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
 
 
-def load(source: str | Path | np.ndarray, params: IndexParams, gpu: bool = False) -> faiss.Index:
+def load(source: str | Path | np.ndarray, gpu: bool = False) -> faiss.Index:
     """An index from its file, memory-mapped (the processes of one machine share a flat index's vectors in the page
-    cache instead of each holding a copy), or from its bytes; on this process's GPUs if asked and FAISS has any."""
+    cache instead of each holding a copy), or from its bytes; on this process's GPUs if asked and FAISS has any.
+    It searches with the nprobe / efSearch it was written with (the index stage's, tuned to `index.target_recall`)."""
     if isinstance(source, np.ndarray):
         index = faiss.deserialize_index(source)
     else:
         index = faiss.read_index(str(source), faiss.IO_FLAG_MMAP_IFC)
-    set_search_params(index, params)
     if gpu and gpus():
         index = faiss.index_cpu_to_all_gpus(index)
     return index

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pairforge.pipeline import artifacts, ledger, runtime, schema, sharded, work
-from pairforge.pipeline.params import IndexParams, MineParams
+from pairforge.pipeline.params import MineParams
 from pairforge.pipeline.schema import vectors_matrix
 from pairforge.pipeline.vocabulary import (
     ABOVE_ABSOLUTE_MARGIN,
@@ -118,10 +118,8 @@ class MineBatch:
     (where the files are not on this node).
     """
 
-    def __init__(
-        self, index_sources: list[str | np.ndarray], doc_ids: pa.Array, params: MineParams, index_params: IndexParams
-    ):
-        self.index = sharded.Searcher(index_sources, index_params, gpu=params.gpus_per_actor > 0)
+    def __init__(self, index_sources: list[str | np.ndarray], doc_ids: pa.Array, params: MineParams):
+        self.index = sharded.Searcher(index_sources, gpu=params.gpus_per_actor > 0)
         self.doc_ids = doc_ids
         self.params = params
 
@@ -234,9 +232,7 @@ def query_table(pairs: Path, embeddings: Path, doc_ids: pa.Array) -> tuple[pa.Ta
     return table, positive_scores
 
 
-def search(
-    queries: pa.Table, index_files: list[Path], doc_ids: pa.Array, params: MineParams, index_params: IndexParams
-) -> Iterator[pa.Table]:
+def search(queries: pa.Table, index_files: list[Path], doc_ids: pa.Array, params: MineParams) -> Iterator[pa.Table]:
     """Every inspected candidate of `queries` (from `query_table`), a table per task, in query order: actors
     holding the index (all its shards) search their share of the queries, or, with `shard_actors`, send them to
     search actors that each hold one shard and merge what those find.
@@ -247,14 +243,14 @@ def search(
     gpus = params.gpus_per_actor
     if params.shard_actors:
         servers = runtime.Resources(params.shard_actors, 1, gpus)
-        server_args = {"params": index_params, "gpu": gpus > 0}
+        server_args = {"gpu": gpus > 0}
         paths = [str(path.resolve()) for path in index_files]
         sources = runtime.ShardServers(paths, sharded.ShardSearch, server_args, params.shard_actors, servers)
         # the search actors hold the CPUs (and GPUs); the mining actors merge and decide
         miners = runtime.Resources(params.actors or params.shard_actors * len(index_files), 0, 0)
     else:
         sources, miners = runtime.files_for_workers(index_files), runtime.Resources(params.actors, 1, gpus)
-    args = {"index_sources": sources, "doc_ids": runtime.share(doc_ids), "params": params, "index_params": index_params}
+    args = {"index_sources": sources, "doc_ids": runtime.share(doc_ids), "params": params}
     return work.stream(work.Work(MineBatch, args, miners, params.query_batch_size), queries)
 
 

@@ -110,8 +110,10 @@ class IndexParams:
     memory_budget_mb: int = 8192
     # Queries sampled to measure an approximate index's recall against exact search (in the manifest); 0: none.
     recall_queries: int = 1000
+    # nprobe / efSearch as built; raised (doubling) on that sample until recall@10 reaches target_recall (0: never).
     nprobe: int = 16
     ef_search: int = 128
+    target_recall: float = 0.9
     # Vectors used to train IVF / PQ quantisers; 0: 64 per IVF list, at least 65,536 (what a PQ trains on).
     train_size: int = 0
     # Vectors per index file (0: one file): the index stage holds one shard at a time, miners search them in turn.
@@ -129,6 +131,7 @@ class IndexParams:
         _at_least(self, "exact_below", 0)
         _at_least(self, "memory_budget_mb", 1)
         _at_least(self, "recall_queries", 0)
+        _a_share(self, "target_recall")
         _at_least(self, "train_size", 0)
         _at_least(self, "shard_rows", 0)
         _at_least(self, "build_actors", 0)
@@ -477,9 +480,8 @@ class ExportParams:
         _at_least(self, "b3_skip", 0)
         _at_least(self, "b3_window", 1)
         _at_least(self, "b3_communities_per_batch", 1)
-        for name in ("counterfactual_share", "dev_fraction"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise InputError("params.yaml", None, f"export.{name}", f"must be in [0, 1], got {getattr(self, name)}")
+        _a_share(self, "counterfactual_share")
+        _a_share(self, "dev_fraction")
         known = {"triplet", "n-tuple", "n-tuple-scores", "labeled-pair", "labeled-list", "contrast-triplet", "mixed"}
         for fmt in self.formats:
             if fmt not in known:
@@ -547,8 +549,18 @@ def _is_loopback(host: str) -> bool:
 def _at_least(params: object, name: str, low: float) -> None:
     value = getattr(params, name)
     if value < low:
-        section = next(k for k, v in SECTIONS.items() if isinstance(params, v))
-        raise InputError("params.yaml", None, f"{section}.{name}", f"must be >= {low}, got {value}")
+        raise InputError("params.yaml", None, _key(params, name), f"must be >= {low}, got {value}")
+
+
+def _a_share(params: object, name: str) -> None:
+    value = getattr(params, name)
+    if not 0 <= value <= 1:
+        raise InputError("params.yaml", None, _key(params, name), f"must be in [0, 1], got {value}")
+
+
+def _key(params: object, name: str) -> str:
+    """`section.name` of a param, as params.yaml spells it."""
+    return next(f"{section}.{name}" for section, kind in SECTIONS.items() if isinstance(params, kind))
 
 
 # Every count, size and seed is non-negative and fits 32 bits (faiss and Arrow take no more); every float is a score,

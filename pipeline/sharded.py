@@ -176,8 +176,8 @@ class ShardSearch:
     search actor that holds this shard alone (`mine.shard_actors`; `runtime.RemoteShard` sends it the queries).
     `send` and `collect` are the two halves of a search, so a searcher can send to every shard before it waits."""
 
-    def __init__(self, source: str | Path | np.ndarray, params: IndexParams, gpu: bool = False):
-        self.index = index.load(source, params, gpu)
+    def __init__(self, source: str | Path | np.ndarray, gpu: bool = False):
+        self.index = index.load(source, gpu)
 
     def facts(self) -> tuple[int, bool]:
         """(vectors held, whether search is exact)."""
@@ -197,9 +197,9 @@ class Searcher:
     """The shards of one index, searched as that index: rows count across shards in file order. A source is a
     shard's file or bytes (loaded here) or a shard a search actor holds (`runtime.RemoteShard`)."""
 
-    def __init__(self, sources: list, params: IndexParams, gpu: bool = False):
+    def __init__(self, sources: list, gpu: bool = False):
         local = (str, Path, np.ndarray)
-        self.shards = [ShardSearch(s, params, gpu) if isinstance(s, local) else s for s in sources]
+        self.shards = [ShardSearch(s, gpu) if isinstance(s, local) else s for s in sources]
         facts = [shard.facts() for shard in self.shards]
         sizes = [size for size, _ in facts]
         self.exact = all(exact for _, exact in facts)
@@ -235,19 +235,60 @@ def exact(corpus: Path, queries: np.ndarray, k: int) -> np.ndarray:
     return best[0][1]
 
 
-def facts(searcher: Searcher, factory: str, seconds: float, corpus: Path, query_vectors, params: IndexParams) -> dict:
-    """What the manifest says of an index: its factory, size, shards and build time, and for an approximate index
-    its recall@10 / @100 against exact search on a seeded sample of `params.recall_queries` queries."""
+def facts(paths: list[Path], factory: str, seconds: float, corpus: Path, query_vectors, params: IndexParams) -> dict:
+    """What the manifest says of the index in `paths`: its factory, size, shards and build time, and for an
+    approximate index its recall@10 / @100 against exact search on a seeded sample of `params.recall_queries`
+    queries, after its search setting is tuned to `params.target_recall` on that sample (`tune`; the files are
+    rewritten with the value chosen, so the miners search as measured here)."""
+    searcher = Searcher(paths)
     found = {"factory": factory, "vectors": searcher.ntotal, "build_seconds": round(seconds, 1)}
     if len(searcher.shards) > 1:
         found["shards"] = list(searcher.sizes)
     if params.recall_queries and not searcher.is_exact() and searcher.ntotal and len(query_vectors):
         sample = query_vectors[index.sample_rows(len(query_vectors), params.recall_queries, params.seed)]
         k = min(100, searcher.ntotal)
-        truth, (_, approximate) = exact(corpus, sample, k), searcher.search(sample, k)
+        truth = exact(corpus, sample, k)
+        found["search"] = tune(searcher, sample, truth, params.target_recall)
+        if found["search"]["value"] != found["search"]["first"]:
+            for shard, path in zip(searcher.shards, paths):
+                staging = path.with_name(f".{path.name}.tuned")
+                index.write(shard.index, staging)
+                staging.replace(path)  # the mapped file stays readable until this process lets it go
+        approximate = searcher.search(sample, k)[1]
         found["recall"] = {f"at_{at}": recall(truth, approximate, min(at, k)) for at in (10, 100)}
         found["recall"]["queries"] = len(sample)
     return found
+
+
+# Recall@10 a doubled nprobe / efSearch must add to be worth twice the search time.
+MIN_RECALL_GAIN = 0.005
+
+
+def tune(searcher: Searcher, sample: np.ndarray, truth: np.ndarray, target: float) -> dict:
+    """Double the index's search setting (nprobe for IVF, efSearch for HNSW) from the value it was built with while
+    recall@10 on `sample` is below `target`, a doubling still adds `MIN_RECALL_GAIN` and the setting stays within
+    its limit (nprobe: the index's lists). Returns the setting, the value it starts from and the one kept (set on
+    every shard), and recall@10 at each value tried: the table to choose a setting by."""
+    name, value, limit = index.search_setting(searcher.shards[0].index)
+    k = min(10, truth.shape[1])
+    measured = {value: recall(truth, searcher.search(sample, k)[1], k)}
+    first = value
+    while measured[value] < target and value * 2 <= limit:
+        for shard in searcher.shards:
+            index.set_search_setting(shard.index, name, value * 2)
+        measured[value * 2] = recall(truth, searcher.search(sample, k)[1], k)
+        if measured[value * 2] - measured[value] < MIN_RECALL_GAIN:
+            break
+        value *= 2
+    for shard in searcher.shards:
+        index.set_search_setting(shard.index, name, value)
+    if measured[value] < target:
+        log.warning(
+            "recall@10 %.3f at %s %d, below index.target_recall %.2f: %s", measured[value], name, value, target,
+            "a larger setting gains too little" if value * 2 <= limit else f"{name} is at its limit",
+        )  # fmt: skip
+    recall_at_10 = {str(v): r for v, r in measured.items()}
+    return {"setting": name, "first": first, "value": value, "recall_at_10": recall_at_10}
 
 
 def recall(truth: np.ndarray, approximate: np.ndarray, k: int) -> float:

@@ -3,8 +3,9 @@
 The corpus's vectors are streamed from the embeddings' Parquet, never held whole: quantisers and topics train on
 seeded samples, vectors are added a chunk at a time, and an index of more than `index.shard_rows` vectors is
 written as shards, one at a time or `index.build_actors` at a time by Ray actors (pipeline/sharded.py). An
-approximate index's recall against exact search is measured on a sample of the queries and recorded in the
-`doc_ids` manifest, next to the factory that built it.
+approximate index's search setting (nprobe / efSearch) is raised until its recall@10 against exact search on a
+sample of the queries reaches `index.target_recall`; what it reached is recorded in the `doc_ids` manifest, next to
+the factory that built it.
 """
 
 import time
@@ -37,8 +38,8 @@ def main() -> None:
                 if kmeans is not None:
                     out.write("doc_topics", index.assign(kmeans, chunk["id"], vectors))
             shards.close()
-            searcher = sharded.Searcher([out.tmp / name for name in shards.names], config)
-            facts = sharded.facts(searcher, factory, time.perf_counter() - started, corpus, query_vectors, config)
+            paths = [out.tmp / name for name in shards.names]
+            facts = sharded.facts(paths, factory, time.perf_counter() - started, corpus, query_vectors, config)
             log.info("index: %s", facts)
             out.describe("doc_ids", index=facts)
             if kmeans is not None:

@@ -12,7 +12,6 @@ from pairforge.pipeline import artifacts, mine, params, schema, sharded
 def main() -> None:
     with stage("mine", MINED) as log:
         config = params.load("mine")
-        index_config = params.load("index")
         doc_ids = artifacts.read(INDEX / "doc_ids")["doc_id"].combine_chunks()
         queries, positive_scores = mine.query_table(PAIRS, EMBEDDINGS, doc_ids)
         topics = doc_topics()
@@ -21,7 +20,7 @@ def main() -> None:
         with artifacts.ArtifactWriter(MINED, config, inputs) as out:
             out.write("positive_scores", positive_scores)
             out.write("short_queries", schema.SHORT_QUERIES.empty_table())
-            for candidates in mine.search(queries, sharded.files(INDEX), doc_ids, config, index_config):
+            for candidates in mine.search(queries, sharded.files(INDEX), doc_ids, config):
                 out.write("candidates", candidates)
                 out.write("rejections", mine.rejections(candidates))
                 out.write("negatives", mine.negatives(candidates, topics))

@@ -52,10 +52,13 @@ def test_pq_codes_are_not_reordered_for_polysemous_search_that_nothing_runs(vect
 
 
 def test_search_params_survive_a_write_and_load(vectors, tmp_path):
+    """The index carries its nprobe / efSearch: whoever loads it searches as the index stage set it."""
     params = IndexParams(factory="IVF32,Flat", nprobe=32)
     index.write(index.build(vectors, params)[0], tmp_path / "index.faiss")
-    loaded = index.load(str(tmp_path / "index.faiss"), params)
-    assert recall_at_10(loaded, vectors) >= 0.99
+    loaded = index.load(str(tmp_path / "index.faiss"))
+    assert index.search_setting(loaded) == ("nprobe", 32, 32) and recall_at_10(loaded, vectors) >= 0.99
+    hnsw, _ = index.build(vectors, IndexParams(factory="HNSW16", ef_search=77))
+    assert index.search_setting(faiss.deserialize_index(faiss.serialize_index(hnsw)))[:2] == ("efSearch", 77)
 
 
 def test_training_needs_enough_vectors_and_says_so(vectors):

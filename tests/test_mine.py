@@ -87,15 +87,15 @@ def test_every_inspected_candidate_is_recorded_and_counts_reconcile(pipeline_run
 def test_actors_without_the_index_file_mine_the_same_from_its_bytes(pipeline_run, monkeypatch):
     """A node that cannot see the driver's files gets the index's bytes instead of its path: same candidates."""
     monkeypatch.chdir(pipeline_run)
-    config, index_config = params.load("mine"), params.load("index")
+    config = params.load("mine")
     doc_ids = artifacts.read("data/index/doc_ids")["doc_id"].combine_chunks()
     queries, _ = mine.query_table(Path("data/ingested"), Path("data/embeddings"), doc_ids)
-    mapped = mine.MineBatch(["data/index/index.faiss"], doc_ids, config, index_config)(queries)
+    mapped = mine.MineBatch(["data/index/index.faiss"], doc_ids, config)(queries)
     index_bytes = np.fromfile("data/index/index.faiss", dtype=np.uint8)
-    assert mine.MineBatch([index_bytes], doc_ids, config, index_config)(queries).equals(mapped)
+    assert mine.MineBatch([index_bytes], doc_ids, config)(queries).equals(mapped)
     assert mapped.equals(artifacts.read(pipeline_run / "data/mined/candidates")), "as the stage's actors found"
     on_gpu = dataclasses.replace(config, gpus_per_actor=1.0)  # with faiss-cpu: searched on the CPU, same rows
-    assert index.gpus() == 0 and mine.MineBatch([index_bytes], doc_ids, on_gpu, index_config)(queries).equals(mapped)
+    assert index.gpus() == 0 and mine.MineBatch([index_bytes], doc_ids, on_gpu)(queries).equals(mapped)
 
 
 def test_asking_for_gpus_on_a_cluster_without_any_fails_at_once():
@@ -106,10 +106,9 @@ def test_asking_for_gpus_on_a_cluster_without_any_fails_at_once():
 def _pairforge_negatives(workdir, monkeypatch, config: params.MineParams) -> dict[str, list[str]]:
     """Run the mining actor body in-process on the pipeline's real index and query vectors."""
     monkeypatch.chdir(workdir)
-    index_config = params.load("index")
     doc_ids = artifacts.read("data/index/doc_ids")["doc_id"].combine_chunks()
     queries, _ = mine.query_table(Path("data/ingested"), Path("data/embeddings"), doc_ids)
-    shard = mine.MineBatch(["data/index/index.faiss"], doc_ids, config, index_config)
+    shard = mine.MineBatch(["data/index/index.faiss"], doc_ids, config)
     negatives = mine.negatives(shard(queries), None)
     found: dict[str, list[str]] = {}
     for query_id, doc_id in zip(negatives["query_id"].to_pylist(), negatives["doc_id"].to_pylist()):

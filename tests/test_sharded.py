@@ -30,6 +30,12 @@ def corpus(tmp_path_factory):
     return folder / "corpus" / "vectors", vectors
 
 
+def near(vectors: np.ndarray) -> np.ndarray:
+    """Queries close to (not equal to) some documents, as a corpus's own queries are."""
+    moved = vectors + 0.05 * np.random.default_rng(2).normal(size=vectors.shape)
+    return (moved / np.linalg.norm(moved, axis=1, keepdims=True)).astype(np.float32)
+
+
 def built(path, folder, params: IndexParams) -> list:
     count, dim = sharded.shape(path)
     template, _ = sharded.trained(path, count, dim, params)
@@ -51,7 +57,7 @@ def test_a_sharded_index_ranks_exactly_as_one_index(corpus, tmp_path, monkeypatc
     many = built(path, tmp_path / "many", IndexParams(factory=factory, nprobe=4, shard_rows=700))
     assert [f.name for f in one] == ["index.faiss"] and len(many) == 5
     assert sharded.files(tmp_path / "many") == many
-    single, split = sharded.Searcher(one, IndexParams(nprobe=4)), sharded.Searcher(many, IndexParams(nprobe=4))
+    single, split = sharded.Searcher(one), sharded.Searcher(many)
     assert split.sizes == [700, 700, 700, 700, 200] and split.ntotal == 3000
     (scores, rows), (split_scores, split_rows) = single.search(vectors[:300], 50), split.search(vectors[:300], 50)
     np.testing.assert_array_equal(rows, split_rows)
@@ -80,6 +86,41 @@ def test_shards_built_by_ray_actors_are_the_shards_the_stage_builds(corpus, tmp_
         writer.add(schema.vectors_matrix(chunk["vector"]))
     assert writer.close() == [700, 700, 700, 700, 200]
     assert [f.read_bytes() for f in sharded.files(tmp_path / "pooled")] == [f.read_bytes() for f in alone]
+
+
+def test_the_search_setting_doubles_until_recall_reaches_its_target_and_is_written_with_the_shards(corpus, tmp_path):
+    """`index.target_recall`: nprobe doubles from the built value while recall@10 on the sample is short of the
+    target; every shard file is rewritten with the value kept, the one the manifest's recall was measured at."""
+    path, vectors = corpus
+    queries = near(vectors[:500])
+    params = IndexParams(factory="IVF64,Flat", nprobe=1, shard_rows=1000, recall_queries=200, target_recall=0.95)
+    files = built(path, tmp_path, params)
+    facts = sharded.facts(files, params.factory, 0.0, path, queries, params)
+    tuned = facts["search"]
+    tried = {int(value): measured for value, measured in tuned["recall_at_10"].items()}
+    assert tuned["setting"] == "nprobe" and tuned["first"] == 1 and len(tried) >= 2
+    assert list(tried) == [2**i for i in range(len(tried))], "doubling from the built value"
+    kept = tuned["value"]
+    assert tried[kept] >= 0.95 and all(tried[v] < 0.95 for v in tried if v < kept) and max(tried) == kept
+    assert facts["recall"]["at_10"] == tried[kept] and facts["recall"]["queries"] == 200
+    assert [index.search_setting(faiss.read_index(str(f)))[1] for f in files] == [kept] * 3
+    truth = sharded.exact(path, queries, 10)
+    assert sharded.recall(truth, sharded.Searcher(files).search(queries, 10)[1], 10) >= 0.95
+
+
+def test_a_target_recall_out_of_reach_stops_where_doubling_stops_paying_and_says_so(corpus, tmp_path, caplog):
+    """PQ codes cap recall whatever the nprobe: the search stops raising it (and warns, naming the param); with the
+    target off, the built value stays and its recall is still measured."""
+    path, vectors = corpus
+    queries = near(vectors[:500])
+    params = IndexParams(factory="IVF64,PQ8", nprobe=2, recall_queries=200, target_recall=1.0)
+    files = built(path, tmp_path, params)
+    off = sharded.facts(files, params.factory, 0.0, path, queries, dataclasses.replace(params, target_recall=0))
+    assert off["search"]["value"] == off["search"]["first"] == 2 and len(off["search"]["recall_at_10"]) == 1
+    facts = sharded.facts(files, params.factory, 0.0, path, queries, params)
+    tried = {int(value): measured for value, measured in facts["search"]["recall_at_10"].items()}
+    assert facts["recall"]["at_10"] < 1.0 and "below index.target_recall 1.00" in caplog.text
+    assert facts["search"]["value"] < max(tried) < 64, "stopped where a doubling gained too little"
 
 
 def test_quantisers_train_on_a_seeded_sample_read_from_the_parquet(corpus, monkeypatch):

@@ -26,4 +26,4 @@ def test_the_scale_benchmark_prints_wall_memory_and_recall_beside_the_peer_at_a_
     assert 0 < pf["recall_at_10"] <= 1 and 0 <= row["agree"] <= 1, row
     printed_row = [line for line in printed.splitlines() if line.strip().startswith("1,000 / 100")][-1]
     assert f"{pf['recall_at_10']:.4f}" in printed_row and f"{peer['wall_s']:,.1f}" in printed_row, printed_row
-    assert "pf R@10" in printed
+    assert "pf R@10" in printed and "recall@10 by efSearch (128: " in printed, "the table to choose a setting by"
