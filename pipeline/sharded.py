@@ -285,7 +285,8 @@ def tune(searcher: Searcher, sample: np.ndarray, truth: np.ndarray, target: floa
     if measured[value] < target:
         log.warning(
             "recall@10 %.3f at %s %d, below index.target_recall %.2f: %s", measured[value], name, value, target,
-            "a larger setting gains too little" if value * 2 <= limit else f"{name} is at its limit",
+            f"a larger {name} gains too little (the index's codes cap recall: more bytes per vector, a larger PQ or "
+            "HNSW / Flat, recall more)" if value * 2 <= limit else f"{name} is at its limit",
         )  # fmt: skip
     recall_at_10 = {str(v): r for v, r in measured.items()}
     return {"setting": name, "first": first, "value": value, "recall_at_10": recall_at_10}
