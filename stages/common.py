@@ -38,9 +38,11 @@ def stage(name: str, output: Path) -> Iterator[logging.Logger]:
     for noisy in ("ray", "faiss", "transformers", "httpx", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not sys.stderr.isatty():
-        # A bar's carriage returns make a log file unreadable: model loads (transformers) draw none, here and in the
-        # Ray workers this process starts (they inherit its environment); pairforge's own progress logs lines.
+        # A bar's carriage returns make a log file unreadable: model loads (transformers) draw none, nor does any
+        # other tqdm bar (a GGUF's conversion), here and in the Ray workers this process starts (they inherit its
+        # environment; tqdm reads TQDM_* when it is imported, after this); pairforge's own progress logs lines.
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        os.environ["TQDM_DISABLE"] = "1"
         if "transformers" in sys.modules:
             sys.modules["transformers"].utils.logging.disable_progress_bar()
     log = logging.getLogger(f"pairforge.{name}")
