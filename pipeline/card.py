@@ -228,8 +228,21 @@ def _source(params: dict) -> list[str]:
     ]
 
 
-def _models(params: dict) -> list[str]:
-    """Which models embedded the texts and judged the negatives and the edits."""
+def _index(facts: dict) -> str:
+    """The card's line on the index the negatives were mined from: exact, or how near exact search it came."""
+    if facts["exact"]:
+        return f"- Index: `{facts['factory']}`, exact search: the negatives are the corpus's nearest documents."
+    if "recall" not in facts:
+        return f"- Index: `{facts['factory']}`, approximate; its recall was not measured (`index.recall_queries: 0`)."
+    search, measured = facts["search"], facts["recall"]
+    return (
+        f"- Index: `{facts['factory']}`, approximate, searched at {search['setting']} {search['value']}: recall@10 "
+        f"{measured['at_10']} against exact search on {measured['queries']} sampled queries (`index.target_recall`)."
+    )
+
+
+def _models(params: dict, index_facts: dict) -> list[str]:
+    """Which models embedded the texts and judged the negatives and the edits, and the index that found them."""
     embed, judge = params["embed"], params["filter"]
     limit = f"{embed['max_length']} tokens" if embed["max_length"] else "the model's own token limit"
     judges = [f"cross-encoder `{judge['cross_encoder']}`"] if judge["cross_encoder"] else []
@@ -243,6 +256,7 @@ def _models(params: dict) -> list[str]:
         f"- Judges of negatives: {', '.join(judges) or 'none beyond the encoder'}; of edits' meaning: "
         f"`{judge['edit_judge']}`; of their fluency: "
         + (f"`{judge['edit_lm']}`." if judge["edit_max_nll_increase"] is not None else "none."),
+        *([_index(index_facts)] if index_facts else []),
         "",
     ]
 
@@ -324,7 +338,7 @@ def card(name: str, version: str, tables: dict[str, dict[str, pa.Table]], manife
         ),
         *_teacher(manifest, tables),
         *_source(params),
-        *_models(params),
+        *_models(params, manifest.get("index", {})),
         *_thresholds(params),
         "## Columns",
         "",

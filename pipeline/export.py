@@ -170,6 +170,12 @@ def headline(stats: dict) -> dict:
     }
 
 
+def index_facts(index: Path) -> dict:
+    """How the negatives were searched for: the index stage's facts (factory, exact or not, and an approximate
+    index's search setting and recall@10 against exact search)."""
+    return artifacts.manifest(index / "doc_ids").get("index", {})
+
+
 def short_queries(filtered: Path) -> dict[str, int]:
     """How many queries the filter left short of negatives, by reason (`data/filtered/short_queries`)."""
     found = artifacts.read(filtered / "short_queries", ["reason"])["reason"].to_pylist()

@@ -241,7 +241,8 @@ def facts(paths: list[Path], factory: str, seconds: float, corpus: Path, query_v
     queries, after its search setting is tuned to `params.target_recall` on that sample (`tune`; the files are
     rewritten with the value chosen, so the miners search as measured here)."""
     searcher = Searcher(paths)
-    found = {"factory": factory, "vectors": searcher.ntotal, "build_seconds": round(seconds, 1)}
+    found = {"factory": factory, "exact": searcher.is_exact(), "vectors": searcher.ntotal}
+    found["build_seconds"] = round(seconds, 1)
     if len(searcher.shards) > 1:
         found["shards"] = list(searcher.sizes)
     if params.recall_queries and not searcher.is_exact() and searcher.ntotal and len(query_vectors):

@@ -45,6 +45,7 @@ def main() -> None:
                 "inputs": inputs,
                 "false_negatives": export.false_negatives(FILTERED),
                 "short_queries": export.short_queries(FILTERED),
+                "index": export.index_facts(INDEX),
                 "teacher": frames.teacher,
                 "promoted": frames.promoted,
                 "pairs": export.pair_kinds(frames.positives),

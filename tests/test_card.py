@@ -67,6 +67,8 @@ def test_the_card_names_source_models_thresholds_and_every_column(pipeline_run):
     assert f"Built from `{used['ingest']['source']}` (format `{used['ingest']['format']}`" in section(card, "Source")
     models = section(card, "Models")
     assert f"Encoder: `{used['embed']['model']}`" in models
+    searched = json.loads((pipeline_run / "data/export/_manifest.json").read_text())["index"]
+    assert searched["exact"] and f"Index: `{searched['factory']}`, exact search" in models
     for side in ("query", "document"):  # the prompts the params name, or the model's own
         given = used["embed"][f"{side}_prompt"]
         assert (json.dumps(given) if given else f"the model's own {side} prompt") in models

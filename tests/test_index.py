@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pairforge.pipeline import artifacts, index, sharded
+from pairforge.pipeline import artifacts, card, index, sharded
 from pairforge.pipeline.params import IndexParams
 from pairforge.pipeline.schema import InputError
 from tests.conftest import run_stage
@@ -123,6 +123,8 @@ def test_index_stage_records_the_chosen_index_and_its_recall_in_the_manifest(pip
     run_stage(tmp_path, "index")
     facts = artifacts.manifest(tmp_path / "data/index/doc_ids")["index"]
     assert facts["factory"] == "HNSW32" and facts["vectors"] == 400
-    assert facts["recall"]["queries"] == 40 and 0.9 <= facts["recall"]["at_10"] <= 1.0
+    assert facts["recall"]["queries"] == 40 and 0.9 <= facts["recall"]["at_10"] <= 1.0 and not facts["exact"]
+    on_the_card = f"searched at efSearch {facts['search']['value']}: recall@10 {facts['recall']['at_10']} against"
+    assert on_the_card in card._index(facts), "the export's card says how near exact search its negatives came"
     exact = artifacts.manifest(pipeline_run / "data/index/doc_ids")["index"]
     assert exact["factory"] == "Flat" and "recall" not in exact, "exact search needs no recall check"
