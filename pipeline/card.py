@@ -234,10 +234,11 @@ def _index(facts: dict) -> str:
         return f"- Index: `{facts['factory']}`, exact search: the negatives are the corpus's nearest documents."
     if "recall" not in facts:
         return f"- Index: `{facts['factory']}`, approximate; its recall was not measured (`index.recall_queries: 0`)."
-    search, measured = facts["search"], facts["recall"]
+    search, measured = facts.get("search"), facts["recall"]
+    searched = f", searched at {search['setting']} {search['value']}" if search else ""
     return (
-        f"- Index: `{facts['factory']}`, approximate, searched at {search['setting']} {search['value']}: recall@10 "
-        f"{measured['at_10']} against exact search on {measured['queries']} sampled queries (`index.target_recall`)."
+        f"- Index: `{facts['factory']}`, approximate{searched}: recall@10 {measured['at_10']} against exact search "
+        f"on {measured['queries']} sampled queries (`index.target_recall`)."
     )
 
 

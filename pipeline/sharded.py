@@ -249,16 +249,22 @@ def facts(paths: list[Path], factory: str, seconds: float, corpus: Path, query_v
         sample = query_vectors[index.sample_rows(len(query_vectors), params.recall_queries, params.seed)]
         k = min(100, searcher.ntotal)
         truth = exact(corpus, sample, k)
-        found["search"] = tune(searcher, sample, truth, params.target_recall)
-        if found["search"]["value"] != found["search"]["first"]:
-            for shard, path in zip(searcher.shards, paths):
-                staging = path.with_name(f".{path.name}.tuned")
-                index.write(shard.index, staging)
-                staging.replace(path)  # the mapped file stays readable until this process lets it go
+        if index.search_setting(searcher.shards[0].index) is not None:  # a PQ without IVF has none: measured only
+            found["search"] = tune(searcher, sample, truth, params.target_recall)
+            if found["search"]["value"] != found["search"]["first"]:
+                _rewrite(searcher, paths)
         approximate = searcher.search(sample, k)[1]
         found["recall"] = {f"at_{at}": recall(truth, approximate, min(at, k)) for at in (10, 100)}
         found["recall"]["queries"] = len(sample)
     return found
+
+
+def _rewrite(searcher: Searcher, paths: list[Path]) -> None:
+    """Each shard written again over its file (with the search setting now set on it)."""
+    for shard, path in zip(searcher.shards, paths):
+        staging = path.with_name(f".{path.name}.tuned")
+        index.write(shard.index, staging)
+        staging.replace(path)  # the mapped file stays readable until this process lets it go
 
 
 # Recall@10 a doubled nprobe / efSearch must add to be worth twice the search time.

@@ -123,6 +123,13 @@ def test_a_target_recall_out_of_reach_stops_where_doubling_stops_paying_and_says
     assert facts["search"]["value"] < max(tried) < 64, "stopped where a doubling gained too little"
 
 
+def test_an_approximate_index_without_a_search_setting_has_its_recall_measured(corpus, tmp_path):
+    path, vectors = corpus
+    params = IndexParams(factory="PQ8", recall_queries=100)
+    facts = sharded.facts(built(path, tmp_path, params), params.factory, 0.0, path, near(vectors[:200]), params)
+    assert not facts["exact"] and "search" not in facts and 0 < facts["recall"]["at_10"] < 1
+
+
 def test_quantisers_train_on_a_seeded_sample_read_from_the_parquet(corpus, monkeypatch):
     path, vectors = corpus
     monkeypatch.setattr(sharded, "CHUNK_ROWS", 256)
