@@ -249,8 +249,9 @@ def facts(paths: list[Path], factory: str, seconds: float, corpus: Path, query_v
         sample = query_vectors[index.sample_rows(len(query_vectors), params.recall_queries, params.seed)]
         k = min(100, searcher.ntotal)
         truth = exact(corpus, sample, k)
-        if index.search_setting(searcher.shards[0].index) is not None:  # a PQ without IVF has none: measured only
-            found["search"] = tune(searcher, sample, truth, params.target_recall)
+        setting = index.search_setting(searcher.shards[0].index)
+        if setting is not None:  # a PQ without IVF has none: measured only
+            found["search"] = tune(searcher, setting, sample, truth, params.target_recall)
             if found["search"]["value"] != found["search"]["first"]:
                 _rewrite(searcher, paths)
         approximate = searcher.search(sample, k)[1]
@@ -271,15 +272,17 @@ def _rewrite(searcher: Searcher, paths: list[Path]) -> None:
 MIN_RECALL_GAIN = 0.005
 
 
-def tune(searcher: Searcher, sample: np.ndarray, truth: np.ndarray, target: float) -> dict:
+def tune(
+    searcher: Searcher, setting: tuple[str, int, int], sample: np.ndarray, truth: np.ndarray, target: float
+) -> dict:
     """Double the index's search setting (nprobe for IVF, efSearch for HNSW) from the value it was built with while
     recall@10 on `sample` is below `target`, a doubling still adds `MIN_RECALL_GAIN` and the setting stays within
     its limit (nprobe: the index's lists). Returns the setting, the value it starts from and the one kept (set on
-    every shard), and recall@10 at each value tried: the table to choose a setting by."""
-    name, value, limit = index.search_setting(searcher.shards[0].index)
-    k = min(10, truth.shape[1])
+    every shard), and recall@10 at each value tried: the table to choose a setting by. `setting`: the index's
+    (name, value, limit), as `index.search_setting` reads it."""
+    name, first, limit = setting
+    value, k = first, min(10, truth.shape[1])
     measured = {value: recall(truth, searcher.search(sample, k)[1], k)}
-    first = value
     while measured[value] < target and value * 2 <= limit:
         for shard in searcher.shards:
             index.set_search_setting(shard.index, name, value * 2)

@@ -39,6 +39,8 @@ def test_the_repo_params_parse_for_every_stage():
         ("export", {"formats": ["parquet-soup"]}, r"field 'export\.formats': unknown format"),
         ("ingest", {"format": "xml"}, r"field 'ingest\.format'"),
         ("filter", {"likely_positive_above": 1.5}, r"field 'filter\.likely_positive_above': must be in \[0, 1\]"),
+        ("index", {"target_recall": 1.5}, r"field 'index\.target_recall': must be in \[0, 1\], got 1\.5"),
+        ("export", {"dev_fraction": -0.1}, r"field 'export\.dev_fraction': must be in \[0, 1\], got -0\.1"),
     ],
 )
 def test_bad_params_name_the_key(section, values, message):

@@ -141,9 +141,8 @@ def antonym_flip(doc: Doc) -> Edit | None:
         quality = span is not None and span[0].dep_ == "amod" and span[0].head.lemma_ not in lexicon.WEALTH_NOUNS
         if quality and word in lexicon.ATTRIBUTIVE:
             new = lexicon.ATTRIBUTIVE[word]
-        opposites = {lexicon.ANTONYMS[word], *filter(None, lexicon.SENSE.get(word, {}).values())}
-        opposites |= {lexicon.ATTRIBUTIVE[word]} if word in lexicon.ATTRIBUTIVE else set()
-        opposites |= lexicon.OPPOSED_TOO.get(word, set())
+        senses = [lexicon.ATTRIBUTIVE.get(word), *lexicon.SENSE.get(word, {}).values()]
+        opposites = {lexicon.ANTONYMS[word], *filter(None, senses), *lexicon.OPPOSED_TOO.get(word, set())}
         # the opposite already present ("male ... than female", "raise or lower") would make a tautology
         present = any(re.search(rf"\b{re.escape(o)}\b", doc.text, re.I) for o in opposites)
         new = _opposite_quantity(span[0], new) if new is not None and not present else None
